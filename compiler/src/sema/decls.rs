@@ -1,0 +1,191 @@
+//! Declarations: dims and tensors, with their sizes, shapes, dtypes and distributions.
+
+use super::LayerCx;
+use crate::ir::{Axis, AxisRole, DType, Dim, DimSize, Init, Tensor};
+use ssmc_syntax::ast::{self, Io, ShapeAtomKind, StmtKind};
+use ssmc_syntax::{did_you_mean, Diagnostic};
+use std::collections::BTreeMap;
+
+impl LayerCx<'_> {
+    pub(super) fn declare_dims(&mut self, layer: &ast::Layer) {
+        let mut by_role: BTreeMap<usize, (AxisRole, ssmc_syntax::Span)> = BTreeMap::new();
+        for stmt in &layer.stmts {
+            let StmtKind::Dims(decls) = &stmt.kind else { continue };
+            for d in decls {
+                let Some(role) = AxisRole::from_keyword(&d.role.name) else {
+                    let hint = did_you_mean(&d.role.name, AxisRole::ALL.map(AxisRole::keyword));
+                    let roles: Vec<&str> = AxisRole::ALL.map(AxisRole::keyword).to_vec();
+                    self.error(
+                        Diagnostic::error(format!("unknown axis role `{}`", d.role.name), d.role.span, "not an axis role")
+                            .with_note(format!("axis roles: {}", roles.join(", ")))
+                            .with_hint_opt(hint),
+                    );
+                    continue;
+                };
+                if let Some(&prev) = self.dim_names.get(&d.name.name) {
+                    self.error(
+                        Diagnostic::error(format!("dim `{}` is declared twice", d.name.name), d.name.span, "again here")
+                            .with_secondary(self.spans.dims[prev.index()], "first declared here"),
+                    );
+                    continue;
+                }
+                if let Some((prev_role, prev_span)) = by_role.get(&role.slot()) {
+                    let msg = if *prev_role == role {
+                        format!("two dims have the role `{}`", role.keyword())
+                    } else {
+                        "`channel` and `head` both declared".to_string()
+                    };
+                    self.error(
+                        Diagnostic::error(msg, d.role.span, "second one here")
+                            .with_secondary(*prev_span, "first one here")
+                            .with_hint("a channel is a head with one element: declare `channel D`, or `head H, headdim P`"),
+                    );
+                    continue;
+                }
+                by_role.insert(role.slot(), (role, d.role.span));
+                let size = match d.size {
+                    None => DimSize::Runtime,
+                    Some((v, span)) if v <= 0 => {
+                        self.error(
+                            Diagnostic::error(format!("dim `{}` has size {v}", d.name.name), span, "must be positive")
+                                .with_hint("sizes are whole numbers of at least 1"),
+                        );
+                        DimSize::Const(1)
+                    }
+                    Some((v, _)) => DimSize::Const(v as u64),
+                };
+                let h = self.dims.append(Dim { name: d.name.name.clone(), role, size });
+                self.spans.dims.push(d.name.span);
+                self.dim_names.insert(d.name.name.clone(), h);
+            }
+        }
+    }
+
+    pub(super) fn declare_tensors(&mut self, layer: &ast::Layer) {
+        for stmt in &layer.stmts {
+            let StmtKind::Tensor(t) = &stmt.kind else { continue };
+            if let Some(&prev) = self.tensor_names.get(&t.name.name) {
+                self.error(
+                    Diagnostic::error(format!("tensor `{}` is declared twice", t.name.name), t.name.span, "again here")
+                        .with_secondary(self.spans.tensors[prev.index()], "first declared here"),
+                );
+                continue;
+            }
+            let dtype = DType::ALL.into_iter().find(|d| d.name() == t.dtype.name);
+            if dtype.is_none() {
+                let hint = did_you_mean(&t.dtype.name, DType::ALL.map(DType::name));
+                self.error(
+                    Diagnostic::error(format!("unknown dtype `{}`", t.dtype.name), t.dtype.span, "not a dtype")
+                        .with_note("dtypes: f32, f64, bf16, f16")
+                        .with_hint_opt(hint),
+                );
+            }
+            let shape = self.check_shape(t);
+            let init = self.check_init(t);
+            let (Some(dtype), Some(shape)) = (dtype, shape) else { continue };
+            let h = self.tensors.append(Tensor { name: t.name.name.clone(), io: t.io, dtype, shape, init });
+            self.spans.tensors.push(t.name.span);
+            self.used.push(false);
+            self.tensor_names.insert(t.name.name.clone(), h);
+        }
+    }
+
+    fn check_shape(&mut self, t: &ast::TensorDecl) -> Option<Vec<Axis>> {
+        let mut shape = Vec::new();
+        let mut ok = true;
+        for (i, atom) in t.shape.iter().enumerate() {
+            let axis = match &atom.kind {
+                ShapeAtomKind::Literal(2) if i + 1 == t.shape.len() => Some(Axis::Complex),
+                ShapeAtomKind::Literal(n) => {
+                    self.error(
+                        Diagnostic::error(format!("literal axis of size {n} in `{}`", t.name.name), atom.span, "not a dim")
+                            .with_note("axes are named dims; the one literal allowed is a trailing `2`, the real/imaginary axis of a complex tensor")
+                            .with_hint("declare a dim, e.g. `dims state N = 16`, and write its name"),
+                    );
+                    None
+                }
+                ShapeAtomKind::Dim { name, divisor } => self.check_shape_dim(name, *divisor),
+            };
+            match axis {
+                Some(a) if shape.contains(&a) => {
+                    self.error(
+                        Diagnostic::error(format!("axis `{}` appears twice in the shape of `{}`", atom_text(atom), t.name.name), atom.span, "repeated axis")
+                            .with_note("each axis of a tensor must be a different dim"),
+                    );
+                    ok = false;
+                }
+                Some(a) => shape.push(a),
+                None => ok = false,
+            }
+        }
+        ok.then_some(shape)
+    }
+
+    fn check_shape_dim(&mut self, name: &ast::Ident, divisor: Option<(i64, ssmc_syntax::Span)>) -> Option<Axis> {
+        let Some(&dim) = self.dim_names.get(&name.name) else {
+            let hint = did_you_mean(&name.name, self.dim_names.keys().map(String::as_str));
+            self.error(
+                Diagnostic::error(format!("unknown dim `{}`", name.name), name.span, "not declared in `dims`")
+                    .with_hint(hint.unwrap_or_else(|| format!("declare it, e.g. `dims time {}`", name.name))),
+            );
+            return None;
+        };
+        let div = match divisor {
+            None => 1,
+            Some((d, span)) if d <= 0 => {
+                self.error(Diagnostic::error(format!("divisor {d} of `{}`", name.name), span, "must be positive"));
+                return None;
+            }
+            Some((d, span)) => {
+                if let DimSize::Const(n) = self.dims[dim].size {
+                    if n % d as u64 != 0 {
+                        self.error(Diagnostic::error(
+                            format!("`{}/{}` is not a whole size: {} = {n}", name.name, d, name.name),
+                            span,
+                            format!("does not divide {n}"),
+                        ));
+                        return None;
+                    }
+                }
+                d as u64
+            }
+        };
+        Some(Axis::Dim { dim, divisor: div })
+    }
+
+    fn check_init(&mut self, t: &ast::TensorDecl) -> Init {
+        let default = Init::Normal { mean: 0.0, std: 1.0 };
+        let Some(init) = &t.init else { return default };
+        if t.io == Io::Output {
+            self.error(Diagnostic::error(format!("output `{}` has a distribution", t.name.name), init.span, "only inputs are generated"));
+            return default;
+        }
+        let (name, args) = (init.dist.name.as_str(), init.args.as_slice());
+        match (name, args) {
+            ("normal", [mean, std]) if *std > 0.0 => Init::Normal { mean: *mean, std: *std },
+            ("uniform", [lo, hi]) if lo < hi => Init::Uniform { lo: *lo, hi: *hi },
+            ("normal" | "uniform", _) => {
+                let want = if name == "normal" { "normal(mean, std) with std > 0" } else { "uniform(lo, hi) with lo < hi" };
+                self.error(Diagnostic::error(format!("bad arguments to `{name}`"), init.span, format!("expected {want}")));
+                default
+            }
+            _ => {
+                let hint = did_you_mean(name, ["normal", "uniform"]);
+                self.error(
+                    Diagnostic::error(format!("unknown distribution `{name}`"), init.dist.span, "not a distribution")
+                        .with_note("distributions: normal(mean, std), uniform(lo, hi)")
+                        .with_hint_opt(hint),
+                );
+                default
+            }
+        }
+    }
+}
+
+fn atom_text(atom: &ast::ShapeAtom) -> String {
+    match &atom.kind {
+        ShapeAtomKind::Literal(n) => n.to_string(),
+        ShapeAtomKind::Dim { name, divisor: None } => name.name.clone(),
+        ShapeAtomKind::Dim { name, divisor: Some((d, _)) } => format!("{}/{d}", name.name),
+    }
+}

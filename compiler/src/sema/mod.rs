@@ -1,0 +1,106 @@
+//! Semantic analysis: AST to layer IR. Resolves names, checks dims, shapes, dtypes and the
+//! legality of the layer's options, and reports every problem it finds, not only the first.
+
+mod decls;
+mod expr;
+mod roles;
+
+use crate::arena::{Arena, Handle};
+use crate::ir::{Dim, Expr, Layer, Module, SpanTable, Tensor};
+use ssmc_syntax::ast;
+use ssmc_syntax::{Diagnostic, Diagnostics, Span};
+use std::collections::BTreeMap;
+
+/// Checks every layer of a file. On success returns the module and any warnings; on
+/// failure every diagnostic found (errors and warnings).
+pub fn check(file: &ast::File) -> Result<(Module, Diagnostics), Diagnostics> {
+    let mut diags = Vec::new();
+    if file.layers.is_empty() {
+        diags.push(
+            Diagnostic::error("the file declares no layer", Span::new(0, 0), "nothing here")
+                .with_hint("start with `layer NAME { ... }`; see stdlib/mamba1.ssm"),
+        );
+    }
+    let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
+    let mut module = Module::default();
+    for layer in &file.layers {
+        if let Some(prev) = seen.insert(&layer.name.name, layer.name.span) {
+            diags.push(
+                Diagnostic::error(format!("layer `{}` is declared twice", layer.name.name), layer.name.span, "again here")
+                    .with_secondary(prev, "first declared here"),
+            );
+        }
+        let mut cx = LayerCx::new(&mut diags);
+        if let Some(l) = cx.check_layer(layer) {
+            module.layers.push(l);
+        }
+    }
+    let diags = Diagnostics(diags);
+    if diags.has_errors() {
+        Err(diags)
+    } else {
+        Ok((module, diags))
+    }
+}
+
+/// What one layer's check has built so far.
+struct LayerCx<'d> {
+    diags: &'d mut Vec<Diagnostic>,
+    dims: Arena<Dim>,
+    dim_names: BTreeMap<String, Handle<Dim>>,
+    tensors: Arena<Tensor>,
+    tensor_names: BTreeMap<String, Handle<Tensor>>,
+    exprs: Arena<Expr>,
+    spans: SpanTable,
+    /// Inputs read by some role, for the unused-input warning.
+    used: Vec<bool>,
+}
+
+impl<'d> LayerCx<'d> {
+    fn new(diags: &'d mut Vec<Diagnostic>) -> Self {
+        LayerCx {
+            diags,
+            dims: Arena::default(),
+            dim_names: BTreeMap::new(),
+            tensors: Arena::default(),
+            tensor_names: BTreeMap::new(),
+            exprs: Arena::default(),
+            spans: SpanTable::default(),
+            used: Vec::new(),
+        }
+    }
+
+    fn error(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    fn check_layer(&mut self, layer: &ast::Layer) -> Option<Layer> {
+        let errors_before = self.error_count();
+        self.declare_dims(layer);
+        self.declare_tensors(layer);
+        let parts = self.check_roles(layer)?;
+        if self.error_count() > errors_before {
+            return None;
+        }
+        Some(Layer {
+            name: layer.name.name.clone(),
+            dims: std::mem::take(&mut self.dims),
+            tensors: std::mem::take(&mut self.tensors),
+            exprs: std::mem::take(&mut self.exprs),
+            axes: parts.axes,
+            a_structure: parts.a_structure,
+            discretization: parts.discretization,
+            direction: parts.direction,
+            forward: parts.forward,
+            backward: parts.backward,
+            initial_state: parts.initial_state,
+            final_state: parts.final_state,
+            output: parts.output,
+            spans: std::mem::take(&mut self.spans),
+        })
+    }
+
+    fn error_count(&self) -> usize {
+        self.diags.iter().filter(|d| d.severity == ssmc_syntax::Severity::Error).count()
+    }
+}

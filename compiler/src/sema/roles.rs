@@ -1,0 +1,580 @@
+//! Roles of the scan (x, dt, A, B, C, skip, gate), their expressions and axes, and the
+//! layer-wide options (discretization, direction, states, output) with their legality.
+
+use super::LayerCx;
+use crate::arena::Handle;
+use crate::ir::*;
+use ssmc_syntax::ast::{self, StmtKind};
+use ssmc_syntax::{did_you_mean, Diagnostic, Span};
+
+/// The parts of a layer that the roles decide.
+pub(super) struct Parts {
+    pub axes: ScanAxes,
+    pub a_structure: AStructure,
+    pub discretization: Discretization,
+    pub direction: Direction,
+    pub forward: Scan,
+    pub backward: Option<Scan>,
+    pub initial_state: Option<Handle<Tensor>>,
+    pub final_state: Option<Handle<Tensor>>,
+    pub output: Handle<Tensor>,
+}
+
+const ROLES: [&str; 5] = ["x", "dt", "A", "B", "C"];
+
+/// The role statements of a layer or of its `reverse` block, as written.
+#[derive(Default)]
+struct RoleStmts<'a> {
+    roles: [Option<(&'a ast::Expr, Span)>; 5],
+    skip: Option<(&'a ast::Expr, Span)>,
+    gate: Option<(&'a ast::Expr, Span)>,
+}
+
+/// Layer-wide statements, as written.
+#[derive(Default)]
+struct Options<'a> {
+    discretize: Option<&'a ast::Ident>,
+    direction: Option<&'a ast::Ident>,
+    reverse: Option<(&'a [ast::Stmt], Span)>,
+    initial: Option<&'a ast::Ident>,
+    final_: Option<&'a ast::Ident>,
+}
+
+fn set_once<'a, T: Copy>(slot: &mut Option<T>, v: T, span: Span, prev_span: impl Fn(T) -> Span, what: &str, diags: &mut Vec<Diagnostic>) {
+    if let Some(prev) = *slot {
+        diags.push(
+            Diagnostic::error(format!("{what} is given twice"), span, "again here")
+                .with_secondary(prev_span(prev), "first given here"),
+        );
+    } else {
+        *slot = Some(v);
+    }
+}
+
+impl LayerCx<'_> {
+    fn gather<'a>(&mut self, stmts: &'a [ast::Stmt], opts: Option<&mut Options<'a>>) -> RoleStmts<'a> {
+        let mut r = RoleStmts::default();
+        let mut opts = opts;
+        for stmt in stmts {
+            let sp = stmt.span;
+            match &stmt.kind {
+                StmtKind::Role { role, value } => {
+                    let Some(i) = ROLES.iter().position(|n| *n == role.name) else {
+                        self.unknown_role(role);
+                        continue;
+                    };
+                    set_once(&mut r.roles[i], (value, role.span), role.span, |p| p.1, &format!("role `{}`", role.name), self.diags);
+                }
+                StmtKind::Skip(e) => set_once(&mut r.skip, (e, sp), sp, |p| p.1, "`skip`", self.diags),
+                StmtKind::Gate(e) => set_once(&mut r.gate, (e, sp), sp, |p| p.1, "`gate`", self.diags),
+                _ => {
+                    let Some(o) = opts.as_deref_mut() else { continue };
+                    match &stmt.kind {
+                        StmtKind::Discretize(id) => set_once(&mut o.discretize, id, id.span, |p| p.span, "`discretize`", self.diags),
+                        StmtKind::Direction(id) => set_once(&mut o.direction, id, id.span, |p| p.span, "`direction`", self.diags),
+                        StmtKind::InitialState(id) => set_once(&mut o.initial, id, id.span, |p| p.span, "`initial_state`", self.diags),
+                        StmtKind::FinalState(id) => set_once(&mut o.final_, id, id.span, |p| p.span, "`final_state`", self.diags),
+                        StmtKind::Reverse(body) => set_once(&mut o.reverse, (body.as_slice(), sp), sp, |p| p.1, "a `reverse` block", self.diags),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        r
+    }
+
+    fn unknown_role(&mut self, role: &ast::Ident) {
+        let hint = match role.name.as_str() {
+            "D" => Some("the skip connection is written `skip D`".to_string()),
+            "z" => Some("the gate is written `gate silu(z)`".to_string()),
+            "delta" | "Delta" | "dt_" => Some("the step size role is `dt`".to_string()),
+            other => did_you_mean(other, ROLES),
+        };
+        self.error(
+            Diagnostic::error(format!("unknown role `{}`", role.name), role.span, "not a role of the scan")
+                .with_note("roles: x, dt, A, B, C; and the statements skip, gate")
+                .with_hint_opt(hint),
+        );
+    }
+
+    fn dim_with_role(&self, slot: usize) -> Option<Handle<Dim>> {
+        self.dims.iter().find(|(_, d)| d.role.slot() == slot).map(|(h, _)| h)
+    }
+
+    pub(super) fn check_roles(&mut self, layer: &ast::Layer) -> Option<Parts> {
+        let mut opts = Options::default();
+        let fwd = self.gather(&layer.stmts, Some(&mut opts));
+        let name_span = layer.name.span;
+
+        let mut missing_dims = false;
+        for role in [AxisRole::Batch, AxisRole::Time, AxisRole::Channel] {
+            if self.dim_with_role(role.slot()).is_none() && !self.dims.is_empty() {
+                let what = if role == AxisRole::Channel { "`channel` (or `head`)" } else { role.keyword() };
+                self.error(
+                    Diagnostic::error(format!("the layer declares no {what} dim"), name_span, "in this layer")
+                        .with_hint(format!("add it to `dims`, e.g. `dims {} {}`", role.keyword(), default_dim_name(role))),
+                );
+                missing_dims = true;
+            }
+        }
+        if self.dims.is_empty() {
+            self.error(
+                Diagnostic::error("the layer declares no dims", name_span, "in this layer")
+                    .with_hint("e.g. `dims batch B, channel D, time L, state N = 16`"),
+            );
+            missing_dims = true;
+        }
+
+        let discretization = self.check_discretization(opts.discretize, name_span);
+        let direction = self.check_direction(&opts, name_span);
+        let a_scan = self.lower_scan(&fwd, None, name_span, discretization);
+        let back = match opts.reverse {
+            Some((body, _)) => {
+                let r = self.gather(body, None);
+                self.lower_scan(&r, a_scan.as_ref(), name_span, discretization).map(Some)
+            }
+            None if direction == Some(Direction::Bidirectional) => a_scan.clone().map(|s| Some(s)),
+            None => Some(None),
+        };
+        let (forward, a_structure) = a_scan?;
+        let backward = back?.map(|(s, _)| s);
+        if missing_dims {
+            return None;
+        }
+        let discretization = discretization?;
+        let direction = direction?;
+        self.check_dt(&forward, discretization, name_span, fwd.roles[1].map(|r| r.1));
+        let axes = self.scan_axes(&forward, backward.as_ref(), a_structure)?;
+        let (initial_state, final_state, output) = self.check_io(&opts, &forward, &axes, a_structure, direction, name_span)?;
+        self.warn_unused(initial_state);
+        Some(Parts { axes, a_structure, discretization, direction, forward, backward, initial_state, final_state, output })
+    }
+
+    fn check_discretization(&mut self, id: Option<&ast::Ident>, layer: Span) -> Option<Discretization> {
+        let Some(id) = id else {
+            self.error(
+                Diagnostic::error("the layer has no `discretize` statement", layer, "in this layer")
+                    .with_hint("e.g. `discretize zoh_euler` (Mamba), `zoh` (S4D), `bilinear` (S4), `discrete` (given Abar, Bbar)"),
+            );
+            return None;
+        };
+        let found = Discretization::ALL.into_iter().find(|d| d.name() == id.name);
+        if found.is_none() {
+            let hint = did_you_mean(&id.name, Discretization::ALL.map(Discretization::name));
+            self.error(
+                Diagnostic::error(format!("unknown discretization `{}`", id.name), id.span, "not a discretization")
+                    .with_note("discretizations: zoh, zoh_euler, bilinear, discrete")
+                    .with_hint_opt(hint),
+            );
+        }
+        found
+    }
+
+    fn check_direction(&mut self, opts: &Options, _layer: Span) -> Option<Direction> {
+        let dir = match opts.direction {
+            None => Direction::Causal,
+            Some(id) => match Direction::ALL.into_iter().find(|d| d.name() == id.name) {
+                Some(d) => d,
+                None => {
+                    let hint = did_you_mean(&id.name, Direction::ALL.map(Direction::name));
+                    self.error(
+                        Diagnostic::error(format!("unknown direction `{}`", id.name), id.span, "not a direction")
+                            .with_note("directions: causal, reverse, bidirectional")
+                            .with_hint_opt(hint),
+                    );
+                    return None;
+                }
+            },
+        };
+        if let (Some((_, sp)), false) = (opts.reverse, dir == Direction::Bidirectional) {
+            let mut d = Diagnostic::error("a `reverse` block needs `direction bidirectional`", sp, "parameters of a backward scan")
+                .with_hint("write `direction bidirectional`, or remove the block");
+            if let Some(id) = opts.direction {
+                d = d.with_secondary(id.span, format!("the layer is `{}`", dir.name()));
+            }
+            self.error(d);
+            return None;
+        }
+        if dir == Direction::Bidirectional {
+            for id in [opts.initial, opts.final_].into_iter().flatten() {
+                self.error(
+                    Diagnostic::error("states in and out are not defined for a bidirectional layer", id.span, "a bidirectional layer has two states")
+                        .with_secondary(opts.direction.map_or(id.span, |d| d.span), "bidirectional here")
+                        .with_hint("use a causal or reverse layer to carry a state"),
+                );
+            }
+        }
+        Some(dir)
+    }
+
+    /// Lowers the roles of one scan; `base` supplies the roles a `reverse` block leaves out.
+    fn lower_scan(
+        &mut self,
+        r: &RoleStmts,
+        base: Option<&(Scan, AStructure)>,
+        layer: Span,
+        disc: Option<Discretization>,
+    ) -> Option<(Scan, AStructure)> {
+        let [x, dt, a, b, c] = r.roles;
+        let mut ok = true;
+        if base.is_none() {
+            let required = [(x, "x", "name the input sequence, e.g. `x = u`"), (a, "A", "e.g. `A = diagonal(-exp(A_log))`"),
+                (b, "B", "e.g. `B = B`, or `B = 1` for a constant input matrix"), (c, "C", "e.g. `C = C`")];
+            for (role, name, hint) in required {
+                if role.is_none() {
+                    self.error(Diagnostic::error(format!("the layer gives no `{name}`"), layer, "in this layer").with_hint(hint));
+                    ok = false;
+                }
+            }
+        }
+        let x = self.opt_role(x, base.map(|s| Some(s.0.x)), "x", &[0, 1, 2, 3]);
+        let dt = self.opt_role(dt, base.map(|s| s.0.dt), "dt", &[0, 1, 2]);
+        let a = match a {
+            Some((e, sp)) => self.lower_a(e, sp, disc),
+            None => base.map(|s| (s.0.a, s.1)),
+        };
+        if let (Some((_, sa)), Some((_, sb)), Some(base)) = (a, r.roles[2], base) {
+            if sa != base.1 {
+                self.error(Diagnostic::error(
+                    format!("the backward A is {} but the forward A is {}", sa.name(), base.1.name()),
+                    sb,
+                    "structure differs",
+                ));
+                ok = false;
+            }
+        }
+        let b = self.role_value(b, base.map(|s| s.0.b), "B");
+        let c = self.role_value(c, base.map(|s| s.0.c), "C");
+        let skip = self.opt_role(r.skip, base.map(|s| s.0.skip), "skip", &[2, 3]);
+        let gate = self.gate(r.gate, base.map(|s| s.0.gate));
+        if let (Some((_, AStructure::Diagonal | AStructure::Scalar)), Some(v)) = (a, b.or(c)) {
+            let sp = r.roles[3].or(r.roles[4]).map_or(layer, |r| r.1);
+            for v in [b, c].into_iter().flatten() {
+                if v.im.is_some() {
+                    self.error(
+                        Diagnostic::error("complex B or C needs a complex A", sp, "complex here")
+                            .with_hint("make A `complex(re, im)`, or B and C real"),
+                    );
+                    ok = false;
+                    break;
+                }
+            }
+            let _ = v;
+        }
+        let (x, dt, (a, s), b, c, skip, gate) = (x??, dt?, a?, b?, c?, skip?, gate?);
+        ok.then_some((Scan { x, dt, a, b, c, skip, gate }, s))
+    }
+
+    /// A real role: its expression if written, else the base scan's. `Some(None)` if absent.
+    fn opt_role(
+        &mut self,
+        written: Option<(&ast::Expr, Span)>,
+        base: Option<Option<Handle<Expr>>>,
+        name: &str,
+        allowed: &[usize],
+    ) -> Option<Option<Handle<Expr>>> {
+        match written {
+            Some((e, sp)) => {
+                let h = self.lower(e)?;
+                self.check_axes(h, sp, name, allowed).then_some(Some(h))
+            }
+            None => Some(base.flatten()),
+        }
+    }
+
+    fn role_value(&mut self, written: Option<(&ast::Expr, Span)>, base: Option<Value>, name: &str) -> Option<Value> {
+        let Some((e, sp)) = written else { return base };
+        let v = self.lower_value(e)?;
+        let ok = [Some(v.re), v.im].into_iter().flatten().all(|h| self.check_axes(h, sp, name, &[0, 1, 2, 4, 5]));
+        if ok {
+            for h in [Some(v.re), v.im].into_iter().flatten() {
+                let axes = self.axes_of(h);
+                let slots: Vec<usize> = axes.iter().map(|a| self.slot(*a)).collect();
+                if slots.contains(&2) && slots.contains(&4) {
+                    self.error(
+                        Diagnostic::error(format!("`{name}` varies along both heads and groups"), e.span, "heads and groups")
+                            .with_note("heads share B and C within a group: use one of the two axes"),
+                    );
+                    return None;
+                }
+            }
+        }
+        ok.then_some(v)
+    }
+
+    fn gate(&mut self, written: Option<(&ast::Expr, Span)>, base: Option<Option<Handle<Expr>>>) -> Option<Option<Handle<Expr>>> {
+        let Some((e, sp)) = written else { return Some(base.flatten()) };
+        match &e.kind {
+            ast::ExprKind::Call(f, args) if f.name == "silu" && args.len() == 1 => {
+                let h = self.lower(&args[0])?;
+                self.check_axes(h, sp, "gate", &[0, 1, 2, 3]).then_some(Some(h))
+            }
+            _ => {
+                self.error(
+                    Diagnostic::error("the gate must be `silu(...)`", e.span, "not a silu gate")
+                        .with_note("the gate multiplies the output: y *= silu(z)")
+                        .with_hint("write `gate silu(z)`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn lower_a(&mut self, e: &ast::Expr, sp: Span, disc: Option<Discretization>) -> Option<(Value, AStructure)> {
+        let ast::ExprKind::Call(f, args) = &e.kind else {
+            self.error(
+                Diagnostic::error("A must name its structure", e.span, "structure not given")
+                    .with_note("structures: scalar(a) per head, diagonal(a) real, complex(re, im) complex diagonal")
+                    .with_hint("e.g. `A = diagonal(-exp(A_log))`"),
+            );
+            return None;
+        };
+        let structure = match f.name.as_str() {
+            "scalar" => AStructure::Scalar,
+            "diagonal" => AStructure::Diagonal,
+            "complex" => AStructure::Complex,
+            "dplr" | "companion" => {
+                if f.name == "dplr" && matches!(disc, Some(Discretization::Zoh | Discretization::ZohEuler)) {
+                    self.error(
+                        Diagnostic::error(format!("`{}` does not fit a dplr A", disc.map_or("", Discretization::name)), f.span, "dplr here")
+                            .with_note("exp(dt A) of a diagonal-plus-low-rank A is a dense matrix exponential")
+                            .with_hint("S4 discretizes a dplr A with `bilinear`"),
+                    );
+                } else {
+                    self.error(
+                        Diagnostic::error(format!("A structure `{}` is not supported yet", f.name), f.span, "not supported yet")
+                            .with_note("supported: scalar, diagonal, complex"),
+                    );
+                }
+                return None;
+            }
+            other => {
+                let hint = did_you_mean(other, ["scalar", "diagonal", "complex"]);
+                self.error(
+                    Diagnostic::error(format!("unknown A structure `{other}`"), f.span, "not a structure")
+                        .with_note("structures: scalar, diagonal, complex")
+                        .with_hint_opt(hint),
+                );
+                return None;
+            }
+        };
+        let value = if structure == AStructure::Complex {
+            self.lower_value(e)?
+        } else {
+            if args.len() != 1 {
+                self.error(Diagnostic::error(format!("`{}` takes 1 argument, got {}", f.name, args.len()), e.span, "wrong number of arguments"));
+                return None;
+            }
+            Value { re: self.lower(&args[0])?, im: None }
+        };
+        let allowed: &[usize] = if structure == AStructure::Scalar { &[2] } else { &[2, 5] };
+        let ok = [Some(value.re), value.im].into_iter().flatten().all(|h| self.check_axes(h, sp, "A", allowed));
+        ok.then_some((value, structure))
+    }
+
+    /// `complex(re, im)`, `complex(t)` of a tensor with a trailing re/im axis, or a real expression.
+    fn lower_value(&mut self, e: &ast::Expr) -> Option<Value> {
+        let ast::ExprKind::Call(f, args) = &e.kind else { return Some(Value { re: self.lower(e)?, im: None }) };
+        if f.name != "complex" {
+            return Some(Value { re: self.lower(e)?, im: None });
+        }
+        match args.as_slice() {
+            [re, im] => Some(Value { re: self.lower(re)?, im: Some(self.lower(im)?) }),
+            [ast::Expr { kind: ast::ExprKind::Name(n), .. }] => {
+                let t = self.resolve_tensor(n)?;
+                if self.tensors[t].shape.last() != Some(&Axis::Complex) {
+                    self.error(
+                        Diagnostic::error(format!("`complex({})` needs a trailing axis of size 2", n.name), n.span, "no re/im axis")
+                            .with_secondary(self.spans.tensors[t.index()], "declared here")
+                            .with_hint("declare it with a last axis `2` (real view), or write `complex(re, im)`"),
+                    );
+                    return None;
+                }
+                let re = self.exprs.append(Expr::Load { tensor: t, component: Some(0) });
+                self.spans.exprs.push(n.span);
+                let im = self.exprs.append(Expr::Load { tensor: t, component: Some(1) });
+                self.spans.exprs.push(n.span);
+                Some(Value { re, im: Some(im) })
+            }
+            _ => {
+                self.error(
+                    Diagnostic::error("`complex` takes (re, im) or one tensor with a re/im axis", e.span, "wrong arguments")
+                        .with_hint("e.g. `complex(-exp(log_A_real), A_imag)` or `complex(C)`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn check_dt(&mut self, s: &Scan, disc: Discretization, layer: Span, dt_span: Option<Span>) {
+        match (disc, s.dt) {
+            (Discretization::Discrete, Some(_)) => self.error(
+                Diagnostic::error("`discrete` takes Abar and Bbar directly, but `dt` is given", dt_span.unwrap_or(layer), "unused step size")
+                    .with_hint("remove `dt`, or choose zoh, zoh_euler or bilinear"),
+            ),
+            (Discretization::Discrete, None) | (_, Some(_)) => {}
+            (d, None) => self.error(
+                Diagnostic::error(format!("`{}` needs a step size `dt`", d.name()), layer, "in this layer")
+                    .with_hint("e.g. `dt = softplus(delta + delta_bias)`"),
+            ),
+        }
+    }
+
+    fn scan_axes(&mut self, fwd: &Scan, back: Option<&Scan>, _a: AStructure) -> Option<ScanAxes> {
+        let head = self.dim_with_role(2)?;
+        let x_axes = self.axes_of(fwd.x);
+        let headdim = x_axes.iter().find(|a| self.slot(**a) == 3).and_then(|a| match a {
+            Axis::Dim { dim, .. } => Some(*dim),
+            Axis::Complex => None,
+        });
+        let mut state: Option<(Axis, Span)> = None;
+        for s in std::iter::once(fwd).chain(back) {
+            for v in [s.a, s.b, s.c] {
+                for h in [Some(v.re), v.im].into_iter().flatten() {
+                    for a in self.axes_of(h) {
+                        if self.slot(a) != 5 {
+                            continue;
+                        }
+                        let sp = self.spans.exprs[h.index()];
+                        match state {
+                            None => state = Some((a, sp)),
+                            Some((prev, psp)) if prev != a => {
+                                let (pn, an) = (self.axis_text(prev), self.axis_text(a));
+                                self.error(
+                                    Diagnostic::error(format!("state axis mismatch: `{pn}` and `{an}`"), sp, format!("uses `{an}`"))
+                                        .with_secondary(psp, format!("uses `{pn}`"))
+                                        .with_note("A, B and C must index the same state"),
+                                );
+                                return None;
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                }
+            }
+        }
+        let Some((state, _)) = state else {
+            let sp = self.spans.exprs[fwd.a.re.index()];
+            self.error(
+                Diagnostic::error("no state axis: none of A, B, C varies along a `state` dim", sp, "A here")
+                    .with_hint("declare `dims state N = 16` and give B or C the axis N"),
+            );
+            return None;
+        };
+        let group = [fwd.b, fwd.c].into_iter().flat_map(|v| self.axes_of(v.re)).find_map(|a| match a {
+            Axis::Dim { dim, .. } if self.dims[dim].role.slot() == 4 => Some(dim),
+            _ => None,
+        });
+        Some(ScanAxes { batch: self.dim_with_role(0)?, time: self.dim_with_role(1)?, head, headdim, group, state })
+    }
+
+    fn check_io(
+        &mut self,
+        opts: &Options,
+        fwd: &Scan,
+        axes: &ScanAxes,
+        a: AStructure,
+        dir: Direction,
+        layer: Span,
+    ) -> Option<(Option<Handle<Tensor>>, Option<Handle<Tensor>>, Handle<Tensor>)> {
+        let mut x_axes = self.axes_of(fwd.x);
+        x_axes.sort();
+        let x_span = self.spans.exprs[fwd.x.index()];
+        for slot in [0, 1, 2] {
+            if !x_axes.iter().any(|a| self.slot(*a) == slot) {
+                let role = AxisRole::ALL.into_iter().find(|r| r.slot() == slot).map_or("", AxisRole::keyword);
+                self.error(
+                    Diagnostic::error(format!("x has no {role} axis"), x_span, "x here")
+                        .with_note("x varies along batch, time and channel (or head, with headdim)"),
+                );
+                return None;
+            }
+        }
+        let mut state_axes: Vec<Axis> = vec![Axis::Dim { dim: axes.batch, divisor: 1 }, Axis::Dim { dim: axes.head, divisor: 1 }, axes.state];
+        state_axes.extend(axes.headdim.map(|d| Axis::Dim { dim: d, divisor: 1 }));
+        state_axes.sort();
+        let state_tensor = |this: &mut Self, id: Option<&ast::Ident>, io: ast::Io| -> Option<Option<Handle<Tensor>>> {
+            let Some(id) = id else { return Some(None) };
+            let t = this.resolve_any_tensor(id)?;
+            if this.tensors[t].io != io {
+                let want = if io == ast::Io::Input { "an input" } else { "an output" };
+                this.error(Diagnostic::error(format!("`{}` must be {want}", id.name), id.span, format!("not {want}"))
+                    .with_secondary(this.spans.tensors[t.index()], "declared here"));
+                return None;
+            }
+            if a == AStructure::Complex {
+                this.error(Diagnostic::error("states in and out of a complex state are not supported yet", id.span, "complex state"));
+                return None;
+            }
+            this.expect_axes(t, &state_axes, "a state")?;
+            Some(Some(t))
+        };
+        let initial = state_tensor(self, opts.initial, ast::Io::Input)?;
+        let final_ = state_tensor(self, opts.final_, ast::Io::Output)?;
+        let _ = dir;
+        let outputs: Vec<Handle<Tensor>> =
+            self.tensors.iter().filter(|(h, t)| t.io == ast::Io::Output && Some(*h) != final_).map(|(h, _)| h).collect();
+        let output = match outputs.as_slice() {
+            [one] => *one,
+            [] => {
+                self.error(
+                    Diagnostic::error("the layer declares no output", layer, "in this layer")
+                        .with_hint("e.g. `output out: f32[B, D, L]`, with the axes of x"),
+                );
+                return None;
+            }
+            [_, second, ..] => {
+                self.error(
+                    Diagnostic::error("the layer declares more than one output", self.spans.tensors[second.index()], "second output")
+                        .with_secondary(self.spans.tensors[outputs[0].index()], "first output")
+                        .with_hint("one output is y; another can only be the `final_state`"),
+                );
+                return None;
+            }
+        };
+        self.expect_axes(output, &x_axes, "the output y")?;
+        Some((initial, final_, output))
+    }
+
+    /// Checks that a tensor's axes are exactly `want`, in any order.
+    fn expect_axes(&mut self, t: Handle<Tensor>, want: &[Axis], what: &str) -> Option<()> {
+        let mut got = self.tensors[t].shape.clone();
+        got.sort();
+        if got != want {
+            let (w, g) = (self.shape_text(want), self.shape_text(&self.tensors[t].shape));
+            self.error(
+                Diagnostic::error(format!("`{}` has axes {g}, but {what} has axes {w}", self.tensors[t].name), self.spans.tensors[t.index()], "shape mismatch")
+                    .with_note("axes may come in any order (the layout), but must be these"),
+            );
+            return None;
+        }
+        Some(())
+    }
+
+    fn warn_unused(&mut self, initial: Option<Handle<Tensor>>) {
+        let unused: Vec<Handle<Tensor>> = self
+            .tensors
+            .iter()
+            .filter(|(h, t)| t.io == ast::Io::Input && !self.used[h.index()] && Some(*h) != initial)
+            .map(|(h, _)| h)
+            .collect();
+        for h in unused {
+            self.diags.push(
+                Diagnostic::warning(format!("input `{}` is never used", self.tensors[h].name), self.spans.tensors[h.index()], "unused")
+                    .with_note("it must still be supplied when the layer runs"),
+            );
+        }
+    }
+}
+
+fn default_dim_name(role: AxisRole) -> &'static str {
+    match role {
+        AxisRole::Batch => "B",
+        AxisRole::Time => "L",
+        AxisRole::Channel => "D",
+        AxisRole::Head => "H",
+        AxisRole::HeadDim => "P",
+        AxisRole::Group => "G",
+        AxisRole::State => "N",
+    }
+}
