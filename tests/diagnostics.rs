@@ -1,1 +1,1 @@
-fn main(){}
+//! (being written)

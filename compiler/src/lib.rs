@@ -6,9 +6,34 @@
 
 pub mod arena;
 pub mod ir;
+pub mod bind;
+pub mod interp;
 pub mod sema;
+pub mod tensors;
 
 pub use ssmc_syntax::{Diagnostic, Diagnostics, SourceFile};
+
+/// A checked source: the file (for rendering diagnostics) and what checking found.
+pub struct Checked {
+    /// The source, as text (invalid UTF-8 replaced) for rendering.
+    pub file: SourceFile,
+    /// The module and its warnings, or every diagnostic.
+    pub result: Result<(ir::Module, Diagnostics), Diagnostics>,
+}
+
+/// Checks raw bytes of a `.ssm` file named `name`; bytes that are not UTF-8 are an error
+/// at the first bad byte.
+pub fn check_source(name: &str, bytes: &[u8]) -> Checked {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Checked { file: SourceFile::new(name, text), result: compile(text) },
+        Err(e) => {
+            let at = e.valid_up_to();
+            let d = Diagnostic::error("the file is not valid UTF-8", ssmc_syntax::Span::new(at, at + 1), format!("byte 0x{:02x} here", bytes[at]))
+                .with_hint(".ssm files are UTF-8 text; was a binary file passed?");
+            Checked { file: SourceFile::new(name, String::from_utf8_lossy(bytes)), result: Err(Diagnostics(vec![d])) }
+        }
+    }
+}
 
 /// Parses and checks a `.ssm` source: the front half of the pipeline. Returns the module
 /// and its warnings, or every diagnostic found.

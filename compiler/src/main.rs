@@ -1,11 +1,218 @@
-//! The `ssmc` command line.
-fn main() {
-    for p in std::env::args().skip(1) {
-        let text = std::fs::read_to_string(&p).expect("read");
-        let f = ssmc_compiler::SourceFile::new(p.clone(), text.clone());
-        match ssmc_compiler::compile(&text) {
-            Ok((m, w)) => { print!("{}", w.render(&f, false)); for l in &m.layers { print!("{l}"); } }
-            Err(d) => print!("{}", d.render(&f, false)),
+//! The `ssmc` command line: check, inspect and run `.ssm` layers.
+
+mod summary;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ssmc_compiler::bind::{sizes_from_dims, sizes_from_inputs};
+use ssmc_compiler::ir::Layer;
+use ssmc_compiler::tensors::{self, OutDType};
+use ssmc_compiler::{check_source, interp, Checked};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// ssmc compiles state-space-model sequence layers written in the .ssm language.
+#[derive(Parser)]
+#[command(name = "ssmc", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Color diagnostics: auto (when a terminal), always, never.
+    #[arg(long, global = true, default_value = "auto")]
+    color: ColorChoice,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check .ssm files and report every error and warning; exit 1 on any error.
+    Check {
+        /// Files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the layer IR of a .ssm file, as the compiler sees it.
+    Ir {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Run a layer on generated or given inputs and print a summary of its outputs.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The .ssm file.
+    file: PathBuf,
+    /// Which layer of the file (needed when it declares several).
+    #[arg(long)]
+    layer: Option<String>,
+    /// Size of a runtime dim for generated inputs, e.g. `--dim L=4096` (repeatable).
+    #[arg(long = "dim", value_name = "NAME=SIZE", value_parser = parse_dim, conflicts_with = "inputs")]
+    dims: Vec<(String, usize)>,
+    /// Seed of the generated inputs.
+    #[arg(long, default_value_t = 0, conflicts_with = "inputs")]
+    seed: u64,
+    /// Read the inputs from a safetensors file (F32, F64, BF16 or F16) instead of generating them.
+    #[arg(long, value_name = "FILE")]
+    inputs: Option<PathBuf>,
+    /// Write the generated inputs to a safetensors file (F64), to rerun or compare elsewhere.
+    #[arg(long, value_name = "FILE", conflicts_with = "inputs")]
+    save_inputs: Option<PathBuf>,
+    /// Write the outputs to a safetensors file.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Element type of the written outputs.
+    #[arg(long, default_value = "f32")]
+    dtype: DTypeArg,
+    /// Where to run: `interp` is the f64 reference interpreter (native targets come later).
+    #[arg(long, default_value = "interp")]
+    target: Target,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DTypeArg {
+    F32,
+    F64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Target {
+    /// The f64 reference interpreter.
+    Interp,
+}
+
+fn parse_dim(s: &str) -> Result<(String, usize), String> {
+    let (name, size) = s.split_once('=').ok_or_else(|| format!("expected NAME=SIZE, got `{s}`"))?;
+    let size = size.trim().parse::<usize>().map_err(|_| format!("`{size}` is not a whole number"))?;
+    Ok((name.trim().to_string(), size))
+}
+
+/// A failure already explained to the user.
+struct Failed;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let color = match cli.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => std::io::stderr().is_terminal(),
+    };
+    let result = match cli.command {
+        Command::Check { files } => check(&files, color),
+        Command::Ir { file } => load(&file, color).map(|m| m.iter().for_each(|l| print!("{l}"))),
+        Command::Run(args) => run(&args, color),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failed) => ExitCode::FAILURE,
+    }
+}
+
+fn fail(msg: impl std::fmt::Display) -> Failed {
+    eprintln!("error: {msg}");
+    Failed
+}
+
+/// Reads and checks a file; prints its diagnostics (and warnings) to stderr.
+fn checked(path: &Path, color: bool) -> Result<Checked, Failed> {
+    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read `{}`: {e}", path.display())))?;
+    let c = check_source(&path.display().to_string(), &bytes);
+    let diags = match &c.result {
+        Ok((_, warnings)) => warnings,
+        Err(diags) => diags,
+    };
+    eprint!("{}", diags.render(&c.file, color));
+    Ok(c)
+}
+
+fn load(path: &Path, color: bool) -> Result<Vec<Layer>, Failed> {
+    let c = checked(path, color)?;
+    match c.result {
+        Ok((m, _)) => Ok(m.layers),
+        Err(d) => Err(fail(format!("`{}`: {} error{}", path.display(), d.error_count(), if d.error_count() == 1 { "" } else { "s" }))),
+    }
+}
+
+fn check(files: &[PathBuf], color: bool) -> Result<(), Failed> {
+    let mut failed = false;
+    for f in files {
+        match load(f, color) {
+            Ok(layers) => {
+                let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
+                println!("{}: ok ({})", f.display(), names.join(", "));
+            }
+            Err(Failed) => failed = true,
         }
+    }
+    if failed {
+        Err(Failed)
+    } else {
+        Ok(())
+    }
+}
+
+fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
+    let layers = load(&args.file, color)?;
+    let layer = pick_layer(&layers, args.layer.as_deref())?;
+    let Target::Interp = args.target;
+    let (sizes, inputs, source) = match &args.inputs {
+        Some(path) => {
+            let inputs = tensors::read_safetensors(path).map_err(fail)?;
+            let sizes = sizes_from_inputs(layer, &inputs)
+                .map_err(|e| fail(format!("the inputs in `{}` do not fit layer `{}`:\n{e}", path.display(), layer.name)))?;
+            (sizes, inputs, summary::InputSource::File(path.display().to_string()))
+        }
+        None => {
+            let dims: BTreeMap<String, usize> = args.dims.iter().cloned().collect();
+            let sizes = sizes_from_dims(layer, &dims).map_err(fail)?;
+            let inputs = tensors::generate_inputs(layer, &sizes, args.seed);
+            if let Some(path) = &args.save_inputs {
+                tensors::write_safetensors(path, &inputs, OutDType::F64).map_err(fail)?;
+            }
+            (sizes, inputs, summary::InputSource::Generated { seed: args.seed })
+        }
+    };
+    let start = std::time::Instant::now();
+    let outputs = interp::run(layer, &sizes, &inputs);
+    let elapsed = start.elapsed();
+    if let Some(path) = &args.output {
+        let dtype = match args.dtype {
+            DTypeArg::F32 => OutDType::F32,
+            DTypeArg::F64 => OutDType::F64,
+        };
+        tensors::write_safetensors(path, &outputs, dtype).map_err(fail)?;
+    }
+    let s = summary::Summary::new(layer, &args.file, "interp", &sizes, source, &outputs, elapsed);
+    if args.json {
+        println!("{}", s.to_json());
+    } else {
+        print!("{s}");
+    }
+    for w in s.warnings() {
+        eprintln!("warning: {w}");
+    }
+    Ok(())
+}
+
+fn pick_layer<'a>(layers: &'a [Layer], name: Option<&str>) -> Result<&'a Layer, Failed> {
+    let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
+    match (name, layers) {
+        (None, [one]) => Ok(one),
+        (None, _) => Err(fail(format!("the file declares {} layers ({}); choose one with --layer", layers.len(), names.join(", ")))),
+        (Some(n), _) => layers
+            .iter()
+            .find(|l| l.name == n)
+            .ok_or_else(|| fail(format!("no layer `{n}` in the file (it declares: {})", names.join(", ")))),
     }
 }

@@ -1,0 +1,184 @@
+//! Tensor values and files: dense row-major f64 tensors, safetensors I/O (F32, F64, BF16
+//! and F16 in; F32 or F64 out), and seeded generation of inputs.
+
+use crate::bind::Sizes;
+use crate::ir::{Init, Layer};
+use rand::SeedableRng;
+use rand_distr::Distribution;
+use safetensors::{Dtype, SafeTensors};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+/// A dense row-major tensor of f64.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorData {
+    /// Sizes, outermost first.
+    pub shape: Vec<usize>,
+    /// `shape.iter().product()` values.
+    pub data: Vec<f64>,
+}
+
+impl TensorData {
+    /// A tensor of `shape` filled with `value`.
+    pub fn full(shape: Vec<usize>, value: f64) -> Self {
+        let n = shape.iter().product();
+        TensorData { shape, data: vec![value; n] }
+    }
+}
+
+/// Tensors by name, in name order.
+pub type TensorMap = BTreeMap<String, TensorData>;
+
+/// Element type of written files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutDType {
+    /// binary32
+    F32,
+    /// binary64
+    F64,
+}
+
+/// A tensor file that could not be read or written.
+#[derive(Debug)]
+pub struct TensorFileError {
+    /// The file.
+    pub path: String,
+    /// What went wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for TensorFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.reason)
+    }
+}
+
+impl std::error::Error for TensorFileError {}
+
+fn file_error(path: &Path, reason: impl Into<String>) -> TensorFileError {
+    TensorFileError { path: path.display().to_string(), reason: reason.into() }
+}
+
+/// Reads every tensor of a safetensors file as f64.
+pub fn read_safetensors(path: &Path) -> Result<TensorMap, TensorFileError> {
+    let bytes = std::fs::read(path).map_err(|e| file_error(path, e.to_string()))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| file_error(path, format!("not a safetensors file ({e})")))?;
+    let mut out = TensorMap::new();
+    for (name, view) in st.tensors() {
+        let raw = view.data();
+        let data: Vec<f64> = match view.dtype() {
+            Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
+            Dtype::F64 => raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
+            Dtype::BF16 => raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
+            Dtype::F16 => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
+            other => {
+                return Err(file_error(path, format!("tensor `{name}` has dtype {other:?}; ssmc reads F32, F64, BF16 and F16")))
+            }
+        };
+        out.insert(name, TensorData { shape: view.shape().to_vec(), data });
+    }
+    Ok(out)
+}
+
+/// Writes tensors to a safetensors file, all at once: the file appears whole or not at all.
+pub fn write_safetensors(path: &Path, tensors: &TensorMap, dtype: OutDType) -> Result<(), TensorFileError> {
+    let (st_dtype, bytes): (Dtype, Vec<(String, Vec<u8>, Vec<usize>)>) = match dtype {
+        OutDType::F32 => (
+            Dtype::F32,
+            tensors.iter().map(|(n, t)| (n.clone(), t.data.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect(), t.shape.clone())).collect(),
+        ),
+        OutDType::F64 => (
+            Dtype::F64,
+            tensors.iter().map(|(n, t)| (n.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone())).collect(),
+        ),
+    };
+    let views = bytes
+        .iter()
+        .map(|(n, b, s)| safetensors::tensor::TensorView::new(st_dtype, s.clone(), b).map(|v| (n.clone(), v)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_error(path, e.to_string()))?;
+    let encoded = safetensors::serialize(views, &None).map_err(|e| file_error(path, e.to_string()))?;
+    write_atomically(path, &encoded)
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), TensorFileError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| file_error(path, format!("cannot write in {}: {e}", dir.display())))?;
+    std::io::Write::write_all(&mut tmp, bytes).map_err(|e| file_error(path, e.to_string()))?;
+    tmp.persist(path).map_err(|e| file_error(path, e.error.to_string()))?;
+    Ok(())
+}
+
+/// Seeded random inputs of a layer at the given sizes, drawn from each input's declared
+/// distribution. Each tensor has its own stream, so adding an input leaves the others as they were.
+pub fn generate_inputs(layer: &Layer, sizes: &Sizes, seed: u64) -> TensorMap {
+    let mut out = TensorMap::new();
+    for (_, t) in layer.inputs() {
+        let shape = sizes.shape(&t.shape);
+        let n: usize = shape.iter().product();
+        let stream = t.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ stream);
+        let data: Vec<f64> = match t.init {
+            Init::Normal { mean, std } => {
+                let d = rand_distr::Normal::new(mean, std).expect("sema checked std > 0");
+                (0..n).map(|_| d.sample(&mut rng)).collect()
+            }
+            Init::Uniform { lo, hi } => {
+                let d = rand_distr::Uniform::new(lo, hi);
+                (0..n).map(|_| d.sample(&mut rng)).collect()
+            }
+        };
+        out.insert(t.name.clone(), TensorData { shape, data });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safetensors_round_trip_keeps_values_and_shapes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.safetensors");
+        let mut m = TensorMap::new();
+        m.insert("a".into(), TensorData { shape: vec![2, 3], data: vec![1.0, -2.5, 3.0, 0.125, 5.0, 6.0] });
+        write_safetensors(&path, &m, OutDType::F64).expect("write");
+        assert_eq!(read_safetensors(&path).expect("read"), m);
+        write_safetensors(&path, &m, OutDType::F32).expect("write");
+        assert_eq!(read_safetensors(&path).expect("read"), m);
+    }
+
+    #[test]
+    fn reads_half_precision() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("h.safetensors");
+        let vals = [1.5f32, -0.25];
+        let bf: Vec<u8> = vals.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect();
+        let f16: Vec<u8> = vals.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
+        let views = vec![
+            ("b", safetensors::tensor::TensorView::new(Dtype::BF16, vec![2], &bf).expect("view")),
+            ("h", safetensors::tensor::TensorView::new(Dtype::F16, vec![2], &f16).expect("view")),
+        ];
+        std::fs::write(&path, safetensors::serialize(views, &None).expect("ser")).expect("write");
+        let m = read_safetensors(&path).expect("read");
+        assert_eq!(m["b"].data, vec![1.5, -0.25]);
+        assert_eq!(m["h"].data, vec![1.5, -0.25]);
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bad.safetensors");
+        std::fs::write(&path, b"not a tensor file").expect("write");
+        let e = read_safetensors(&path).expect_err("fails");
+        assert!(e.to_string().contains("not a safetensors file"), "{e}");
+        let e = read_safetensors(&dir.path().join("missing.safetensors")).expect_err("fails");
+        assert!(e.to_string().contains("missing.safetensors"), "{e}");
+    }
+}
