@@ -7,7 +7,9 @@
 pub mod arena;
 pub mod ir;
 pub mod bind;
+pub mod forms;
 pub mod interp;
+pub mod roles;
 pub mod sema;
 pub mod tensors;
 

@@ -1,0 +1,199 @@
+//! Algorithmic forms of a layer: equivalent algorithms for the same scan, each with an
+//! executable f64 implementation (the specification code generation follows) and a
+//! legality condition. The e-graph ([`egraph`]) finds the legal forms and the cost model
+//! ([`cost`]) chooses among them.
+
+pub mod cost;
+pub mod egraph;
+mod chunked;
+mod conv;
+mod quadratic;
+mod recurrent;
+mod scan;
+pub mod sequence;
+
+use crate::bind::Sizes;
+use crate::ir::Layer;
+use crate::roles::{self, silu, Dims, ScanRoles};
+use crate::tensors::{TensorData, TensorMap};
+use num_complex::Complex64 as C64;
+use sequence::{CoreOut, Sequence};
+use std::fmt;
+
+/// One algorithm for a scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Form {
+    /// The sequential recurrence.
+    Recurrent,
+    /// Work-efficient associative scan.
+    Scan,
+    /// Chunked SSD with chunk size `q`.
+    Chunked {
+        /// Chunk size.
+        q: usize,
+    },
+    /// FFT convolution with the SSM kernel (LTI only).
+    Conv,
+    /// The materialized L x L mixer matrix.
+    Quadratic,
+}
+
+/// Names of the form kinds, for help texts and errors.
+pub const FORM_NAMES: [&str; 5] = ["recurrent", "scan", "chunked", "conv", "quadratic"];
+
+/// Chunk sizes the e-graph considers.
+pub const CHUNK_SIZES: [usize; 4] = [32, 64, 128, 256];
+
+impl Form {
+    /// The form's kind name (`chunked` without its size).
+    pub fn kind(self) -> &'static str {
+        match self {
+            Form::Recurrent => "recurrent",
+            Form::Scan => "scan",
+            Form::Chunked { .. } => "chunked",
+            Form::Conv => "conv",
+            Form::Quadratic => "quadratic",
+        }
+    }
+
+    /// Parses `recurrent`, `scan`, `chunked`, `chunked:64`, `conv`, `quadratic`;
+    /// `chunked` alone means any chunk size (`q = 0`, chosen by cost).
+    pub fn parse(s: &str) -> Result<Form, String> {
+        let (kind, q) = match s.split_once(':') {
+            Some((k, q)) => (k, Some(q)),
+            None => (s, None),
+        };
+        let form = match kind {
+            "recurrent" => Form::Recurrent,
+            "scan" => Form::Scan,
+            "conv" => Form::Conv,
+            "quadratic" => Form::Quadratic,
+            "chunked" => {
+                let q = match q {
+                    None => 0,
+                    Some(q) => q.parse::<usize>().ok().filter(|q| *q > 0).ok_or_else(|| format!("chunk size `{q}` is not a positive whole number"))?,
+                };
+                return Ok(Form::Chunked { q });
+            }
+            other => return Err(format!("unknown form `{other}`; forms: {}", FORM_NAMES.join(", "))),
+        };
+        match q {
+            Some(_) => Err(format!("only `chunked` takes a size, as in `chunked:64`; got `{s}`")),
+            None => Ok(form),
+        }
+    }
+
+    fn core(self, seq: &Sequence) -> CoreOut {
+        match self {
+            Form::Recurrent => recurrent::run(seq),
+            Form::Scan => scan::run(seq),
+            Form::Chunked { q } => chunked::run(seq, q),
+            Form::Conv => conv::run(seq),
+            Form::Quadratic => quadratic::run(seq, None),
+        }
+    }
+}
+
+impl fmt::Display for Form {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Form::Chunked { q } => write!(f, "chunked:{q}"),
+            other => write!(f, "{}", other.kind()),
+        }
+    }
+}
+
+/// The form of each scan of a layer: one, or two for a bidirectional layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Form of each scan, in [`roles::scans`] order.
+    pub forms: Vec<Form>,
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v: Vec<String> = self.forms.iter().map(|f| f.to_string()).collect();
+        write!(f, "{}", v.join(" + "))
+    }
+}
+
+/// Runs the layer with the plan's forms: per scan and sequence, the form computes
+/// pairs Re(C . h); skip and gate are applied after it, as in the model.
+pub fn run(layer: &Layer, sizes: &Sizes, inputs: &TensorMap, plan: &Plan) -> TensorMap {
+    let d = Dims::new(layer, sizes);
+    let mut y = vec![0.0; d.y_len()];
+    let mut final_state = vec![C64::new(0.0, 0.0); d.state_len()];
+    let h0 = roles::initial_state(layer, inputs);
+    for ((scan, reversed), form) in roles::scans(layer).into_iter().zip(&plan.forms) {
+        let r = ScanRoles::new(layer, sizes, inputs, scan);
+        for_each_sequence(&d, |b, head, p| {
+            let env0 = d.env(b, head, p);
+            let seq = Sequence::extract(layer, &d, &r, h0.as_ref(), env0, reversed);
+            let core = form.core(&seq);
+            let mut env = env0;
+            for (step, core_y) in core.y.iter().enumerate() {
+                env[1] = if reversed { d.time - 1 - step } else { step };
+                let x = seq.x[step];
+                let mut out = core_y + r.skip.as_ref().map_or(0.0, |f| f.get(&env).re * x);
+                if let Some(g) = &r.gate {
+                    out *= silu(g.get(&env).re);
+                }
+                y[d.y_index(&env)] += out;
+            }
+            for (n, h) in core.h_final.iter().enumerate() {
+                env[5] = n;
+                final_state[d.state_index(&env)] = *h;
+            }
+        });
+    }
+    let mut out = TensorMap::new();
+    let y_tensor = &layer.tensors[layer.output];
+    out.insert(y_tensor.name.clone(), roles::store(layer, sizes, &y_tensor.shape, |e| y[d.y_index(e)]));
+    if let Some(t) = layer.final_state {
+        let t = &layer.tensors[t];
+        out.insert(t.name.clone(), roles::store(layer, sizes, &t.shape, |e| final_state[d.state_index(e)].re));
+    }
+    out
+}
+
+fn for_each_sequence(d: &Dims, mut f: impl FnMut(usize, usize, usize)) {
+    for b in 0..d.batch {
+        for head in 0..d.heads {
+            for p in 0..d.headdim {
+                f(b, head, p);
+            }
+        }
+    }
+}
+
+/// The mixer matrix M (batch, head, L, L) of the layer on these inputs: y = M x before the
+/// gate, with the skip D on the diagonal and every scan of the layer summed, in the layer's
+/// time order. Needs dt, A, B, C and D not to vary along headdim (they cannot, by sema).
+pub fn mixer_matrix(layer: &Layer, sizes: &Sizes, inputs: &TensorMap) -> TensorData {
+    let d = Dims::new(layer, sizes);
+    let l = d.time;
+    let mut m = vec![0.0; d.batch * d.heads * l * l];
+    let h0 = roles::initial_state(layer, inputs);
+    for (scan, reversed) in roles::scans(layer) {
+        let r = ScanRoles::new(layer, sizes, inputs, scan);
+        for b in 0..d.batch {
+            for head in 0..d.heads {
+                let env0 = d.env(b, head, 0);
+                let seq = Sequence::extract(layer, &d, &r, h0.as_ref(), env0, reversed);
+                let mut scan_m = vec![0.0; l * l];
+                quadratic::run(&seq, Some(&mut scan_m));
+                let block = &mut m[(b * d.heads + head) * l * l..][..l * l];
+                let time = |step: usize| if reversed { l - 1 - step } else { step };
+                for t in 0..l {
+                    for s in 0..=t {
+                        block[time(t) * l + time(s)] += scan_m[t * l + s];
+                    }
+                    let mut env = env0;
+                    env[1] = time(t);
+                    block[time(t) * l + time(t)] += r.skip.as_ref().map_or(0.0, |f| f.get(&env).re);
+                }
+            }
+        }
+    }
+    TensorData { shape: vec![d.batch, d.heads, l, l], data: m }
+}
