@@ -125,10 +125,10 @@ pub fn sizes_from_inputs(layer: &Layer, inputs: &TensorMap) -> Result<Sizes, Bin
         };
         if given.shape.len() != t.shape.len() {
             problems.push(format!(
-                "input `{}`: expected {} axes {declared}, got {} axes {:?}",
+                "input `{}`: expected {} {declared}, got {} {:?}",
                 t.name,
-                t.shape.len(),
-                given.shape.len(),
+                axes(t.shape.len()),
+                axes(given.shape.len()),
                 given.shape
             ));
             continue;
@@ -143,7 +143,10 @@ pub fn sizes_from_inputs(layer: &Layer, inputs: &TensorMap) -> Result<Sizes, Bin
                 Axis::Dim { dim, divisor } => (dim, divisor as usize),
             };
             let d = &layer.dims[dim];
-            let size = n * divisor;
+            let Some(size) = n.checked_mul(divisor) else {
+                problems.push(format!("input `{}`: expected shape {declared}, got {:?}: axis `{}` is far too large", t.name, given.shape, layer.axis_name(*axis)));
+                continue;
+            };
             let expected = match (d.size, &bound[dim.index()]) {
                 (DimSize::Const(c), _) => Some((c as usize, "a compile-time constant".to_string())),
                 (DimSize::Runtime, Some((b, from))) => Some((*b, format!("from input `{from}`"))),
@@ -182,8 +185,38 @@ pub fn sizes_from_inputs(layer: &Layer, inputs: &TensorMap) -> Result<Sizes, Bin
     }
 }
 
-/// Divisors and groups that only runtime sizes can check.
+/// Most elements of one tensor the interpreter takes on (8 GiB of f64): larger sizes are
+/// reported, not attempted, so that a typo in `--dim` cannot overflow or exhaust memory.
+pub const MAX_ELEMENTS: usize = 1 << 30;
+
+/// `1 axis`, `3 axes`.
+fn axes(n: usize) -> String {
+    format!("{n} {}", if n == 1 { "axis" } else { "axes" })
+}
+
+/// Divisors, groups and sizes that only runtime sizes can check.
 fn check_consistency(layer: &Layer, sizes: &Sizes, problems: &mut Vec<String>) {
+    let ax = &layer.axes;
+    let state: Vec<Axis> = [Some(ax.batch), Some(ax.head), ax.headdim]
+        .into_iter()
+        .flatten()
+        .map(|dim| Axis::Dim { dim, divisor: 1 })
+        .chain([ax.state])
+        .collect();
+    let tensors = layer.tensors.iter().map(|(_, t)| (format!("`{}`", t.name), &t.shape[..]));
+    for (what, shape) in tensors.chain([("the scan state".to_string(), &state[..])]) {
+        let dims = sizes.shape(shape);
+        let elements = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if elements.is_none_or(|n| n > MAX_ELEMENTS) {
+            let count = elements.map_or("more than 2^64".to_string(), |n| n.to_string());
+            problems.push(format!(
+                "{what} would have shape {} = {dims:?}: {count} elements, more than the {MAX_ELEMENTS} the interpreter takes on",
+                layer.shape_name(shape)
+            ));
+            // The other tensors over the same dims say nothing new.
+            break;
+        }
+    }
     for (_, t) in layer.tensors.iter() {
         for a in &t.shape {
             if let Axis::Dim { dim, divisor } = *a {

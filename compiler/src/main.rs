@@ -6,7 +6,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ssmc_compiler::bind::{sizes_from_dims, sizes_from_inputs};
 use ssmc_compiler::ir::Layer;
 use ssmc_compiler::tensors::{self, OutDType};
-use ssmc_compiler::{check_source, interp, Checked};
+use ssmc_compiler::forms::{self, cost, egraph};
+use ssmc_compiler::{check_source, Checked, SourceFile};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,41 @@ enum Command {
     },
     /// Run a layer on generated or given inputs and print a summary of its outputs.
     Run(RunArgs),
+    /// Show every legal algorithmic form of a layer with its estimated cost, the one chosen,
+    /// and why the others are illegal.
+    Explain(ExplainArgs),
+}
+
+#[derive(clap::Args)]
+struct ExplainArgs {
+    /// The .ssm file.
+    file: PathBuf,
+    /// Which layer of the file (needed when it declares several).
+    #[arg(long)]
+    layer: Option<String>,
+    /// Size of a runtime dim the cost is estimated at, e.g. `--dim L=65536` (repeatable).
+    #[arg(long = "dim", value_name = "NAME=SIZE", value_parser = parse_dim)]
+    dims: Vec<(String, usize)>,
+    /// The target whose cost model chooses.
+    #[arg(long, default_value = "cpu")]
+    target: CostTarget,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CostTarget {
+    /// x86-64 CPU.
+    Cpu,
+    /// NVIDIA GPU (PTX).
+    Ptx,
+}
+
+impl CostTarget {
+    fn target(self) -> cost::Target {
+        match self {
+            CostTarget::Cpu => cost::Target::Cpu,
+            CostTarget::Ptx => cost::Target::Ptx,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -75,6 +111,14 @@ struct RunArgs {
     /// Where to run: `interp` is the f64 reference interpreter (native targets come later).
     #[arg(long, default_value = "interp")]
     target: Target,
+    /// Force an algorithmic form: recurrent, scan, chunked, chunked:Q, conv, quadratic
+    /// (default: the one the e-graph chooses for the CPU; see `ssmc explain`).
+    #[arg(long, value_name = "FORM", value_parser = forms::Form::parse)]
+    form: Option<forms::Form>,
+    /// Write the materialized mixer matrix M (batch, channel, L, L) of the layer on these
+    /// inputs to a safetensors file: y = M x before the gate, skip D on the diagonal.
+    #[arg(long, value_name = "FILE")]
+    emit_matrix: Option<PathBuf>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -112,6 +156,7 @@ fn main() -> ExitCode {
         Command::Check { files } => check(&files, color),
         Command::Ir { file } => load(&file, color).map(|m| m.iter().for_each(|l| print!("{l}"))),
         Command::Run(args) => run(&args, color),
+        Command::Explain(args) => explain(&args, color),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -137,9 +182,13 @@ fn checked(path: &Path, color: bool) -> Result<Checked, Failed> {
 }
 
 fn load(path: &Path, color: bool) -> Result<Vec<Layer>, Failed> {
+    load_with_source(path, color).map(|(layers, _)| layers)
+}
+
+fn load_with_source(path: &Path, color: bool) -> Result<(Vec<Layer>, SourceFile), Failed> {
     let c = checked(path, color)?;
     match c.result {
-        Ok((m, _)) => Ok(m.layers),
+        Ok((m, _)) => Ok((m.layers, c.file)),
         Err(d) => Err(fail(format!("`{}`: {} error{}", path.display(), d.error_count(), if d.error_count() == 1 { "" } else { "s" }))),
     }
 }
@@ -163,9 +212,13 @@ fn check(files: &[PathBuf], color: bool) -> Result<(), Failed> {
 }
 
 fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
-    let layers = load(&args.file, color)?;
+    let (layers, file) = load_with_source(&args.file, color)?;
     let layer = pick_layer(&layers, args.layer.as_deref())?;
     let Target::Interp = args.target;
+    // Fail on an unwritable output before the work, and before --save-inputs writes anything.
+    for path in [&args.save_inputs, &args.output, &args.emit_matrix].into_iter().flatten() {
+        tensors::check_writable(path).map_err(fail)?;
+    }
     let (sizes, inputs, source) = match &args.inputs {
         Some(path) => {
             let inputs = tensors::read_safetensors(path).map_err(fail)?;
@@ -183,9 +236,23 @@ fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
             (sizes, inputs, summary::InputSource::Generated { seed: args.seed })
         }
     };
+    let choice = egraph::choose(layer, &sizes, cost::Target::Cpu, &|sp| file.line_col(sp.start).0);
+    let plan = match args.form {
+        Some(form) => choice.force(form).map_err(fail)?,
+        None => choice.plan.clone(),
+    };
+    let matrix = match &args.emit_matrix {
+        Some(_) => Some(forms::mixer_matrix(layer, &sizes, &inputs).map_err(fail)?),
+        None => None,
+    };
     let start = std::time::Instant::now();
-    let outputs = interp::run(layer, &sizes, &inputs);
+    let outputs = forms::run(layer, &sizes, &inputs, &plan);
     let elapsed = start.elapsed();
+    if let (Some(path), Some(m)) = (&args.emit_matrix, matrix) {
+        let mut t = tensors::TensorMap::new();
+        t.insert("M".to_string(), m);
+        tensors::write_safetensors(path, &t, OutDType::F32).map_err(fail)?;
+    }
     if let Some(path) = &args.output {
         let dtype = match args.dtype {
             DTypeArg::F32 => OutDType::F32,
@@ -193,7 +260,7 @@ fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
         };
         tensors::write_safetensors(path, &outputs, dtype).map_err(fail)?;
     }
-    let s = summary::Summary::new(layer, &args.file, "interp", &sizes, source, &outputs, elapsed);
+    let s = summary::Summary::new(layer, &args.file, "interp", &plan.to_string(), &sizes, source, &outputs, elapsed);
     if args.json {
         println!("{}", s.to_json());
     } else {
@@ -215,4 +282,15 @@ fn pick_layer<'a>(layers: &'a [Layer], name: Option<&str>) -> Result<&'a Layer, 
             .find(|l| l.name == n)
             .ok_or_else(|| fail(format!("no layer `{n}` in the file (it declares: {})", names.join(", ")))),
     }
+}
+
+fn explain(args: &ExplainArgs, color: bool) -> Result<(), Failed> {
+    let (layers, file) = load_with_source(&args.file, color)?;
+    let layer = pick_layer(&layers, args.layer.as_deref())?;
+    let dims: BTreeMap<String, usize> = args.dims.iter().cloned().collect();
+    let sizes = sizes_from_dims(layer, &dims).map_err(fail)?;
+    let target = args.target.target();
+    let choice = egraph::choose(layer, &sizes, target, &|sp| file.line_col(sp.start).0);
+    print!("{}", summary::explain_text(layer, &args.file, target, &sizes, &choice));
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! What `ssmc run` prints: per output its shape and statistics, as text or JSON.
 
 use ssmc_compiler::bind::Sizes;
+use ssmc_compiler::forms::{cost, egraph};
 use ssmc_compiler::ir::Layer;
 use ssmc_compiler::tensors::TensorMap;
 use std::collections::BTreeMap;
@@ -65,7 +66,8 @@ pub struct Summary {
 
 impl Summary {
     /// Summarizes the outputs of a run.
-    pub fn new(layer: &Layer, file: &Path, target: &str, sizes: &Sizes, source: InputSource, outputs: &TensorMap, elapsed: Duration) -> Self {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(layer: &Layer, file: &Path, target: &str, form: &str, sizes: &Sizes, source: InputSource, outputs: &TensorMap, elapsed: Duration) -> Self {
         let (inputs, seed) = match source {
             InputSource::Generated { seed } => ("generated".to_string(), Some(seed)),
             InputSource::File(f) => (f, None),
@@ -74,7 +76,7 @@ impl Summary {
             layer: layer.name.clone(),
             file: file.display().to_string(),
             target: target.to_string(),
-            form: "recurrent".to_string(),
+            form: form.to_string(),
             dims: sizes.describe(layer),
             inputs,
             seed,
@@ -116,5 +118,52 @@ impl fmt::Display for Summary {
             )?;
         }
         writeln!(f, "time    {:.1} ms", self.elapsed_ms)
+    }
+}
+
+/// The text of `ssmc explain`: every form with its estimate or the reason it is illegal.
+pub fn explain_text(layer: &Layer, file: &Path, target: cost::Target, sizes: &Sizes, choice: &egraph::Choice) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let dims: Vec<String> = sizes.describe(layer).iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let _ = writeln!(out, "layer   {} ({})", layer.name, file.display());
+    let _ = writeln!(out, "target  {}", target.name());
+    let _ = writeln!(out, "dims    {}", dims.join(" "));
+    let _ = writeln!(out, "term    {}", choice.term);
+    let _ = writeln!(out, "e-graph {}", choice.stats);
+    let _ = writeln!(out);
+    let _ = writeln!(out, "{:<14} {:>12} {:>10} {:>10} {:>8}", "form", "est. time", "flops", "bytes", "depth");
+    for c in &choice.candidates {
+        let chosen = choice.plan.forms.contains(&c.form);
+        let mark = if chosen { "  <- chosen" } else { "" };
+        match &c.legality {
+            Ok(e) => {
+                let _ = writeln!(
+                    out,
+                    "{:<14} {:>12} {:>10.3e} {:>10.3e} {:>8}{mark}",
+                    c.form.to_string(),
+                    format_seconds(e.seconds),
+                    e.flops,
+                    e.bytes,
+                    e.depth.round()
+                );
+            }
+            Err(why) => {
+                let _ = writeln!(out, "{:<14} illegal: {why}", c.form.to_string());
+            }
+        }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "chosen  {}   (extracted term {})", choice.plan, choice.extracted);
+    out
+}
+
+fn format_seconds(s: f64) -> String {
+    if s >= 1.0 {
+        format!("{s:.2} s")
+    } else if s >= 1e-3 {
+        format!("{:.2} ms", s * 1e3)
+    } else {
+        format!("{:.2} us", s * 1e6)
     }
 }

@@ -62,7 +62,7 @@ fn file_error(path: &Path, reason: impl Into<String>) -> TensorFileError {
 
 /// Reads every tensor of a safetensors file as f64.
 pub fn read_safetensors(path: &Path) -> Result<TensorMap, TensorFileError> {
-    let bytes = std::fs::read(path).map_err(|e| file_error(path, e.to_string()))?;
+    let bytes = std::fs::read(path).map_err(|e| file_error(path, format!("cannot read the file: {e}")))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| file_error(path, format!("not a safetensors file ({e})")))?;
     let mut out = TensorMap::new();
     for (name, view) in st.tensors() {
@@ -102,15 +102,43 @@ pub fn write_safetensors(path: &Path, tensors: &TensorMap, dtype: OutDType) -> R
     write_atomically(path, &encoded)
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), TensorFileError> {
-    let dir = match path.parent() {
+/// The directory a file is written into (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
+    }
+}
+
+/// Whether a file can be written at `path`: its directory exists and `path` is not a
+/// directory. Checked before a run, so that a typo in an output path fails at once
+/// instead of after the work (and before any other file is written).
+pub fn check_writable(path: &Path) -> Result<(), TensorFileError> {
+    let dir = parent_dir(path);
+    if !dir.is_dir() {
+        let what = if dir.exists() { "is not a directory" } else { "does not exist" };
+        return Err(file_error(path, format!("cannot write the file: `{}` {what}", dir.display())));
+    }
+    if path.is_dir() {
+        return Err(file_error(path, "cannot write the file: it is a directory"));
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), TensorFileError> {
+    check_writable(path)?;
+    let dir = parent_dir(path);
+    // tempfile's io errors end with ` at path "<the temporary file>"`, a name the user
+    // never gave: keep only the reason.
+    let cannot = |e: std::io::Error| {
+        let text = e.to_string();
+        let reason = text.split(" at path ").next().unwrap_or(&text).to_string();
+        file_error(path, format!("cannot write the file: {reason}"))
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| file_error(path, format!("cannot write in {}: {e}", dir.display())))?;
-    std::io::Write::write_all(&mut tmp, bytes).map_err(|e| file_error(path, e.to_string()))?;
-    tmp.persist(path).map_err(|e| file_error(path, e.error.to_string()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(cannot)?;
+    std::io::Write::write_all(&mut tmp, bytes).map_err(cannot)?;
+    tmp.persist(path).map_err(|e| cannot(e.error))?;
     Ok(())
 }
 

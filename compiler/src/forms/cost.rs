@@ -181,6 +181,8 @@ pub struct Estimate {
 pub fn estimate(form: Form, s: &Shape, m: &Machine) -> Estimate {
     let (seq, l, n) = (s.sequences(), s.time, s.state);
     let chains = seq * n;
+    // The final state, computed directly by the forms that do not carry it step by step.
+    let final_state = seq * l * n * s.mac();
     let util = |parallel: f64| (parallel / m.lanes).min(1.0);
     // (flops at each efficiency, extra bytes, depth, passes)
     let (serial, parallel, matmul, fft, extra_bytes, depth, passes) = match form {
@@ -208,15 +210,17 @@ pub fn estimate(form: Form, s: &Shape, m: &Machine) -> Estimate {
             let fft_one = 2.5 * nfft * nfft.log2();
             let kernel = s.kernels * l * n * s.mac() * 2.0 + s.decay_flops();
             let ffts = (2.0 * seq + s.kernels) * fft_one + seq * nfft * 3.0;
-            (0.0, kernel, 0.0, ffts, s.kernels * l * 4.0, nfft.log2(), 4.0)
+            (0.0, kernel + final_state, 0.0, ffts, s.kernels * l * 4.0, nfft.log2(), 4.0)
         }
         Form::Quadratic => {
             let matrices = s.batch * s.heads;
             let build = matrices * l * l / 2.0 * n * s.mac() * 2.0;
-            (0.0, build + s.decay_flops(), seq * l * l, 0.0, matrices * l * l * 4.0, 1.0, 2.0)
+            (0.0, build + s.decay_flops() + final_state, seq * l * l, 0.0, matrices * l * l * 4.0, 1.0, 2.0)
         }
     };
-    let compute = serial / (m.peak_flops * m.eff_serial * util(chains))
+    // One step has no dependent chain to wait on.
+    let eff_serial = if l <= 1.0 { m.eff_parallel } else { m.eff_serial };
+    let compute = serial / (m.peak_flops * eff_serial * util(chains))
         + parallel / (m.peak_flops * m.eff_parallel * util(chains * l))
         + matmul / (m.peak_flops * m.eff_matmul)
         + fft / (m.peak_flops * m.eff_fft);

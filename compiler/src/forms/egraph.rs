@@ -197,7 +197,8 @@ impl Choice {
     /// The plan that runs `form` on every scan, or why it cannot; `chunked` with q = 0
     /// takes the cheapest legal chunk size.
     pub fn force(&self, form: Form) -> Result<Plan, String> {
-        let pick = |f: Form| self.candidates.iter().find(|c| c.form == f);
+        // Every chunk size is as legal as the chunk sizes the e-graph tried.
+        let pick = |f: Form| self.candidates.iter().find(|c| c.form == f || (c.form.kind() == f.kind() && f.kind() == "chunked"));
         let chosen = match form {
             Form::Chunked { q: 0 } => self
                 .candidates
@@ -278,11 +279,18 @@ pub fn choose(layer: &Layer, sizes: &Sizes, target: Target, line_of: &dyn Fn(Spa
         })
         .collect();
     let stats = format!(
-        "{} nodes, {} classes, {} iterations, stopped: {:?}",
+        "{} nodes, {} classes, {} iterations, stopped: {}",
         egraph.total_number_of_nodes(),
         egraph.number_of_classes(),
         runner.iterations.len(),
-        runner.stop_reason.as_ref().map_or("-".to_string(), |r| format!("{r:?}"))
+        match &runner.stop_reason {
+            Some(egg::StopReason::Saturated) => "saturated".to_string(),
+            Some(egg::StopReason::IterationLimit(n)) => format!("iteration limit {n}"),
+            Some(egg::StopReason::NodeLimit(n)) => format!("node limit {n}"),
+            Some(egg::StopReason::TimeLimit(t)) => format!("time limit {t} s"),
+            Some(egg::StopReason::Other(why)) => why.clone(),
+            None => "-".to_string(),
+        }
     );
     Choice { term: term.to_string(), extracted: best.to_string(), plan, candidates, stats }
 }

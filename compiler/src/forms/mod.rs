@@ -168,10 +168,24 @@ fn for_each_sequence(d: &Dims, mut f: impl FnMut(usize, usize, usize)) {
 
 /// The mixer matrix M (batch, head, L, L) of the layer on these inputs: y = M x before the
 /// gate, with the skip D on the diagonal and every scan of the layer summed, in the layer's
-/// time order. Needs dt, A, B, C and D not to vary along headdim (they cannot, by sema).
-pub fn mixer_matrix(layer: &Layer, sizes: &Sizes, inputs: &TensorMap) -> TensorData {
+/// time order. dt, A, B and C never vary along headdim (sema); the skip D must not either.
+pub fn mixer_matrix(layer: &Layer, sizes: &Sizes, inputs: &TensorMap) -> Result<TensorData, String> {
     let d = Dims::new(layer, sizes);
     let l = d.time;
+    let elements = [d.batch, d.heads, l, l].iter().try_fold(1usize, |n, &k| n.checked_mul(k));
+    if elements.is_none_or(|n| n > crate::bind::MAX_ELEMENTS) {
+        return Err(format!("the mixer matrix would have {}x{}x{l}x{l} elements; choose a smaller L", d.batch, d.heads));
+    }
+    if let Some(back) = &layer.backward {
+        if layer.exprs[back.x] != layer.exprs[layer.forward.x] {
+            return Err("the forward and backward scans read different x, so no one matrix maps x to y".into());
+        }
+    }
+    for (scan, _) in roles::scans(layer) {
+        if scan.skip.is_some_and(|e| layer.axes_of(e).iter().any(|a| layer.axis_slot(*a) == crate::ir::AxisRole::HeadDim.slot())) {
+            return Err("the skip D varies along headdim, so the mixer differs per head element; M (batch, head, L, L) cannot hold it".into());
+        }
+    }
     let mut m = vec![0.0; d.batch * d.heads * l * l];
     let h0 = roles::initial_state(layer, inputs);
     for (scan, reversed) in roles::scans(layer) {
@@ -195,5 +209,5 @@ pub fn mixer_matrix(layer: &Layer, sizes: &Sizes, inputs: &TensorMap) -> TensorD
             }
         }
     }
-    TensorData { shape: vec![d.batch, d.heads, l, l], data: m }
+    Ok(TensorData { shape: vec![d.batch, d.heads, l, l], data: m })
 }

@@ -20,6 +20,7 @@ impl LayerCx<'_> {
                             .with_note(format!("axis roles: {}", roles.join(", ")))
                             .with_hint_opt(hint),
                     );
+                    self.broken_dims.insert(d.name.name.clone());
                     continue;
                 };
                 if let Some(&prev) = self.dim_names.get(&d.name.name) {
@@ -30,16 +31,14 @@ impl LayerCx<'_> {
                     continue;
                 }
                 if let Some((prev_role, prev_span)) = by_role.get(&role.slot()) {
-                    let msg = if *prev_role == role {
-                        format!("two dims have the role `{}`", role.keyword())
+                    let d = if *prev_role == role {
+                        Diagnostic::error(format!("two dims have the role `{}`", role.keyword()), d.role.span, "second one here")
+                            .with_note("a layer has at most one dim of each role")
                     } else {
-                        "`channel` and `head` both declared".to_string()
+                        Diagnostic::error("`channel` and `head` both declared", d.role.span, "second one here")
+                            .with_hint("a channel is a head with one element: declare `channel D`, or `head H, headdim P`")
                     };
-                    self.error(
-                        Diagnostic::error(msg, d.role.span, "second one here")
-                            .with_secondary(*prev_span, "first one here")
-                            .with_hint("a channel is a head with one element: declare `channel D`, or `head H, headdim P`"),
-                    );
+                    self.error(d.with_secondary(*prev_span, "first one here"));
                     continue;
                 }
                 by_role.insert(role.slot(), (role, d.role.span));
@@ -82,7 +81,10 @@ impl LayerCx<'_> {
             }
             let shape = self.check_shape(t);
             let init = self.check_init(t);
-            let (Some(dtype), Some(shape)) = (dtype, shape) else { continue };
+            let (Some(dtype), Some(shape)) = (dtype, shape) else {
+                self.broken_tensors.insert(t.name.name.clone());
+                continue;
+            };
             let h = self.tensors.append(Tensor { name: t.name.name.clone(), io: t.io, dtype, shape, init });
             self.spans.tensors.push(t.name.span);
             self.used.push(false);
@@ -96,6 +98,14 @@ impl LayerCx<'_> {
         for (i, atom) in t.shape.iter().enumerate() {
             let axis = match &atom.kind {
                 ShapeAtomKind::Literal(2) if i + 1 == t.shape.len() => Some(Axis::Complex),
+                ShapeAtomKind::Literal(2) => {
+                    self.error(
+                        Diagnostic::error(format!("the re/im axis `2` of `{}` is not its last axis", t.name.name), atom.span, "not last")
+                            .with_note("a literal `2` is the real/imaginary axis of a complex tensor, stored last")
+                            .with_hint("move it to the end of the shape"),
+                    );
+                    None
+                }
                 ShapeAtomKind::Literal(n) => {
                     self.error(
                         Diagnostic::error(format!("literal axis of size {n} in `{}`", t.name.name), atom.span, "not a dim")
@@ -104,7 +114,7 @@ impl LayerCx<'_> {
                     );
                     None
                 }
-                ShapeAtomKind::Dim { name, divisor } => self.check_shape_dim(name, *divisor),
+                ShapeAtomKind::Dim { name, divisor } => self.check_shape_dim(name, *divisor, atom.span),
             };
             match axis {
                 Some(a) if shape.contains(&a) => {
@@ -121,7 +131,11 @@ impl LayerCx<'_> {
         ok.then_some(shape)
     }
 
-    fn check_shape_dim(&mut self, name: &ast::Ident, divisor: Option<(i64, ssmc_syntax::Span)>) -> Option<Axis> {
+    fn check_shape_dim(&mut self, name: &ast::Ident, divisor: Option<(i64, ssmc_syntax::Span)>, atom: ssmc_syntax::Span) -> Option<Axis> {
+        // Already reported: a dim with a bad role, or a layer with no `dims` at all.
+        if self.broken_dims.contains(&name.name) || (self.dims.is_empty() && self.broken_dims.is_empty()) {
+            return None;
+        }
         let Some(&dim) = self.dim_names.get(&name.name) else {
             let hint = did_you_mean(&name.name, self.dim_names.keys().map(String::as_str));
             self.error(
@@ -133,16 +147,19 @@ impl LayerCx<'_> {
         let div = match divisor {
             None => 1,
             Some((d, span)) if d <= 0 => {
-                self.error(Diagnostic::error(format!("divisor {d} of `{}`", name.name), span, "must be positive"));
+                self.error(
+                    Diagnostic::error(format!("`{}` is divided by {d}", name.name), span, "must be positive")
+                        .with_hint(format!("a divisor is a whole number of at least 1, as in `{}/2`", name.name)),
+                );
                 return None;
             }
-            Some((d, span)) => {
+            Some((d, _)) => {
                 if let DimSize::Const(n) = self.dims[dim].size {
                     if n % d as u64 != 0 {
                         self.error(Diagnostic::error(
                             format!("`{}/{}` is not a whole size: {} = {n}", name.name, d, name.name),
-                            span,
-                            format!("does not divide {n}"),
+                            atom,
+                            format!("{d} does not divide {n}"),
                         ));
                         return None;
                     }

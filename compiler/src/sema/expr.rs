@@ -85,6 +85,9 @@ impl LayerCx<'_> {
         if let Some(&t) = self.tensor_names.get(&n.name) {
             return Some(t);
         }
+        if self.broken_tensors.contains(&n.name) {
+            return None;
+        }
         let mut d = Diagnostic::error(format!("unknown tensor `{}`", n.name), n.span, "not declared");
         if self.dim_names.contains_key(&n.name) {
             d = d.with_note(format!("`{}` is a dim; dims appear only in shapes", n.name));

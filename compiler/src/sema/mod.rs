@@ -3,13 +3,14 @@
 
 mod decls;
 mod expr;
+mod io;
 mod roles;
 
 use crate::arena::{Arena, Handle};
 use crate::ir::{Dim, Expr, Layer, Module, SpanTable, Tensor};
 use ssmc_syntax::ast;
 use ssmc_syntax::{Diagnostic, Diagnostics, Span};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Checks every layer of a file. On success returns the module and any warnings; on
 /// failure every diagnostic found (errors and warnings).
@@ -17,7 +18,7 @@ pub fn check(file: &ast::File) -> Result<(Module, Diagnostics), Diagnostics> {
     let mut diags = Vec::new();
     if file.layers.is_empty() {
         diags.push(
-            Diagnostic::error("the file declares no layer", Span::new(0, 0), "nothing here")
+            Diagnostic::error("the file declares no layer", Span::new(0, 0), "no layer in this file")
                 .with_hint("start with `layer NAME { ... }`; see stdlib/mamba1.ssm"),
         );
     }
@@ -54,6 +55,10 @@ struct LayerCx<'d> {
     spans: SpanTable,
     /// Inputs read by some role, for the unused-input warning.
     used: Vec<bool>,
+    /// Dims whose declaration was already reported as wrong; their uses are not reported again.
+    broken_dims: BTreeSet<String>,
+    /// Tensors whose declaration was already reported as wrong; likewise.
+    broken_tensors: BTreeSet<String>,
 }
 
 impl<'d> LayerCx<'d> {
@@ -67,6 +72,8 @@ impl<'d> LayerCx<'d> {
             exprs: Arena::default(),
             spans: SpanTable::default(),
             used: Vec::new(),
+            broken_dims: BTreeSet::new(),
+            broken_tensors: BTreeSet::new(),
         }
     }
 
@@ -82,6 +89,8 @@ impl<'d> LayerCx<'d> {
         if self.error_count() > errors_before {
             return None;
         }
+        // Warnings only for a layer without errors: after an error they are mostly echoes.
+        self.warn_unused(parts.initial_state);
         Some(Layer {
             name: layer.name.name.clone(),
             dims: std::mem::take(&mut self.dims),

@@ -1,5 +1,6 @@
 //! Roles of the scan (x, dt, A, B, C, skip, gate), their expressions and axes, and the
-//! layer-wide options (discretization, direction, states, output) with their legality.
+//! layer-wide options (discretization, direction) with their legality; states and output
+//! are checked in `io`.
 
 use super::LayerCx;
 use crate::arena::Handle;
@@ -26,6 +27,8 @@ const ROLES: [&str; 5] = ["x", "dt", "A", "B", "C"];
 #[derive(Default)]
 struct RoleStmts<'a> {
     roles: [Option<(&'a ast::Expr, Span)>; 5],
+    /// Role names that are not roles (already reported), e.g. `c` for `C`.
+    unknown: Vec<&'a str>,
     skip: Option<(&'a ast::Expr, Span)>,
     gate: Option<(&'a ast::Expr, Span)>,
 }
@@ -61,6 +64,7 @@ impl LayerCx<'_> {
                 StmtKind::Role { role, value } => {
                     let Some(i) = ROLES.iter().position(|n| *n == role.name) else {
                         self.unknown_role(role);
+                        r.unknown.push(&role.name);
                         continue;
                     };
                     set_once(&mut r.roles[i], (value, role.span), role.span, |p| p.1, &format!("role `{}`", role.name), self.diags);
@@ -106,10 +110,11 @@ impl LayerCx<'_> {
         let fwd = self.gather(&layer.stmts, Some(&mut opts));
         let name_span = layer.name.span;
 
-        let mut missing_dims = false;
+        // A dim with an unknown role was reported already; it may be the one missing here.
+        let mut missing_dims = !self.broken_dims.is_empty();
         for role in [AxisRole::Batch, AxisRole::Time, AxisRole::Channel] {
-            if self.dim_with_role(role.slot()).is_none() && !self.dims.is_empty() {
-                let what = if role == AxisRole::Channel { "`channel` (or `head`)" } else { role.keyword() };
+            if self.dim_with_role(role.slot()).is_none() && !self.dims.is_empty() && self.broken_dims.is_empty() {
+                let what = if role == AxisRole::Channel { "`channel` (or `head`)".to_string() } else { format!("`{}`", role.keyword()) };
                 self.error(
                     Diagnostic::error(format!("the layer declares no {what} dim"), name_span, "in this layer")
                         .with_hint(format!("add it to `dims`, e.g. `dims {} {}`", role.keyword(), default_dim_name(role))),
@@ -117,7 +122,7 @@ impl LayerCx<'_> {
                 missing_dims = true;
             }
         }
-        if self.dims.is_empty() {
+        if self.dims.is_empty() && self.broken_dims.is_empty() {
             self.error(
                 Diagnostic::error("the layer declares no dims", name_span, "in this layer")
                     .with_hint("e.g. `dims batch B, channel D, time L, state N = 16`"),
@@ -136,6 +141,7 @@ impl LayerCx<'_> {
             None if direction == Some(Direction::Bidirectional) => a_scan.clone().map(|s| Some(s)),
             None => Some(None),
         };
+        let output = self.find_output(layer, opts.final_);
         let (forward, a_structure) = a_scan?;
         let backward = back?.map(|(s, _)| s);
         if missing_dims {
@@ -145,8 +151,8 @@ impl LayerCx<'_> {
         let direction = direction?;
         self.check_dt(&forward, discretization, name_span, fwd.roles[1].map(|r| r.1));
         let axes = self.scan_axes(&forward, backward.as_ref(), a_structure)?;
-        let (initial_state, final_state, output) = self.check_io(&opts, &forward, &axes, a_structure, direction, name_span)?;
-        self.warn_unused(initial_state);
+        let output = output?;
+        let (initial_state, final_state) = self.check_io([opts.initial, opts.final_], output, &forward, &axes, a_structure)?;
         Some(Parts { axes, a_structure, discretization, direction, forward, backward, initial_state, final_state, output })
     }
 
@@ -187,7 +193,8 @@ impl LayerCx<'_> {
             },
         };
         if let (Some((_, sp)), false) = (opts.reverse, dir == Direction::Bidirectional) {
-            let mut d = Diagnostic::error("a `reverse` block needs `direction bidirectional`", sp, "parameters of a backward scan")
+            let keyword = Span::new(sp.start, sp.start + "reverse".len());
+            let mut d = Diagnostic::error("a `reverse` block needs `direction bidirectional`", keyword, "parameters of a backward scan")
                 .with_hint("write `direction bidirectional`, or remove the block");
             if let Some(id) = opts.direction {
                 d = d.with_secondary(id.span, format!("the layer is `{}`", dir.name()));
@@ -221,7 +228,11 @@ impl LayerCx<'_> {
             let required = [(x, "x", "name the input sequence, e.g. `x = u`"), (a, "A", "e.g. `A = diagonal(-exp(A_log))`"),
                 (b, "B", "e.g. `B = B`, or `B = 1` for a constant input matrix"), (c, "C", "e.g. `C = C`")];
             for (role, name, hint) in required {
-                if role.is_none() {
+                // `c = C` was reported as an unknown role; a missing `C` would say it twice.
+                let misspelt = r.unknown.iter().any(|u| did_you_mean(u, [name]).is_some());
+                if role.is_none() && misspelt {
+                    ok = false;
+                } else if role.is_none() {
                     self.error(Diagnostic::error(format!("the layer gives no `{name}`"), layer, "in this layer").with_hint(hint));
                     ok = false;
                 }
@@ -247,19 +258,19 @@ impl LayerCx<'_> {
         let c = self.role_value(c, base.map(|s| s.0.c), "C");
         let skip = self.opt_role(r.skip, base.map(|s| s.0.skip), "skip", &[2, 3]);
         let gate = self.gate(r.gate, base.map(|s| s.0.gate));
-        if let (Some((_, AStructure::Diagonal | AStructure::Scalar)), Some(v)) = (a, b.or(c)) {
-            let sp = r.roles[3].or(r.roles[4]).map_or(layer, |r| r.1);
-            for v in [b, c].into_iter().flatten() {
-                if v.im.is_some() {
-                    self.error(
-                        Diagnostic::error("complex B or C needs a complex A", sp, "complex here")
-                            .with_hint("make A `complex(re, im)`, or B and C real"),
-                    );
+        if let Some((_, s @ (AStructure::Diagonal | AStructure::Scalar))) = a {
+            for (v, written, name) in [(b, r.roles[3], "B"), (c, r.roles[4], "C")] {
+                if v.is_some_and(|v| v.im.is_some()) {
+                    let sp = written.map_or(layer, |w| w.0.span);
+                    let mut d = Diagnostic::error(format!("complex {name} needs a complex A"), sp, "complex here")
+                        .with_hint("make A `complex(re, im)`, or B and C real");
+                    if let Some((e, _)) = r.roles[2] {
+                        d = d.with_secondary(e.span, format!("A is {}, so real", s.name()));
+                    }
+                    self.error(d);
                     ok = false;
-                    break;
                 }
             }
-            let _ = v;
         }
         let (x, dt, (a, s), b, c, skip, gate) = (x??, dt?, a?, b?, c?, skip?, gate?);
         ok.then_some((Scan { x, dt, a, b, c, skip, gate }, s))
@@ -291,8 +302,10 @@ impl LayerCx<'_> {
                 let axes = self.axes_of(h);
                 let slots: Vec<usize> = axes.iter().map(|a| self.slot(*a)).collect();
                 if slots.contains(&2) && slots.contains(&4) {
+                    let names: Vec<String> =
+                        axes.iter().filter(|a| matches!(self.slot(**a), 2 | 4)).map(|a| format!("`{}`", self.axis_text(*a))).collect();
                     self.error(
-                        Diagnostic::error(format!("`{name}` varies along both heads and groups"), e.span, "heads and groups")
+                        Diagnostic::error(format!("`{name}` varies along both heads and groups"), e.span, format!("varies along {}", names.join(" and ")))
                             .with_note("heads share B and C within a group: use one of the two axes"),
                     );
                     return None;
@@ -466,104 +479,6 @@ impl LayerCx<'_> {
             _ => None,
         });
         Some(ScanAxes { batch: self.dim_with_role(0)?, time: self.dim_with_role(1)?, head, headdim, group, state })
-    }
-
-    fn check_io(
-        &mut self,
-        opts: &Options,
-        fwd: &Scan,
-        axes: &ScanAxes,
-        a: AStructure,
-        dir: Direction,
-        layer: Span,
-    ) -> Option<(Option<Handle<Tensor>>, Option<Handle<Tensor>>, Handle<Tensor>)> {
-        let mut x_axes = self.axes_of(fwd.x);
-        x_axes.sort();
-        let x_span = self.spans.exprs[fwd.x.index()];
-        for slot in [0, 1, 2] {
-            if !x_axes.iter().any(|a| self.slot(*a) == slot) {
-                let role = AxisRole::ALL.into_iter().find(|r| r.slot() == slot).map_or("", AxisRole::keyword);
-                self.error(
-                    Diagnostic::error(format!("x has no {role} axis"), x_span, "x here")
-                        .with_note("x varies along batch, time and channel (or head, with headdim)"),
-                );
-                return None;
-            }
-        }
-        let mut state_axes: Vec<Axis> = vec![Axis::Dim { dim: axes.batch, divisor: 1 }, Axis::Dim { dim: axes.head, divisor: 1 }, axes.state];
-        state_axes.extend(axes.headdim.map(|d| Axis::Dim { dim: d, divisor: 1 }));
-        state_axes.sort();
-        let state_tensor = |this: &mut Self, id: Option<&ast::Ident>, io: ast::Io| -> Option<Option<Handle<Tensor>>> {
-            let Some(id) = id else { return Some(None) };
-            let t = this.resolve_any_tensor(id)?;
-            if this.tensors[t].io != io {
-                let want = if io == ast::Io::Input { "an input" } else { "an output" };
-                this.error(Diagnostic::error(format!("`{}` must be {want}", id.name), id.span, format!("not {want}"))
-                    .with_secondary(this.spans.tensors[t.index()], "declared here"));
-                return None;
-            }
-            if a == AStructure::Complex {
-                this.error(Diagnostic::error("states in and out of a complex state are not supported yet", id.span, "complex state"));
-                return None;
-            }
-            this.expect_axes(t, &state_axes, "a state")?;
-            Some(Some(t))
-        };
-        let initial = state_tensor(self, opts.initial, ast::Io::Input)?;
-        let final_ = state_tensor(self, opts.final_, ast::Io::Output)?;
-        let _ = dir;
-        let outputs: Vec<Handle<Tensor>> =
-            self.tensors.iter().filter(|(h, t)| t.io == ast::Io::Output && Some(*h) != final_).map(|(h, _)| h).collect();
-        let output = match outputs.as_slice() {
-            [one] => *one,
-            [] => {
-                self.error(
-                    Diagnostic::error("the layer declares no output", layer, "in this layer")
-                        .with_hint("e.g. `output out: f32[B, D, L]`, with the axes of x"),
-                );
-                return None;
-            }
-            [_, second, ..] => {
-                self.error(
-                    Diagnostic::error("the layer declares more than one output", self.spans.tensors[second.index()], "second output")
-                        .with_secondary(self.spans.tensors[outputs[0].index()], "first output")
-                        .with_hint("one output is y; another can only be the `final_state`"),
-                );
-                return None;
-            }
-        };
-        self.expect_axes(output, &x_axes, "the output y")?;
-        Some((initial, final_, output))
-    }
-
-    /// Checks that a tensor's axes are exactly `want`, in any order.
-    fn expect_axes(&mut self, t: Handle<Tensor>, want: &[Axis], what: &str) -> Option<()> {
-        let mut got = self.tensors[t].shape.clone();
-        got.sort();
-        if got != want {
-            let (w, g) = (self.shape_text(want), self.shape_text(&self.tensors[t].shape));
-            self.error(
-                Diagnostic::error(format!("`{}` has axes {g}, but {what} has axes {w}", self.tensors[t].name), self.spans.tensors[t.index()], "shape mismatch")
-                    .with_note("axes may come in any order (the layout), but must be these"),
-            );
-            return None;
-        }
-        Some(())
-    }
-
-    fn warn_unused(&mut self, initial: Option<Handle<Tensor>>) {
-        let unused: Vec<Handle<Tensor>> = self
-            .tensors
-            .iter()
-            .filter(|(h, t)| t.io == ast::Io::Input && !self.used[h.index()] && Some(*h) != initial)
-            .map(|(h, _)| h)
-            .collect();
-        for h in unused {
-            self.diags.push(
-                Diagnostic::warning(format!("input `{}` is never used", self.tensors[h].name), self.spans.tensors[h.index()], "unused")
-                    .with_note("it must still be supplied when the layer runs"),
-            );
-        }
     }
 }
 
