@@ -9,6 +9,7 @@
 //! inputs at awkward sizes and must agree with `interp::run` to 1e-10 relative (f64).
 
 use ssmc_compiler::bind::{sizes_from_dims, Sizes};
+use ssmc_compiler::forms::{self, cost::Target, egraph, Form};
 use ssmc_compiler::interp;
 use ssmc_compiler::ir::Layer;
 use ssmc_compiler::tensors::{generate_inputs, TensorMap};
@@ -96,7 +97,40 @@ fn compare(layer: &Layer, dims: &[(&str, usize)], seed: u64, reference: Referenc
         "{} {dims:?} seed {seed}: relative error {err:e} >= {TOLERANCE:e}",
         layer.name
     );
+    every_legal_form_agrees(layer, &sizes, &inputs, &ours, dims);
     err
+}
+
+/// Every form the e-graph finds legal, and a chunk size that divides no L here, matches
+/// the reference too (forms reassociate sums, hence the looser 1e-9).
+fn every_legal_form_agrees(
+    layer: &Layer,
+    sizes: &Sizes,
+    inputs: &TensorMap,
+    ours: &[f64],
+    dims: &[(&str, usize)],
+) {
+    let choice = egraph::choose(layer, sizes, Target::Cpu, &|_| 0);
+    let mut forms: Vec<Form> = choice
+        .candidates
+        .iter()
+        .filter(|c| c.legality.is_ok())
+        .map(|c| c.form)
+        .collect();
+    forms.push(Form::Chunked { q: 3 });
+    assert!(forms.len() >= 6, "{}: only {forms:?} are legal", layer.name);
+    for form in forms {
+        let plan = choice
+            .force(form)
+            .unwrap_or_else(|e| panic!("{}: {e}", layer.name));
+        let got = forms::run(layer, sizes, inputs, &plan);
+        let err = rel_err(ours, &got["out"].data);
+        assert!(
+            err < 1e-9,
+            "{} {dims:?} form {form}: relative error {err:e} against the reference",
+            layer.name
+        );
+    }
 }
 
 /// Perturbs one element of every input in turn; the output must move by far more than
