@@ -47,7 +47,10 @@ impl Diagnostic {
         Diagnostic {
             severity: Severity::Error,
             message: message.into(),
-            primary: Label { span, message: label.into() },
+            primary: Label {
+                span,
+                message: label.into(),
+            },
             secondary: Vec::new(),
             notes: Vec::new(),
             hint: None,
@@ -56,12 +59,18 @@ impl Diagnostic {
 
     /// A warning at `span`.
     pub fn warning(message: impl Into<String>, span: Span, label: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(message, span, label) }
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(message, span, label)
+        }
     }
 
     /// Adds a related place.
     pub fn with_secondary(mut self, span: Span, message: impl Into<String>) -> Self {
-        self.secondary.push(Label { span, message: message.into() });
+        self.secondary.push(Label {
+            span,
+            message: message.into(),
+        });
         self
     }
 
@@ -87,8 +96,9 @@ impl Diagnostic {
 
     fn to_codespan(&self, len: usize) -> cs::Diagnostic<()> {
         let clamp = |s: Span| s.start.min(len)..s.end.min(len).max(s.start.min(len));
-        let mut labels = vec![cs::Label::primary((), clamp(self.primary.span))
-            .with_message(&self.primary.message)];
+        let mut labels =
+            vec![cs::Label::primary((), clamp(self.primary.span))
+                .with_message(&self.primary.message)];
         labels.extend(
             self.secondary
                 .iter()
@@ -100,7 +110,9 @@ impl Diagnostic {
             Severity::Error => cs::Diagnostic::error(),
             Severity::Warning => cs::Diagnostic::warning(),
         };
-        d.with_message(&self.message).with_labels(labels).with_notes(notes)
+        d.with_message(&self.message)
+            .with_labels(labels)
+            .with_notes(notes)
     }
 }
 
@@ -116,7 +128,10 @@ pub struct SourceFile {
 impl SourceFile {
     /// A file named `name` holding `text`.
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
-        SourceFile { name: name.into(), text: text.into() }
+        SourceFile {
+            name: name.into(),
+            text: text.into(),
+        }
     }
 
     /// 1-based line and column of a byte offset.
@@ -153,7 +168,10 @@ impl Diagnostics {
 
     /// Number of errors.
     pub fn error_count(&self) -> usize {
-        self.0.iter().filter(|d| d.severity == Severity::Error).count()
+        self.0
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
     }
 
     /// Renders every diagnostic as text with carets, sorted by position.
@@ -169,7 +187,12 @@ impl Diagnostics {
             let _ = if color {
                 term::emit(&mut termcolor::Ansi::new(&mut out), &config, &simple, &cs)
             } else {
-                term::emit(&mut termcolor::NoColor::new(&mut out), &config, &simple, &cs)
+                term::emit(
+                    &mut termcolor::NoColor::new(&mut out),
+                    &config,
+                    &simple,
+                    &cs,
+                )
             };
         }
         String::from_utf8_lossy(&out).into_owned()
@@ -183,11 +206,15 @@ impl From<Vec<Diagnostic>> for Diagnostics {
 }
 
 /// `Some("did you mean `x`?")` for the candidate closest to `name`, if one is close.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     let mut best: Option<(f64, &str)> = None;
     for c in candidates {
         let score = strsim::jaro_winkler(&name.to_lowercase(), &c.to_lowercase());
-        let close = score > 0.8 || strsim::levenshtein(name, c) <= name.len().min(c.len()) / 3;
+        // Edit distance with transpositions, so that `f23` still suggests `f32`.
+        let close = score > 0.8 || strsim::osa_distance(name, c) <= name.len().min(c.len()) / 3;
         if close && best.is_none_or(|(b, _)| score > b) {
             best = Some((score, c));
         }
@@ -201,8 +228,15 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(did_you_mean("dleta", ["delta", "u"]).as_deref(), Some("did you mean `delta`?"));
+        assert_eq!(
+            did_you_mean("dleta", ["delta", "u"]).as_deref(),
+            Some("did you mean `delta`?")
+        );
         assert_eq!(did_you_mean("zzz", ["delta", "u"]), None);
+        assert_eq!(
+            did_you_mean("f23", ["f32", "f64", "bf16", "f16"]).as_deref(),
+            Some("did you mean `f32`?")
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod ast;
 pub mod diag;
 mod parse;
+mod syntax_error;
 
 pub use ast::Span;
 pub use diag::{did_you_mean, Diagnostic, Diagnostics, Label, Severity, SourceFile};

@@ -3,6 +3,7 @@
 
 use crate::ast::*;
 use crate::diag::Diagnostic;
+use crate::syntax_error::syntax_error;
 use pest::iterators::Pair;
 use pest::pratt_parser::{Assoc, Op, PrattParser};
 use pest::Parser as _;
@@ -16,8 +17,12 @@ type Result<T> = std::result::Result<T, Diagnostic>;
 
 /// Parses a whole `.ssm` file. A syntax error stops parsing; it is returned alone.
 pub fn parse(src: &str) -> std::result::Result<File, Vec<Diagnostic>> {
+    // Detailed errors list the literal tokens tried (`]`, `:`), not only the rule names.
+    pest::set_error_detail(true);
     let mut pairs = SsmParser::parse(Rule::file, src).map_err(|e| vec![syntax_error(src, &e)])?;
-    let file = pairs.next().ok_or_else(|| vec![Diagnostic::error("empty parse", Span::default(), "")])?;
+    let file = pairs
+        .next()
+        .ok_or_else(|| vec![Diagnostic::error("empty parse", Span::default(), "")])?;
     parse_file(file).map_err(|d| vec![d])
 }
 
@@ -39,26 +44,38 @@ fn parse_layer(pair: Pair<Rule>) -> Result<Layer> {
     let mut inner = pair.into_inner().filter(|p| p.as_rule() != Rule::kw_layer);
     let name = parse_ident(inner.next().expect("grammar: layer has a name"));
     let stmts = inner.map(parse_stmt).collect::<Result<_>>()?;
-    Ok(Layer { name, stmts, span: sp })
+    Ok(Layer {
+        name,
+        stmts,
+        span: sp,
+    })
 }
 
 fn parse_ident(pair: Pair<Rule>) -> Ident {
-    Ident { name: pair.as_str().to_string(), span: span(&pair) }
+    Ident {
+        name: pair.as_str().to_string(),
+        span: span(&pair),
+    }
 }
 
 /// The pairs of a rule without its leading keyword.
 fn operands(pair: Pair<Rule>) -> impl Iterator<Item = Pair<Rule>> {
-    pair.into_inner().filter(|p| !format!("{:?}", p.as_rule()).starts_with("kw_"))
+    pair.into_inner()
+        .filter(|p| !format!("{:?}", p.as_rule()).starts_with("kw_"))
 }
 
 fn first(pair: Pair<Rule>) -> Pair<Rule> {
-    operands(pair).next().expect("grammar: statement has an operand")
+    operands(pair)
+        .next()
+        .expect("grammar: statement has an operand")
 }
 
 fn parse_stmt(pair: Pair<Rule>) -> Result<Stmt> {
     let sp = span(&pair);
     let kind = match pair.as_rule() {
-        Rule::dims_decl => StmtKind::Dims(operands(pair).map(parse_dim_decl).collect::<Result<_>>()?),
+        Rule::dims_decl => {
+            StmtKind::Dims(operands(pair).map(parse_dim_decl).collect::<Result<_>>()?)
+        }
         Rule::tensor_decl => StmtKind::Tensor(parse_tensor_decl(pair)?),
         Rule::discretize_stmt => StmtKind::Discretize(parse_ident(first(pair))),
         Rule::skip_stmt => StmtKind::Skip(parse_expr(first(pair))?),
@@ -66,7 +83,9 @@ fn parse_stmt(pair: Pair<Rule>) -> Result<Stmt> {
         Rule::direction_stmt => StmtKind::Direction(parse_ident(first(pair))),
         Rule::initial_state_stmt => StmtKind::InitialState(parse_ident(first(pair))),
         Rule::final_state_stmt => StmtKind::FinalState(parse_ident(first(pair))),
-        Rule::reverse_block => StmtKind::Reverse(operands(pair).map(parse_stmt).collect::<Result<_>>()?),
+        Rule::reverse_block => {
+            StmtKind::Reverse(operands(pair).map(parse_stmt).collect::<Result<_>>()?)
+        }
         Rule::role_stmt => {
             let mut it = pair.into_inner();
             let role = parse_ident(it.next().expect("grammar: role name"));
@@ -105,9 +124,19 @@ fn parse_tensor_decl(pair: Pair<Rule>) -> Result<TensorDecl> {
     let dtype = parse_ident(it.next().expect("grammar: dtype"));
     let shape_pair = it.next().expect("grammar: shape");
     let shape_span = span(&shape_pair);
-    let shape = shape_pair.into_inner().map(parse_shape_atom).collect::<Result<_>>()?;
+    let shape = shape_pair
+        .into_inner()
+        .map(parse_shape_atom)
+        .collect::<Result<_>>()?;
     let init = it.next().map(parse_init).transpose()?;
-    Ok(TensorDecl { io, name, dtype, shape, shape_span, init })
+    Ok(TensorDecl {
+        io,
+        name,
+        dtype,
+        shape,
+        shape_span,
+        init,
+    })
 }
 
 fn parse_shape_atom(pair: Pair<Rule>) -> Result<ShapeAtom> {
@@ -116,7 +145,10 @@ fn parse_shape_atom(pair: Pair<Rule>) -> Result<ShapeAtom> {
     let head = it.next().expect("grammar: shape atom");
     let kind = match head.as_rule() {
         Rule::int => ShapeAtomKind::Literal(parse_int(head)?.0),
-        _ => ShapeAtomKind::Dim { name: parse_ident(head), divisor: it.next().map(parse_int).transpose()? },
+        _ => ShapeAtomKind::Dim {
+            name: parse_ident(head),
+            divisor: it.next().map(parse_int).transpose()?,
+        },
     };
     Ok(ShapeAtom { kind, span: sp })
 }
@@ -125,7 +157,11 @@ fn parse_number(pair: &Pair<Rule>) -> Result<f64> {
     let sp = span(pair);
     match pair.as_str().parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
-        _ => Err(Diagnostic::error("number out of range", sp, "not a finite number")),
+        _ => Err(Diagnostic::error(
+            "number out of range",
+            sp,
+            "not a finite number",
+        )),
     }
 }
 
@@ -134,7 +170,11 @@ fn parse_init(pair: Pair<Rule>) -> Result<Init> {
     let mut it = pair.into_inner();
     let dist = parse_ident(it.next().expect("grammar: distribution"));
     let args = it.map(|p| parse_number(&p)).collect::<Result<_>>()?;
-    Ok(Init { dist, args, span: sp })
+    Ok(Init {
+        dist,
+        args,
+        span: sp,
+    })
 }
 
 fn pratt() -> PrattParser<Rule> {
@@ -149,7 +189,10 @@ fn parse_expr(pair: Pair<Rule>) -> Result<Expr> {
         .map_primary(parse_primary)
         .map_prefix(|op, rhs| {
             let rhs = rhs?;
-            Ok(Expr { span: Span::new(op.as_span().start(), rhs.span.end), kind: ExprKind::Neg(Box::new(rhs)) })
+            Ok(Expr {
+                span: Span::new(op.as_span().start(), rhs.span.end),
+                kind: ExprKind::Neg(Box::new(rhs)),
+            })
         })
         .map_infix(|lhs, op, rhs| {
             let (lhs, rhs) = (lhs?, rhs?);
@@ -159,7 +202,10 @@ fn parse_expr(pair: Pair<Rule>) -> Result<Expr> {
                 Rule::mul => BinOp::Mul,
                 _ => BinOp::Div,
             };
-            Ok(Expr { span: Span::new(lhs.span.start, rhs.span.end), kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)) })
+            Ok(Expr {
+                span: Span::new(lhs.span.start, rhs.span.end),
+                kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)),
+            })
         })
         .parse(pair.into_inner())
 }
@@ -180,82 +226,6 @@ fn parse_primary(pair: Pair<Rule>) -> Result<Expr> {
     Ok(Expr { kind, span: sp })
 }
 
-/// Readable words for what the parser expected.
-fn describe(rule: &Rule) -> &'static str {
-    match rule {
-        Rule::EOI => "end of file",
-        Rule::layer | Rule::kw_layer => "`layer`",
-        Rule::ident => "a name",
-        Rule::int => "an integer",
-        Rule::number | Rule::signed_number => "a number",
-        Rule::expr => "an expression",
-        Rule::shape => "a shape like `[B, L, D]`",
-        Rule::shape_atom => "a dim name or size",
-        Rule::init => "`~ distribution(...)`",
-        Rule::io_kind | Rule::kw_input | Rule::kw_output => "`input` or `output`",
-        Rule::dims_decl | Rule::kw_dims => "`dims`",
-        Rule::dim_decl => "a dim like `time L`",
-        Rule::tensor_decl => "a tensor declaration",
-        Rule::role_stmt => "a statement",
-        Rule::add | Rule::sub | Rule::mul | Rule::div => "an operator",
-        Rule::neg => "`-`",
-        Rule::call => "a function call",
-        _ => "a statement",
-    }
-}
-
-fn syntax_error(src: &str, e: &pest::error::Error<Rule>) -> Diagnostic {
-    let pos = match e.location {
-        pest::error::InputLocation::Pos(p) => p,
-        pest::error::InputLocation::Span((s, _)) => s,
-    };
-    let found = found_at(src, pos);
-    let sp = Span::new(pos, (pos + found.len().max(1)).min(src.len()).max(pos));
-    let expected = match &e.variant {
-        pest::error::ErrorVariant::ParsingError { positives, .. } => {
-            let mut words: Vec<&str> = positives.iter().map(describe).collect();
-            words.sort_unstable();
-            words.dedup();
-            words
-        }
-        pest::error::ErrorVariant::CustomError { .. } => Vec::new(),
-    };
-    let expected = match expected.as_slice() {
-        [] => "something else".to_string(),
-        [one] => one.to_string(),
-        [init @ .., last] => format!("{} or {}", init.join(", "), last),
-    };
-    let found_text = if found.is_empty() { "end of file".to_string() } else { format!("`{found}`") };
-    let mut d = Diagnostic::error(
-        format!("syntax error: expected {expected}, found {found_text}"),
-        sp,
-        format!("expected {expected}"),
-    );
-    if expected.contains("`layer`") && found_text != "end of file" {
-        d = d.with_hint("a file holds layers: `layer NAME { ... }`");
-    }
-    if found == "}" && src[..pos].matches('{').count() > src[..pos].matches('}').count() + 1 {
-        d = d.with_hint("a `}` may be missing earlier");
-    }
-    d
-}
-
-/// The token at `pos`: a word, a number, or one character.
-fn found_at(src: &str, pos: usize) -> &str {
-    let rest = &src[pos.min(src.len())..];
-    let word = rest
-        .char_indices()
-        .take_while(|(_, c)| c.is_alphanumeric() || *c == '_' || *c == '.')
-        .last()
-        .map(|(i, c)| i + c.len_utf8())
-        .unwrap_or(0);
-    if word > 0 {
-        &rest[..word]
-    } else {
-        rest.chars().next().map_or("", |c| &rest[..c.len_utf8()])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,14 +233,36 @@ mod tests {
     #[test]
     fn parses_precedence() {
         let f = parse("layer l { x = a + b * -c }").expect("parses");
-        let StmtKind::Role { value, .. } = &f.layers[0].stmts[0].kind else { panic!("role") };
-        let ExprKind::Binary(BinOp::Add, _, rhs) = &value.kind else { panic!("add on top") };
+        let StmtKind::Role { value, .. } = &f.layers[0].stmts[0].kind else {
+            panic!("role")
+        };
+        let ExprKind::Binary(BinOp::Add, _, rhs) = &value.kind else {
+            panic!("add on top")
+        };
         assert!(matches!(rhs.kind, ExprKind::Binary(BinOp::Mul, _, _)));
+    }
+
+    #[test]
+    fn syntax_error_names_literal_tokens() {
+        let err = parse("layer l { input u f32[B] }").expect_err("fails");
+        assert_eq!(err[0].message, "syntax error: expected `:`, found `f32`");
+        let err = parse("layer l { x = f(a }").expect_err("fails");
+        assert_eq!(
+            err[0].message,
+            "syntax error: expected an operator, `)` or `,`, found `}`"
+        );
+        assert_eq!(err[0].secondary[0].message, "this `(` is never closed");
     }
 
     #[test]
     fn syntax_error_is_readable() {
         let err = parse("layer l { input u: f32[B, }").expect_err("fails");
-        assert!(err[0].message.contains("a dim name or size"), "{}", err[0].message);
+        assert!(
+            err[0]
+                .message
+                .contains("expected a name or a number, found `}`"),
+            "{}",
+            err[0].message
+        );
     }
 }

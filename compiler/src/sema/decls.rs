@@ -10,30 +10,44 @@ impl LayerCx<'_> {
     pub(super) fn declare_dims(&mut self, layer: &ast::Layer) {
         let mut by_role: BTreeMap<usize, (AxisRole, ssmc_syntax::Span)> = BTreeMap::new();
         for stmt in &layer.stmts {
-            let StmtKind::Dims(decls) = &stmt.kind else { continue };
+            let StmtKind::Dims(decls) = &stmt.kind else {
+                continue;
+            };
             for d in decls {
                 let Some(role) = AxisRole::from_keyword(&d.role.name) else {
                     let hint = did_you_mean(&d.role.name, AxisRole::ALL.map(AxisRole::keyword));
                     let roles: Vec<&str> = AxisRole::ALL.map(AxisRole::keyword).to_vec();
                     self.error(
-                        Diagnostic::error(format!("unknown axis role `{}`", d.role.name), d.role.span, "not an axis role")
-                            .with_note(format!("axis roles: {}", roles.join(", ")))
-                            .with_hint_opt(hint),
+                        Diagnostic::error(
+                            format!("unknown axis role `{}`", d.role.name),
+                            d.role.span,
+                            "not an axis role",
+                        )
+                        .with_note(format!("axis roles: {}", roles.join(", ")))
+                        .with_hint_opt(hint),
                     );
                     self.broken_dims.insert(d.name.name.clone());
                     continue;
                 };
                 if let Some(&prev) = self.dim_names.get(&d.name.name) {
                     self.error(
-                        Diagnostic::error(format!("dim `{}` is declared twice", d.name.name), d.name.span, "again here")
-                            .with_secondary(self.spans.dims[prev.index()], "first declared here"),
+                        Diagnostic::error(
+                            format!("dim `{}` is declared twice", d.name.name),
+                            d.name.span,
+                            "again here",
+                        )
+                        .with_secondary(self.spans.dims[prev.index()], "first declared here"),
                     );
                     continue;
                 }
                 if let Some((prev_role, prev_span)) = by_role.get(&role.slot()) {
                     let d = if *prev_role == role {
-                        Diagnostic::error(format!("two dims have the role `{}`", role.keyword()), d.role.span, "second one here")
-                            .with_note("a layer has at most one dim of each role")
+                        Diagnostic::error(
+                            format!("two dims have the role `{}`", role.keyword()),
+                            d.role.span,
+                            "second one here",
+                        )
+                        .with_note("a layer has at most one dim of each role")
                     } else {
                         Diagnostic::error("`channel` and `head` both declared", d.role.span, "second one here")
                             .with_hint("a channel is a head with one element: declare `channel D`, or `head H, headdim P`")
@@ -46,14 +60,22 @@ impl LayerCx<'_> {
                     None => DimSize::Runtime,
                     Some((v, span)) if v <= 0 => {
                         self.error(
-                            Diagnostic::error(format!("dim `{}` has size {v}", d.name.name), span, "must be positive")
-                                .with_hint("sizes are whole numbers of at least 1"),
+                            Diagnostic::error(
+                                format!("dim `{}` has size {v}", d.name.name),
+                                span,
+                                "must be positive",
+                            )
+                            .with_hint("sizes are whole numbers of at least 1"),
                         );
                         DimSize::Const(1)
                     }
                     Some((v, _)) => DimSize::Const(v as u64),
                 };
-                let h = self.dims.append(Dim { name: d.name.name.clone(), role, size });
+                let h = self.dims.append(Dim {
+                    name: d.name.name.clone(),
+                    role,
+                    size,
+                });
                 self.spans.dims.push(d.name.span);
                 self.dim_names.insert(d.name.name.clone(), h);
             }
@@ -62,11 +84,17 @@ impl LayerCx<'_> {
 
     pub(super) fn declare_tensors(&mut self, layer: &ast::Layer) {
         for stmt in &layer.stmts {
-            let StmtKind::Tensor(t) = &stmt.kind else { continue };
+            let StmtKind::Tensor(t) = &stmt.kind else {
+                continue;
+            };
             if let Some(&prev) = self.tensor_names.get(&t.name.name) {
                 self.error(
-                    Diagnostic::error(format!("tensor `{}` is declared twice", t.name.name), t.name.span, "again here")
-                        .with_secondary(self.spans.tensors[prev.index()], "first declared here"),
+                    Diagnostic::error(
+                        format!("tensor `{}` is declared twice", t.name.name),
+                        t.name.span,
+                        "again here",
+                    )
+                    .with_secondary(self.spans.tensors[prev.index()], "first declared here"),
                 );
                 continue;
             }
@@ -74,9 +102,13 @@ impl LayerCx<'_> {
             if dtype.is_none() {
                 let hint = did_you_mean(&t.dtype.name, DType::ALL.map(DType::name));
                 self.error(
-                    Diagnostic::error(format!("unknown dtype `{}`", t.dtype.name), t.dtype.span, "not a dtype")
-                        .with_note("dtypes: f32, f64, bf16, f16")
-                        .with_hint_opt(hint),
+                    Diagnostic::error(
+                        format!("unknown dtype `{}`", t.dtype.name),
+                        t.dtype.span,
+                        "not a dtype",
+                    )
+                    .with_note("dtypes: f32, f64, bf16, f16")
+                    .with_hint_opt(hint),
                 );
             }
             let shape = self.check_shape(t);
@@ -85,7 +117,13 @@ impl LayerCx<'_> {
                 self.broken_tensors.insert(t.name.name.clone());
                 continue;
             };
-            let h = self.tensors.append(Tensor { name: t.name.name.clone(), io: t.io, dtype, shape, init });
+            let h = self.tensors.append(Tensor {
+                name: t.name.name.clone(),
+                io: t.io,
+                dtype,
+                shape,
+                init,
+            });
             self.spans.tensors.push(t.name.span);
             self.used.push(false);
             self.tensor_names.insert(t.name.name.clone(), h);
@@ -114,13 +152,23 @@ impl LayerCx<'_> {
                     );
                     None
                 }
-                ShapeAtomKind::Dim { name, divisor } => self.check_shape_dim(name, *divisor, atom.span),
+                ShapeAtomKind::Dim { name, divisor } => {
+                    self.check_shape_dim(name, *divisor, atom.span)
+                }
             };
             match axis {
                 Some(a) if shape.contains(&a) => {
                     self.error(
-                        Diagnostic::error(format!("axis `{}` appears twice in the shape of `{}`", atom_text(atom), t.name.name), atom.span, "repeated axis")
-                            .with_note("each axis of a tensor must be a different dim"),
+                        Diagnostic::error(
+                            format!(
+                                "axis `{}` appears twice in the shape of `{}`",
+                                atom_text(atom),
+                                t.name.name
+                            ),
+                            atom.span,
+                            "repeated axis",
+                        )
+                        .with_note("each axis of a tensor must be a different dim"),
                     );
                     ok = false;
                 }
@@ -131,16 +179,29 @@ impl LayerCx<'_> {
         ok.then_some(shape)
     }
 
-    fn check_shape_dim(&mut self, name: &ast::Ident, divisor: Option<(i64, ssmc_syntax::Span)>, atom: ssmc_syntax::Span) -> Option<Axis> {
+    fn check_shape_dim(
+        &mut self,
+        name: &ast::Ident,
+        divisor: Option<(i64, ssmc_syntax::Span)>,
+        atom: ssmc_syntax::Span,
+    ) -> Option<Axis> {
         // Already reported: a dim with a bad role, or a layer with no `dims` at all.
-        if self.broken_dims.contains(&name.name) || (self.dims.is_empty() && self.broken_dims.is_empty()) {
+        if self.broken_dims.contains(&name.name)
+            || (self.dims.is_empty() && self.broken_dims.is_empty())
+        {
             return None;
         }
         let Some(&dim) = self.dim_names.get(&name.name) else {
             let hint = did_you_mean(&name.name, self.dim_names.keys().map(String::as_str));
             self.error(
-                Diagnostic::error(format!("unknown dim `{}`", name.name), name.span, "not declared in `dims`")
-                    .with_hint(hint.unwrap_or_else(|| format!("declare it, e.g. `dims time {}`", name.name))),
+                Diagnostic::error(
+                    format!("unknown dim `{}`", name.name),
+                    name.span,
+                    "not declared in `dims`",
+                )
+                .with_hint(
+                    hint.unwrap_or_else(|| format!("declare it, e.g. `dims time {}`", name.name)),
+                ),
             );
             return None;
         };
@@ -148,8 +209,15 @@ impl LayerCx<'_> {
             None => 1,
             Some((d, span)) if d <= 0 => {
                 self.error(
-                    Diagnostic::error(format!("`{}` is divided by {d}", name.name), span, "must be positive")
-                        .with_hint(format!("a divisor is a whole number of at least 1, as in `{}/2`", name.name)),
+                    Diagnostic::error(
+                        format!("`{}` is divided by {d}", name.name),
+                        span,
+                        "must be positive",
+                    )
+                    .with_hint(format!(
+                        "a divisor is a whole number of at least 1, as in `{}/2`",
+                        name.name
+                    )),
                 );
                 return None;
             }
@@ -157,7 +225,10 @@ impl LayerCx<'_> {
                 if let DimSize::Const(n) = self.dims[dim].size {
                     if n % d as u64 != 0 {
                         self.error(Diagnostic::error(
-                            format!("`{}/{}` is not a whole size: {} = {n}", name.name, d, name.name),
+                            format!(
+                                "`{}/{}` is not a whole size: {} = {n}",
+                                name.name, d, name.name
+                            ),
                             atom,
                             format!("{d} does not divide {n}"),
                         ));
@@ -171,27 +242,49 @@ impl LayerCx<'_> {
     }
 
     fn check_init(&mut self, t: &ast::TensorDecl) -> Init {
-        let default = Init::Normal { mean: 0.0, std: 1.0 };
+        let default = Init::Normal {
+            mean: 0.0,
+            std: 1.0,
+        };
         let Some(init) = &t.init else { return default };
         if t.io == Io::Output {
-            self.error(Diagnostic::error(format!("output `{}` has a distribution", t.name.name), init.span, "only inputs are generated"));
+            self.error(Diagnostic::error(
+                format!("output `{}` has a distribution", t.name.name),
+                init.span,
+                "only inputs are generated",
+            ));
             return default;
         }
         let (name, args) = (init.dist.name.as_str(), init.args.as_slice());
         match (name, args) {
-            ("normal", [mean, std]) if *std > 0.0 => Init::Normal { mean: *mean, std: *std },
+            ("normal", [mean, std]) if *std > 0.0 => Init::Normal {
+                mean: *mean,
+                std: *std,
+            },
             ("uniform", [lo, hi]) if lo < hi => Init::Uniform { lo: *lo, hi: *hi },
             ("normal" | "uniform", _) => {
-                let want = if name == "normal" { "normal(mean, std) with std > 0" } else { "uniform(lo, hi) with lo < hi" };
-                self.error(Diagnostic::error(format!("bad arguments to `{name}`"), init.span, format!("expected {want}")));
+                let want = if name == "normal" {
+                    "normal(mean, std) with std > 0"
+                } else {
+                    "uniform(lo, hi) with lo < hi"
+                };
+                self.error(Diagnostic::error(
+                    format!("bad arguments to `{name}`"),
+                    init.span,
+                    format!("expected {want}"),
+                ));
                 default
             }
             _ => {
                 let hint = did_you_mean(name, ["normal", "uniform"]);
                 self.error(
-                    Diagnostic::error(format!("unknown distribution `{name}`"), init.dist.span, "not a distribution")
-                        .with_note("distributions: normal(mean, std), uniform(lo, hi)")
-                        .with_hint_opt(hint),
+                    Diagnostic::error(
+                        format!("unknown distribution `{name}`"),
+                        init.dist.span,
+                        "not a distribution",
+                    )
+                    .with_note("distributions: normal(mean, std), uniform(lo, hi)")
+                    .with_hint_opt(hint),
                 );
                 default
             }
@@ -202,7 +295,13 @@ impl LayerCx<'_> {
 fn atom_text(atom: &ast::ShapeAtom) -> String {
     match &atom.kind {
         ShapeAtomKind::Literal(n) => n.to_string(),
-        ShapeAtomKind::Dim { name, divisor: None } => name.name.clone(),
-        ShapeAtomKind::Dim { name, divisor: Some((d, _)) } => format!("{}/{d}", name.name),
+        ShapeAtomKind::Dim {
+            name,
+            divisor: None,
+        } => name.name.clone(),
+        ShapeAtomKind::Dim {
+            name,
+            divisor: Some((d, _)),
+        } => format!("{}/{d}", name.name),
     }
 }

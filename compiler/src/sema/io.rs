@@ -7,13 +7,24 @@ use crate::ir::{AStructure, Axis, AxisRole, Scan, ScanAxes, Tensor};
 use ssmc_syntax::ast::{self, Io, StmtKind};
 use ssmc_syntax::{Diagnostic, Span};
 
+/// The tensors named by `initial_state` and `final_state`, when named.
+type States = (Option<Handle<Tensor>>, Option<Handle<Tensor>>);
+
 impl LayerCx<'_> {
     /// The output that is y: every output but the `final_state`. Reports none or several.
     /// It needs no scan, so it is checked even when the roles failed.
-    pub(super) fn find_output(&mut self, layer: &ast::Layer, final_: Option<&ast::Ident>) -> Option<Handle<Tensor>> {
+    pub(super) fn find_output(
+        &mut self,
+        layer: &ast::Layer,
+        final_: Option<&ast::Ident>,
+    ) -> Option<Handle<Tensor>> {
         let final_ = final_.and_then(|id| self.tensor_names.get(&id.name).copied());
-        let outputs: Vec<Handle<Tensor>> =
-            self.tensors.iter().filter(|(h, t)| t.io == Io::Output && Some(*h) != final_).map(|(h, _)| h).collect();
+        let outputs: Vec<Handle<Tensor>> = self
+            .tensors
+            .iter()
+            .filter(|(h, t)| t.io == Io::Output && Some(*h) != final_)
+            .map(|(h, _)| h)
+            .collect();
         match outputs.as_slice() {
             [one] => Some(*one),
             [] => {
@@ -23,17 +34,25 @@ impl LayerCx<'_> {
                 });
                 if !broken {
                     self.error(
-                        Diagnostic::error("the layer declares no output", layer.name.span, "in this layer")
-                            .with_hint("e.g. `output out: f32[B, D, L]`, with the axes of x"),
+                        Diagnostic::error(
+                            "the layer declares no output",
+                            layer.name.span,
+                            "in this layer",
+                        )
+                        .with_hint("e.g. `output out: f32[B, D, L]`, with the axes of x"),
                     );
                 }
                 None
             }
             [first, second, ..] => {
                 self.error(
-                    Diagnostic::error("the layer declares more than one output", self.spans.tensors[second.index()], "second output")
-                        .with_secondary(self.spans.tensors[first.index()], "first output")
-                        .with_hint("one output is y; another can only be the `final_state`"),
+                    Diagnostic::error(
+                        "the layer declares more than one output",
+                        self.spans.tensors[second.index()],
+                        "second output",
+                    )
+                    .with_secondary(self.spans.tensors[first.index()], "first output")
+                    .with_hint("one output is y; another can only be the `final_state`"),
                 );
                 None
             }
@@ -48,22 +67,35 @@ impl LayerCx<'_> {
         fwd: &Scan,
         axes: &ScanAxes,
         a: AStructure,
-    ) -> Option<(Option<Handle<Tensor>>, Option<Handle<Tensor>>)> {
+    ) -> Option<States> {
         let mut x_axes = self.axes_of(fwd.x);
         x_axes.sort();
         let x_span = self.spans.exprs[fwd.x.index()];
         for slot in [0, 1, 2] {
             if !x_axes.iter().any(|a| self.slot(*a) == slot) {
-                let role = AxisRole::ALL.into_iter().find(|r| r.slot() == slot).map_or("", AxisRole::keyword);
+                let role = AxisRole::ALL
+                    .into_iter()
+                    .find(|r| r.slot() == slot)
+                    .map_or("", AxisRole::keyword);
                 self.error(
-                    Diagnostic::error(format!("x has no {role} axis"), x_span, "x here")
-                        .with_note("x varies along batch, time and channel (or head, with headdim)"),
+                    Diagnostic::error(format!("x has no {role} axis"), x_span, "x here").with_note(
+                        "x varies along batch, time and channel (or head, with headdim)",
+                    ),
                 );
                 return None;
             }
         }
-        let mut state_axes: Vec<Axis> =
-            vec![Axis::Dim { dim: axes.batch, divisor: 1 }, Axis::Dim { dim: axes.head, divisor: 1 }, axes.state];
+        let mut state_axes: Vec<Axis> = vec![
+            Axis::Dim {
+                dim: axes.batch,
+                divisor: 1,
+            },
+            Axis::Dim {
+                dim: axes.head,
+                divisor: 1,
+            },
+            axes.state,
+        ];
         state_axes.extend(axes.headdim.map(|d| Axis::Dim { dim: d, divisor: 1 }));
         state_axes.sort();
         let initial = self.state_tensor(states[0], Io::Input, a, &state_axes);
@@ -74,19 +106,37 @@ impl LayerCx<'_> {
     }
 
     /// The tensor named by `initial_state` or `final_state`, if one is named.
-    fn state_tensor(&mut self, id: Option<&ast::Ident>, io: Io, a: AStructure, want: &[Axis]) -> Option<Option<Handle<Tensor>>> {
+    fn state_tensor(
+        &mut self,
+        id: Option<&ast::Ident>,
+        io: Io,
+        a: AStructure,
+        want: &[Axis],
+    ) -> Option<Option<Handle<Tensor>>> {
         let Some(id) = id else { return Some(None) };
         let t = self.resolve_any_tensor(id)?;
         if self.tensors[t].io != io {
-            let want = if io == Io::Input { "an input" } else { "an output" };
+            let want = if io == Io::Input {
+                "an input"
+            } else {
+                "an output"
+            };
             self.error(
-                Diagnostic::error(format!("`{}` must be {want}", id.name), id.span, format!("not {want}"))
-                    .with_secondary(self.spans.tensors[t.index()], "declared here"),
+                Diagnostic::error(
+                    format!("`{}` must be {want}", id.name),
+                    id.span,
+                    format!("not {want}"),
+                )
+                .with_secondary(self.spans.tensors[t.index()], "declared here"),
             );
             return None;
         }
         if a == AStructure::Complex {
-            self.error(Diagnostic::error("states in and out of a complex state are not supported yet", id.span, "complex state"));
+            self.error(Diagnostic::error(
+                "states in and out of a complex state are not supported yet",
+                id.span,
+                "complex state",
+            ));
             return None;
         }
         self.expect_axes(t, want, "a state must have the axes")?;
@@ -99,11 +149,18 @@ impl LayerCx<'_> {
         let mut got = self.tensors[t].shape.clone();
         got.sort();
         if got != want {
-            let (w, g) = (self.shape_text(want), self.shape_text(&self.tensors[t].shape));
+            let (w, g) = (
+                self.shape_text(want),
+                self.shape_text(&self.tensors[t].shape),
+            );
             let sp: Span = self.spans.tensors[t.index()];
             self.error(
-                Diagnostic::error(format!("`{}` has axes {g}, but {what} {w}", self.tensors[t].name), sp, "shape mismatch")
-                    .with_note("axes may come in any order (the layout), but must be these"),
+                Diagnostic::error(
+                    format!("`{}` has axes {g}, but {what} {w}", self.tensors[t].name),
+                    sp,
+                    "shape mismatch",
+                )
+                .with_note("axes may come in any order (the layout), but must be these"),
             );
             return None;
         }
@@ -120,8 +177,12 @@ impl LayerCx<'_> {
             .collect();
         for h in unused {
             self.diags.push(
-                Diagnostic::warning(format!("input `{}` is never used", self.tensors[h].name), self.spans.tensors[h.index()], "unused")
-                    .with_note("it must still be supplied when the layer runs"),
+                Diagnostic::warning(
+                    format!("input `{}` is never used", self.tensors[h].name),
+                    self.spans.tensors[h.index()],
+                    "unused",
+                )
+                .with_note("it must still be supplied when the layer runs"),
             );
         }
     }

@@ -4,7 +4,9 @@
 mod decls;
 mod expr;
 mod io;
+mod options;
 mod roles;
+mod values;
 
 use crate::arena::{Arena, Handle};
 use crate::ir::{Dim, Expr, Layer, Module, SpanTable, Tensor};
@@ -18,8 +20,12 @@ pub fn check(file: &ast::File) -> Result<(Module, Diagnostics), Diagnostics> {
     let mut diags = Vec::new();
     if file.layers.is_empty() {
         diags.push(
-            Diagnostic::error("the file declares no layer", Span::new(0, 0), "no layer in this file")
-                .with_hint("start with `layer NAME { ... }`; see stdlib/mamba1.ssm"),
+            Diagnostic::error(
+                "the file declares no layer",
+                Span::new(0, 0),
+                "no layer in this file",
+            )
+            .with_hint("start with `layer NAME { ... }`; see stdlib/mamba1.ssm"),
         );
     }
     let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
@@ -27,8 +33,12 @@ pub fn check(file: &ast::File) -> Result<(Module, Diagnostics), Diagnostics> {
     for layer in &file.layers {
         if let Some(prev) = seen.insert(&layer.name.name, layer.name.span) {
             diags.push(
-                Diagnostic::error(format!("layer `{}` is declared twice", layer.name.name), layer.name.span, "again here")
-                    .with_secondary(prev, "first declared here"),
+                Diagnostic::error(
+                    format!("layer `{}` is declared twice", layer.name.name),
+                    layer.name.span,
+                    "again here",
+                )
+                .with_secondary(prev, "first declared here"),
             );
         }
         let mut cx = LayerCx::new(&mut diags);
@@ -110,6 +120,9 @@ impl<'d> LayerCx<'d> {
     }
 
     fn error_count(&self) -> usize {
-        self.diags.iter().filter(|d| d.severity == ssmc_syntax::Severity::Error).count()
+        self.diags
+            .iter()
+            .filter(|d| d.severity == ssmc_syntax::Severity::Error)
+            .count()
     }
 }

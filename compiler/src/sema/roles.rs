@@ -1,7 +1,9 @@
-//! Roles of the scan (x, dt, A, B, C, skip, gate), their expressions and axes, and the
-//! layer-wide options (discretization, direction) with their legality; states and output
-//! are checked in `io`.
+//! Roles of the scan (x, dt, A, B, C, skip, gate): gathered from the statements, lowered
+//! to expressions, checked for their axes; then the scan's axes. The structure of A and
+//! complex values are in `values`, the layer-wide options in `options`, states and output
+//! in `io`.
 
+use super::options::Options;
 use super::LayerCx;
 use crate::arena::Handle;
 use crate::ir::*;
@@ -33,17 +35,14 @@ struct RoleStmts<'a> {
     gate: Option<(&'a ast::Expr, Span)>,
 }
 
-/// Layer-wide statements, as written.
-#[derive(Default)]
-struct Options<'a> {
-    discretize: Option<&'a ast::Ident>,
-    direction: Option<&'a ast::Ident>,
-    reverse: Option<(&'a [ast::Stmt], Span)>,
-    initial: Option<&'a ast::Ident>,
-    final_: Option<&'a ast::Ident>,
-}
-
-fn set_once<'a, T: Copy>(slot: &mut Option<T>, v: T, span: Span, prev_span: impl Fn(T) -> Span, what: &str, diags: &mut Vec<Diagnostic>) {
+fn set_once<T: Copy>(
+    slot: &mut Option<T>,
+    v: T,
+    span: Span,
+    prev_span: impl Fn(T) -> Span,
+    what: &str,
+    diags: &mut Vec<Diagnostic>,
+) {
     if let Some(prev) = *slot {
         diags.push(
             Diagnostic::error(format!("{what} is given twice"), span, "again here")
@@ -55,7 +54,11 @@ fn set_once<'a, T: Copy>(slot: &mut Option<T>, v: T, span: Span, prev_span: impl
 }
 
 impl LayerCx<'_> {
-    fn gather<'a>(&mut self, stmts: &'a [ast::Stmt], opts: Option<&mut Options<'a>>) -> RoleStmts<'a> {
+    fn gather<'a>(
+        &mut self,
+        stmts: &'a [ast::Stmt],
+        opts: Option<&mut Options<'a>>,
+    ) -> RoleStmts<'a> {
         let mut r = RoleStmts::default();
         let mut opts = opts;
         for stmt in stmts {
@@ -67,18 +70,66 @@ impl LayerCx<'_> {
                         r.unknown.push(&role.name);
                         continue;
                     };
-                    set_once(&mut r.roles[i], (value, role.span), role.span, |p| p.1, &format!("role `{}`", role.name), self.diags);
+                    set_once(
+                        &mut r.roles[i],
+                        (value, role.span),
+                        role.span,
+                        |p| p.1,
+                        &format!("role `{}`", role.name),
+                        self.diags,
+                    );
                 }
-                StmtKind::Skip(e) => set_once(&mut r.skip, (e, sp), sp, |p| p.1, "`skip`", self.diags),
-                StmtKind::Gate(e) => set_once(&mut r.gate, (e, sp), sp, |p| p.1, "`gate`", self.diags),
+                StmtKind::Skip(e) => {
+                    set_once(&mut r.skip, (e, sp), sp, |p| p.1, "`skip`", self.diags)
+                }
+                StmtKind::Gate(e) => {
+                    set_once(&mut r.gate, (e, sp), sp, |p| p.1, "`gate`", self.diags)
+                }
                 _ => {
-                    let Some(o) = opts.as_deref_mut() else { continue };
+                    let Some(o) = opts.as_deref_mut() else {
+                        continue;
+                    };
                     match &stmt.kind {
-                        StmtKind::Discretize(id) => set_once(&mut o.discretize, id, id.span, |p| p.span, "`discretize`", self.diags),
-                        StmtKind::Direction(id) => set_once(&mut o.direction, id, id.span, |p| p.span, "`direction`", self.diags),
-                        StmtKind::InitialState(id) => set_once(&mut o.initial, id, id.span, |p| p.span, "`initial_state`", self.diags),
-                        StmtKind::FinalState(id) => set_once(&mut o.final_, id, id.span, |p| p.span, "`final_state`", self.diags),
-                        StmtKind::Reverse(body) => set_once(&mut o.reverse, (body.as_slice(), sp), sp, |p| p.1, "a `reverse` block", self.diags),
+                        StmtKind::Discretize(id) => set_once(
+                            &mut o.discretize,
+                            id,
+                            id.span,
+                            |p| p.span,
+                            "`discretize`",
+                            self.diags,
+                        ),
+                        StmtKind::Direction(id) => set_once(
+                            &mut o.direction,
+                            id,
+                            id.span,
+                            |p| p.span,
+                            "`direction`",
+                            self.diags,
+                        ),
+                        StmtKind::InitialState(id) => set_once(
+                            &mut o.initial,
+                            id,
+                            id.span,
+                            |p| p.span,
+                            "`initial_state`",
+                            self.diags,
+                        ),
+                        StmtKind::FinalState(id) => set_once(
+                            &mut o.final_,
+                            id,
+                            id.span,
+                            |p| p.span,
+                            "`final_state`",
+                            self.diags,
+                        ),
+                        StmtKind::Reverse(body) => set_once(
+                            &mut o.reverse,
+                            (body.as_slice(), sp),
+                            sp,
+                            |p| p.1,
+                            "a `reverse` block",
+                            self.diags,
+                        ),
                         _ => {}
                     }
                 }
@@ -95,14 +146,21 @@ impl LayerCx<'_> {
             other => did_you_mean(other, ROLES),
         };
         self.error(
-            Diagnostic::error(format!("unknown role `{}`", role.name), role.span, "not a role of the scan")
-                .with_note("roles: x, dt, A, B, C; and the statements skip, gate")
-                .with_hint_opt(hint),
+            Diagnostic::error(
+                format!("unknown role `{}`", role.name),
+                role.span,
+                "not a role of the scan",
+            )
+            .with_note("roles: x, dt, A, B, C; and the statements skip, gate")
+            .with_hint_opt(hint),
         );
     }
 
     fn dim_with_role(&self, slot: usize) -> Option<Handle<Dim>> {
-        self.dims.iter().find(|(_, d)| d.role.slot() == slot).map(|(h, _)| h)
+        self.dims
+            .iter()
+            .find(|(_, d)| d.role.slot() == slot)
+            .map(|(h, _)| h)
     }
 
     pub(super) fn check_roles(&mut self, layer: &ast::Layer) -> Option<Parts> {
@@ -113,11 +171,26 @@ impl LayerCx<'_> {
         // A dim with an unknown role was reported already; it may be the one missing here.
         let mut missing_dims = !self.broken_dims.is_empty();
         for role in [AxisRole::Batch, AxisRole::Time, AxisRole::Channel] {
-            if self.dim_with_role(role.slot()).is_none() && !self.dims.is_empty() && self.broken_dims.is_empty() {
-                let what = if role == AxisRole::Channel { "`channel` (or `head`)".to_string() } else { format!("`{}`", role.keyword()) };
+            if self.dim_with_role(role.slot()).is_none()
+                && !self.dims.is_empty()
+                && self.broken_dims.is_empty()
+            {
+                let what = if role == AxisRole::Channel {
+                    "`channel` (or `head`)".to_string()
+                } else {
+                    format!("`{}`", role.keyword())
+                };
                 self.error(
-                    Diagnostic::error(format!("the layer declares no {what} dim"), name_span, "in this layer")
-                        .with_hint(format!("add it to `dims`, e.g. `dims {} {}`", role.keyword(), default_dim_name(role))),
+                    Diagnostic::error(
+                        format!("the layer declares no {what} dim"),
+                        name_span,
+                        "in this layer",
+                    )
+                    .with_hint(format!(
+                        "add it to `dims`, e.g. `dims {} {}`",
+                        role.keyword(),
+                        default_dim_name(role)
+                    )),
                 );
                 missing_dims = true;
             }
@@ -136,9 +209,10 @@ impl LayerCx<'_> {
         let back = match opts.reverse {
             Some((body, _)) => {
                 let r = self.gather(body, None);
-                self.lower_scan(&r, a_scan.as_ref(), name_span, discretization).map(Some)
+                self.lower_scan(&r, a_scan.as_ref(), name_span, discretization)
+                    .map(Some)
             }
-            None if direction == Some(Direction::Bidirectional) => a_scan.clone().map(|s| Some(s)),
+            None if direction == Some(Direction::Bidirectional) => a_scan.map(Some),
             None => Some(None),
         };
         let output = self.find_output(layer, opts.final_);
@@ -149,69 +223,32 @@ impl LayerCx<'_> {
         }
         let discretization = discretization?;
         let direction = direction?;
-        self.check_dt(&forward, discretization, name_span, fwd.roles[1].map(|r| r.1));
+        self.check_dt(
+            &forward,
+            discretization,
+            name_span,
+            fwd.roles[1].map(|r| r.1),
+        );
         let axes = self.scan_axes(&forward, backward.as_ref(), a_structure)?;
         let output = output?;
-        let (initial_state, final_state) = self.check_io([opts.initial, opts.final_], output, &forward, &axes, a_structure)?;
-        Some(Parts { axes, a_structure, discretization, direction, forward, backward, initial_state, final_state, output })
-    }
-
-    fn check_discretization(&mut self, id: Option<&ast::Ident>, layer: Span) -> Option<Discretization> {
-        let Some(id) = id else {
-            self.error(
-                Diagnostic::error("the layer has no `discretize` statement", layer, "in this layer")
-                    .with_hint("e.g. `discretize zoh_euler` (Mamba), `zoh` (S4D), `bilinear` (S4), `discrete` (given Abar, Bbar)"),
-            );
-            return None;
-        };
-        let found = Discretization::ALL.into_iter().find(|d| d.name() == id.name);
-        if found.is_none() {
-            let hint = did_you_mean(&id.name, Discretization::ALL.map(Discretization::name));
-            self.error(
-                Diagnostic::error(format!("unknown discretization `{}`", id.name), id.span, "not a discretization")
-                    .with_note("discretizations: zoh, zoh_euler, bilinear, discrete")
-                    .with_hint_opt(hint),
-            );
-        }
-        found
-    }
-
-    fn check_direction(&mut self, opts: &Options, _layer: Span) -> Option<Direction> {
-        let dir = match opts.direction {
-            None => Direction::Causal,
-            Some(id) => match Direction::ALL.into_iter().find(|d| d.name() == id.name) {
-                Some(d) => d,
-                None => {
-                    let hint = did_you_mean(&id.name, Direction::ALL.map(Direction::name));
-                    self.error(
-                        Diagnostic::error(format!("unknown direction `{}`", id.name), id.span, "not a direction")
-                            .with_note("directions: causal, reverse, bidirectional")
-                            .with_hint_opt(hint),
-                    );
-                    return None;
-                }
-            },
-        };
-        if let (Some((_, sp)), false) = (opts.reverse, dir == Direction::Bidirectional) {
-            let keyword = Span::new(sp.start, sp.start + "reverse".len());
-            let mut d = Diagnostic::error("a `reverse` block needs `direction bidirectional`", keyword, "parameters of a backward scan")
-                .with_hint("write `direction bidirectional`, or remove the block");
-            if let Some(id) = opts.direction {
-                d = d.with_secondary(id.span, format!("the layer is `{}`", dir.name()));
-            }
-            self.error(d);
-            return None;
-        }
-        if dir == Direction::Bidirectional {
-            for id in [opts.initial, opts.final_].into_iter().flatten() {
-                self.error(
-                    Diagnostic::error("states in and out are not defined for a bidirectional layer", id.span, "a bidirectional layer has two states")
-                        .with_secondary(opts.direction.map_or(id.span, |d| d.span), "bidirectional here")
-                        .with_hint("use a causal or reverse layer to carry a state"),
-                );
-            }
-        }
-        Some(dir)
+        let (initial_state, final_state) = self.check_io(
+            [opts.initial, opts.final_],
+            output,
+            &forward,
+            &axes,
+            a_structure,
+        )?;
+        Some(Parts {
+            axes,
+            a_structure,
+            discretization,
+            direction,
+            forward,
+            backward,
+            initial_state,
+            final_state,
+            output,
+        })
     }
 
     /// Lowers the roles of one scan; `base` supplies the roles a `reverse` block leaves out.
@@ -225,15 +262,30 @@ impl LayerCx<'_> {
         let [x, dt, a, b, c] = r.roles;
         let mut ok = true;
         if base.is_none() {
-            let required = [(x, "x", "name the input sequence, e.g. `x = u`"), (a, "A", "e.g. `A = diagonal(-exp(A_log))`"),
-                (b, "B", "e.g. `B = B`, or `B = 1` for a constant input matrix"), (c, "C", "e.g. `C = C`")];
+            let required = [
+                (x, "x", "name the input sequence, e.g. `x = u`"),
+                (a, "A", "e.g. `A = diagonal(-exp(A_log))`"),
+                (
+                    b,
+                    "B",
+                    "e.g. `B = B`, or `B = 1` for a constant input matrix",
+                ),
+                (c, "C", "e.g. `C = C`"),
+            ];
             for (role, name, hint) in required {
                 // `c = C` was reported as an unknown role; a missing `C` would say it twice.
                 let misspelt = r.unknown.iter().any(|u| did_you_mean(u, [name]).is_some());
                 if role.is_none() && misspelt {
                     ok = false;
                 } else if role.is_none() {
-                    self.error(Diagnostic::error(format!("the layer gives no `{name}`"), layer, "in this layer").with_hint(hint));
+                    self.error(
+                        Diagnostic::error(
+                            format!("the layer gives no `{name}`"),
+                            layer,
+                            "in this layer",
+                        )
+                        .with_hint(hint),
+                    );
                     ok = false;
                 }
             }
@@ -247,7 +299,11 @@ impl LayerCx<'_> {
         if let (Some((_, sa)), Some((_, sb)), Some(base)) = (a, r.roles[2], base) {
             if sa != base.1 {
                 self.error(Diagnostic::error(
-                    format!("the backward A is {} but the forward A is {}", sa.name(), base.1.name()),
+                    format!(
+                        "the backward A is {} but the forward A is {}",
+                        sa.name(),
+                        base.1.name()
+                    ),
                     sb,
                     "structure differs",
                 ));
@@ -262,8 +318,12 @@ impl LayerCx<'_> {
             for (v, written, name) in [(b, r.roles[3], "B"), (c, r.roles[4], "C")] {
                 if v.is_some_and(|v| v.im.is_some()) {
                     let sp = written.map_or(layer, |w| w.0.span);
-                    let mut d = Diagnostic::error(format!("complex {name} needs a complex A"), sp, "complex here")
-                        .with_hint("make A `complex(re, im)`, or B and C real");
+                    let mut d = Diagnostic::error(
+                        format!("complex {name} needs a complex A"),
+                        sp,
+                        "complex here",
+                    )
+                    .with_hint("make A `complex(re, im)`, or B and C real");
                     if let Some((e, _)) = r.roles[2] {
                         d = d.with_secondary(e.span, format!("A is {}, so real", s.name()));
                     }
@@ -273,7 +333,18 @@ impl LayerCx<'_> {
             }
         }
         let (x, dt, (a, s), b, c, skip, gate) = (x??, dt?, a?, b?, c?, skip?, gate?);
-        ok.then_some((Scan { x, dt, a, b, c, skip, gate }, s))
+        ok.then_some((
+            Scan {
+                x,
+                dt,
+                a,
+                b,
+                c,
+                skip,
+                gate,
+            },
+            s,
+        ))
     }
 
     /// A real role: its expression if written, else the base scan's. `Some(None)` if absent.
@@ -293,20 +364,35 @@ impl LayerCx<'_> {
         }
     }
 
-    fn role_value(&mut self, written: Option<(&ast::Expr, Span)>, base: Option<Value>, name: &str) -> Option<Value> {
+    fn role_value(
+        &mut self,
+        written: Option<(&ast::Expr, Span)>,
+        base: Option<Value>,
+        name: &str,
+    ) -> Option<Value> {
         let Some((e, sp)) = written else { return base };
         let v = self.lower_value(e)?;
-        let ok = [Some(v.re), v.im].into_iter().flatten().all(|h| self.check_axes(h, sp, name, &[0, 1, 2, 4, 5]));
+        let ok = [Some(v.re), v.im]
+            .into_iter()
+            .flatten()
+            .all(|h| self.check_axes(h, sp, name, &[0, 1, 2, 4, 5]));
         if ok {
             for h in [Some(v.re), v.im].into_iter().flatten() {
                 let axes = self.axes_of(h);
                 let slots: Vec<usize> = axes.iter().map(|a| self.slot(*a)).collect();
                 if slots.contains(&2) && slots.contains(&4) {
-                    let names: Vec<String> =
-                        axes.iter().filter(|a| matches!(self.slot(**a), 2 | 4)).map(|a| format!("`{}`", self.axis_text(*a))).collect();
+                    let names: Vec<String> = axes
+                        .iter()
+                        .filter(|a| matches!(self.slot(**a), 2 | 4))
+                        .map(|a| format!("`{}`", self.axis_text(*a)))
+                        .collect();
                     self.error(
-                        Diagnostic::error(format!("`{name}` varies along both heads and groups"), e.span, format!("varies along {}", names.join(" and ")))
-                            .with_note("heads share B and C within a group: use one of the two axes"),
+                        Diagnostic::error(
+                            format!("`{name}` varies along both heads and groups"),
+                            e.span,
+                            format!("varies along {}", names.join(" and ")),
+                        )
+                        .with_note("heads share B and C within a group: use one of the two axes"),
                     );
                     return None;
                 }
@@ -315,12 +401,19 @@ impl LayerCx<'_> {
         ok.then_some(v)
     }
 
-    fn gate(&mut self, written: Option<(&ast::Expr, Span)>, base: Option<Option<Handle<Expr>>>) -> Option<Option<Handle<Expr>>> {
-        let Some((e, sp)) = written else { return Some(base.flatten()) };
+    fn gate(
+        &mut self,
+        written: Option<(&ast::Expr, Span)>,
+        base: Option<Option<Handle<Expr>>>,
+    ) -> Option<Option<Handle<Expr>>> {
+        let Some((e, sp)) = written else {
+            return Some(base.flatten());
+        };
         match &e.kind {
             ast::ExprKind::Call(f, args) if f.name == "silu" && args.len() == 1 => {
                 let h = self.lower(&args[0])?;
-                self.check_axes(h, sp, "gate", &[0, 1, 2, 3]).then_some(Some(h))
+                self.check_axes(h, sp, "gate", &[0, 1, 2, 3])
+                    .then_some(Some(h))
             }
             _ => {
                 self.error(
@@ -333,113 +426,16 @@ impl LayerCx<'_> {
         }
     }
 
-    fn lower_a(&mut self, e: &ast::Expr, sp: Span, disc: Option<Discretization>) -> Option<(Value, AStructure)> {
-        let ast::ExprKind::Call(f, args) = &e.kind else {
-            self.error(
-                Diagnostic::error("A must name its structure", e.span, "structure not given")
-                    .with_note("structures: scalar(a) per head, diagonal(a) real, complex(re, im) complex diagonal")
-                    .with_hint("e.g. `A = diagonal(-exp(A_log))`"),
-            );
-            return None;
-        };
-        let structure = match f.name.as_str() {
-            "scalar" => AStructure::Scalar,
-            "diagonal" => AStructure::Diagonal,
-            "complex" => AStructure::Complex,
-            "dplr" | "companion" => {
-                if f.name == "dplr" && matches!(disc, Some(Discretization::Zoh | Discretization::ZohEuler)) {
-                    self.error(
-                        Diagnostic::error(format!("`{}` does not fit a dplr A", disc.map_or("", Discretization::name)), f.span, "dplr here")
-                            .with_note("exp(dt A) of a diagonal-plus-low-rank A is a dense matrix exponential")
-                            .with_hint("S4 discretizes a dplr A with `bilinear`"),
-                    );
-                } else {
-                    self.error(
-                        Diagnostic::error(format!("A structure `{}` is not supported yet", f.name), f.span, "not supported yet")
-                            .with_note("supported: scalar, diagonal, complex"),
-                    );
-                }
-                return None;
-            }
-            other => {
-                let hint = did_you_mean(other, ["scalar", "diagonal", "complex"]);
-                self.error(
-                    Diagnostic::error(format!("unknown A structure `{other}`"), f.span, "not a structure")
-                        .with_note("structures: scalar, diagonal, complex")
-                        .with_hint_opt(hint),
-                );
-                return None;
-            }
-        };
-        let value = if structure == AStructure::Complex {
-            self.lower_value(e)?
-        } else {
-            if args.len() != 1 {
-                self.error(Diagnostic::error(format!("`{}` takes 1 argument, got {}", f.name, args.len()), e.span, "wrong number of arguments"));
-                return None;
-            }
-            Value { re: self.lower(&args[0])?, im: None }
-        };
-        let allowed: &[usize] = if structure == AStructure::Scalar { &[2] } else { &[2, 5] };
-        let ok = [Some(value.re), value.im].into_iter().flatten().all(|h| self.check_axes(h, sp, "A", allowed));
-        ok.then_some((value, structure))
-    }
-
-    /// `complex(re, im)`, `complex(t)` of a tensor with a trailing re/im axis, or a real expression.
-    fn lower_value(&mut self, e: &ast::Expr) -> Option<Value> {
-        let ast::ExprKind::Call(f, args) = &e.kind else { return Some(Value { re: self.lower(e)?, im: None }) };
-        if f.name != "complex" {
-            return Some(Value { re: self.lower(e)?, im: None });
-        }
-        match args.as_slice() {
-            [re, im] => Some(Value { re: self.lower(re)?, im: Some(self.lower(im)?) }),
-            [ast::Expr { kind: ast::ExprKind::Name(n), .. }] => {
-                let t = self.resolve_tensor(n)?;
-                if self.tensors[t].shape.last() != Some(&Axis::Complex) {
-                    self.error(
-                        Diagnostic::error(format!("`complex({})` needs a trailing axis of size 2", n.name), n.span, "no re/im axis")
-                            .with_secondary(self.spans.tensors[t.index()], "declared here")
-                            .with_hint("declare it with a last axis `2` (real view), or write `complex(re, im)`"),
-                    );
-                    return None;
-                }
-                let re = self.exprs.append(Expr::Load { tensor: t, component: Some(0) });
-                self.spans.exprs.push(n.span);
-                let im = self.exprs.append(Expr::Load { tensor: t, component: Some(1) });
-                self.spans.exprs.push(n.span);
-                Some(Value { re, im: Some(im) })
-            }
-            _ => {
-                self.error(
-                    Diagnostic::error("`complex` takes (re, im) or one tensor with a re/im axis", e.span, "wrong arguments")
-                        .with_hint("e.g. `complex(-exp(log_A_real), A_imag)` or `complex(C)`"),
-                );
-                None
-            }
-        }
-    }
-
-    fn check_dt(&mut self, s: &Scan, disc: Discretization, layer: Span, dt_span: Option<Span>) {
-        match (disc, s.dt) {
-            (Discretization::Discrete, Some(_)) => self.error(
-                Diagnostic::error("`discrete` takes Abar and Bbar directly, but `dt` is given", dt_span.unwrap_or(layer), "unused step size")
-                    .with_hint("remove `dt`, or choose zoh, zoh_euler or bilinear"),
-            ),
-            (Discretization::Discrete, None) | (_, Some(_)) => {}
-            (d, None) => self.error(
-                Diagnostic::error(format!("`{}` needs a step size `dt`", d.name()), layer, "in this layer")
-                    .with_hint("e.g. `dt = softplus(delta + delta_bias)`"),
-            ),
-        }
-    }
-
     fn scan_axes(&mut self, fwd: &Scan, back: Option<&Scan>, _a: AStructure) -> Option<ScanAxes> {
         let head = self.dim_with_role(2)?;
         let x_axes = self.axes_of(fwd.x);
-        let headdim = x_axes.iter().find(|a| self.slot(**a) == 3).and_then(|a| match a {
-            Axis::Dim { dim, .. } => Some(*dim),
-            Axis::Complex => None,
-        });
+        let headdim = x_axes
+            .iter()
+            .find(|a| self.slot(**a) == 3)
+            .and_then(|a| match a {
+                Axis::Dim { dim, .. } => Some(*dim),
+                Axis::Complex => None,
+            });
         let mut state: Option<(Axis, Span)> = None;
         for s in std::iter::once(fwd).chain(back) {
             for v in [s.a, s.b, s.c] {
@@ -454,9 +450,13 @@ impl LayerCx<'_> {
                             Some((prev, psp)) if prev != a => {
                                 let (pn, an) = (self.axis_text(prev), self.axis_text(a));
                                 self.error(
-                                    Diagnostic::error(format!("state axis mismatch: `{pn}` and `{an}`"), sp, format!("uses `{an}`"))
-                                        .with_secondary(psp, format!("uses `{pn}`"))
-                                        .with_note("A, B and C must index the same state"),
+                                    Diagnostic::error(
+                                        format!("state axis mismatch: `{pn}` and `{an}`"),
+                                        sp,
+                                        format!("uses `{an}`"),
+                                    )
+                                    .with_secondary(psp, format!("uses `{pn}`"))
+                                    .with_note("A, B and C must index the same state"),
                                 );
                                 return None;
                             }
@@ -469,16 +469,30 @@ impl LayerCx<'_> {
         let Some((state, _)) = state else {
             let sp = self.spans.exprs[fwd.a.re.index()];
             self.error(
-                Diagnostic::error("no state axis: none of A, B, C varies along a `state` dim", sp, "A here")
-                    .with_hint("declare `dims state N = 16` and give B or C the axis N"),
+                Diagnostic::error(
+                    "no state axis: none of A, B, C varies along a `state` dim",
+                    sp,
+                    "A here",
+                )
+                .with_hint("declare `dims state N = 16` and give B or C the axis N"),
             );
             return None;
         };
-        let group = [fwd.b, fwd.c].into_iter().flat_map(|v| self.axes_of(v.re)).find_map(|a| match a {
-            Axis::Dim { dim, .. } if self.dims[dim].role.slot() == 4 => Some(dim),
-            _ => None,
-        });
-        Some(ScanAxes { batch: self.dim_with_role(0)?, time: self.dim_with_role(1)?, head, headdim, group, state })
+        let group = [fwd.b, fwd.c]
+            .into_iter()
+            .flat_map(|v| self.axes_of(v.re))
+            .find_map(|a| match a {
+                Axis::Dim { dim, .. } if self.dims[dim].role.slot() == 4 => Some(dim),
+                _ => None,
+            });
+        Some(ScanAxes {
+            batch: self.dim_with_role(0)?,
+            time: self.dim_with_role(1)?,
+            head,
+            headdim,
+            group,
+            state,
+        })
     }
 }
 
