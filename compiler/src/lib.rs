@@ -5,10 +5,13 @@
 //! reference interpreter ([`interp`]). Forms, lowering and code generation come next.
 
 pub mod arena;
+pub mod artifact;
 pub mod ir;
 pub mod bind;
+pub mod codegen;
 pub mod forms;
 pub mod interp;
+pub mod lower;
 pub mod roles;
 pub mod sema;
 pub mod tensors;

@@ -1,0 +1,376 @@
+//! The loop IR: what a schedule template produces and every backend consumes. A kernel
+//! is a body of statements over float variables (scalars or vectors of `lanes` f32) and
+//! integer loop variables, reading and writing buffers at integer index expressions.
+//!
+//! The kernel works on a range of sequences `[begin, end)`: the CPU runtime gives each
+//! thread a range; on the GPU each thread takes one sequence.
+
+use std::fmt;
+
+/// A variable: an integer loop counter or a float value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Var(pub u32);
+
+/// Well-known integer variables that role values are written over.
+pub mod axis {
+    use super::Var;
+    /// Batch row.
+    pub const BATCH: Var = Var(0);
+    /// Time step (the layer's time index, already reversed for reverse scans).
+    pub const TIME: Var = Var(1);
+    /// Head or channel.
+    pub const HEAD: Var = Var(2);
+    /// Element of a head.
+    pub const HEADDIM: Var = Var(3);
+    /// Group of the head.
+    pub const GROUP: Var = Var(4);
+    /// First state index of the current vector of lanes.
+    pub const STATE: Var = Var(5);
+    /// Variables below this are axis variables.
+    pub const COUNT: u32 = 6;
+}
+
+/// Element type of a buffer in memory; arithmetic is always f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Elem {
+    /// binary32
+    F32,
+    /// bfloat16, widened on load
+    Bf16,
+}
+
+/// A buffer the kernel reads or writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Buffer {
+    /// The tensor's name.
+    pub name: String,
+    /// Element type.
+    pub elem: Elem,
+    /// Written by the kernel.
+    pub output: bool,
+}
+
+/// An integer expression (an index or a bound).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Index {
+    /// A constant.
+    Const(i64),
+    /// A runtime dim, by position in the kernel's dims.
+    Dim(usize),
+    /// An integer variable.
+    Var(Var),
+    /// Sum.
+    Add(Box<Index>, Box<Index>),
+    /// Difference.
+    Sub(Box<Index>, Box<Index>),
+    /// Product.
+    Mul(Box<Index>, Box<Index>),
+    /// Quotient, rounding toward zero (operands are never negative).
+    Div(Box<Index>, Box<Index>),
+    /// Remainder.
+    Rem(Box<Index>, Box<Index>),
+}
+
+impl Index {
+    /// `a + b`, folding constants.
+    pub fn add(a: Index, b: Index) -> Index {
+        match (a, b) {
+            (Index::Const(0), x) | (x, Index::Const(0)) => x,
+            (Index::Const(x), Index::Const(y)) => Index::Const(x + y),
+            (a, b) => Index::Add(Box::new(a), Box::new(b)),
+        }
+    }
+
+    /// `a * b`, folding constants.
+    pub fn mul(a: Index, b: Index) -> Index {
+        match (a, b) {
+            (Index::Const(0), _) | (_, Index::Const(0)) => Index::Const(0),
+            (Index::Const(1), x) | (x, Index::Const(1)) => x,
+            (Index::Const(x), Index::Const(y)) => Index::Const(x * y),
+            (a, b) => Index::Mul(Box::new(a), Box::new(b)),
+        }
+    }
+
+    /// `a - b`.
+    pub fn sub(a: Index, b: Index) -> Index {
+        match (a, b) {
+            (x, Index::Const(0)) => x,
+            (Index::Const(x), Index::Const(y)) => Index::Const(x - y),
+            (a, b) => Index::Sub(Box::new(a), Box::new(b)),
+        }
+    }
+
+    /// `a / b`.
+    pub fn div(a: Index, b: Index) -> Index {
+        match (a, b) {
+            (x, Index::Const(1)) => x,
+            (a, b) => Index::Div(Box::new(a), Box::new(b)),
+        }
+    }
+
+    /// `a % b`.
+    pub fn rem(a: Index, b: Index) -> Index {
+        Index::Rem(Box::new(a), Box::new(b))
+    }
+}
+
+/// Unary float operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnOp {
+    /// -x
+    Neg,
+    /// e^x (a polynomial on every target, vectorized, never a libm call)
+    Exp,
+    /// ln x
+    Log,
+    /// sqrt x
+    Sqrt,
+    /// sin x
+    Sin,
+    /// cos x
+    Cos,
+    /// |x|
+    Abs,
+}
+
+/// Binary float operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    /// a + b
+    Add,
+    /// a - b
+    Sub,
+    /// a * b
+    Mul,
+    /// a / b
+    Div,
+    /// min(a, b)
+    Min,
+    /// max(a, b)
+    Max,
+    /// a > b ? 1 : 0
+    Gt,
+}
+
+/// A float value: a scalar (`lanes` 1) or a vector of f32.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Val {
+    /// A constant, splat to any width.
+    Const(f32),
+    /// A float variable.
+    Var(Var),
+    /// `lanes` elements of a buffer at `index`, `index + stride`, ...
+    Load {
+        /// Buffer position in the kernel.
+        buf: usize,
+        /// Element index of the first lane.
+        index: Index,
+        /// Number of lanes.
+        lanes: u32,
+        /// Distance between lanes, in elements.
+        stride: Index,
+    },
+    /// Elementwise unary operation.
+    Un(UnOp, Box<Val>),
+    /// Elementwise binary operation; operands have the same width.
+    Bin(BinOp, Box<Val>, Box<Val>),
+    /// `if c != 0 { a } else { b }`, elementwise.
+    Select(Box<Val>, Box<Val>, Box<Val>),
+    /// A scalar broadcast to `lanes`.
+    Splat(Box<Val>, u32),
+    /// The sum of a vector's lanes (a scalar).
+    ReduceAdd(Box<Val>),
+}
+
+impl Val {
+    /// Elementwise `op`.
+    pub fn bin(op: BinOp, a: Val, b: Val) -> Val {
+        Val::Bin(op, Box::new(a), Box::new(b))
+    }
+    /// `a + b`.
+    pub fn add(a: Val, b: Val) -> Val {
+        Val::bin(BinOp::Add, a, b)
+    }
+    /// `a - b`.
+    pub fn sub(a: Val, b: Val) -> Val {
+        Val::bin(BinOp::Sub, a, b)
+    }
+    /// `a * b`.
+    pub fn mul(a: Val, b: Val) -> Val {
+        Val::bin(BinOp::Mul, a, b)
+    }
+    /// `a / b`.
+    pub fn div(a: Val, b: Val) -> Val {
+        Val::bin(BinOp::Div, a, b)
+    }
+    /// Elementwise `op`.
+    pub fn un(op: UnOp, a: Val) -> Val {
+        Val::Un(op, Box::new(a))
+    }
+    /// `s` broadcast to `lanes` (no-op for one lane).
+    pub fn splat(s: Val, lanes: u32) -> Val {
+        if lanes == 1 {
+            s
+        } else {
+            Val::Splat(Box::new(s), lanes)
+        }
+    }
+}
+
+/// A statement.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stmt {
+    /// Declares float variable `var` of width `lanes`, set to `value`.
+    Let {
+        /// The variable.
+        var: Var,
+        /// Its width.
+        lanes: u32,
+        /// Its first value.
+        value: Val,
+    },
+    /// Sets a declared float variable.
+    Set {
+        /// The variable.
+        var: Var,
+        /// Its new value.
+        value: Val,
+    },
+    /// Stores a scalar into a buffer.
+    Store {
+        /// Buffer position.
+        buf: usize,
+        /// Element index.
+        index: Index,
+        /// The scalar stored.
+        value: Val,
+    },
+    /// Stores the `lanes` lanes of a vector at `index`, `index + stride`, ...
+    StoreLanes {
+        /// Buffer position.
+        buf: usize,
+        /// Element index of lane 0.
+        index: Index,
+        /// Distance between lanes, in elements.
+        stride: Index,
+        /// Number of lanes.
+        lanes: u32,
+        /// The vector stored.
+        value: Val,
+    },
+    /// Stores a scalar added to what the buffer holds.
+    StoreAdd {
+        /// Buffer position.
+        buf: usize,
+        /// Element index.
+        index: Index,
+        /// The scalar added.
+        value: Val,
+    },
+    /// Declares integer variable `var` = `value`.
+    LetIndex {
+        /// The variable.
+        var: Var,
+        /// Its value.
+        value: Index,
+    },
+    /// `for var in lo..hi` (descending from hi - 1 when `reverse`).
+    For {
+        /// The counter.
+        var: Var,
+        /// First value.
+        lo: Index,
+        /// One past the last value.
+        hi: Index,
+        /// Count down.
+        reverse: bool,
+        /// The body.
+        body: Vec<Stmt>,
+    },
+}
+
+/// A kernel: the body runs once per sequence in `[begin, end)`, with `seq` bound.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kernel {
+    /// Symbol name.
+    pub name: String,
+    /// Buffers, inputs then outputs.
+    pub buffers: Vec<Buffer>,
+    /// Names of the runtime dims, in order.
+    pub dims: Vec<String>,
+    /// The integer variable holding the sequence number.
+    pub seq: Var,
+    /// Number of sequences, from the dims.
+    pub sequences: Index,
+    /// Statements run for each sequence.
+    pub body: Vec<Stmt>,
+}
+
+impl fmt::Display for Index {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Index::Const(c) => write!(f, "{c}"),
+            Index::Dim(d) => write!(f, "d{d}"),
+            Index::Var(v) => write!(f, "i{}", v.0),
+            Index::Add(a, b) => write!(f, "({a} + {b})"),
+            Index::Sub(a, b) => write!(f, "({a} - {b})"),
+            Index::Mul(a, b) => write!(f, "{a}*{b}"),
+            Index::Div(a, b) => write!(f, "({a} / {b})"),
+            Index::Rem(a, b) => write!(f, "({a} % {b})"),
+        }
+    }
+}
+
+impl fmt::Display for Val {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Val::Const(c) => write!(f, "{c:?}"),
+            Val::Var(v) => write!(f, "v{}", v.0),
+            Val::Load { buf, index, lanes: 1, .. } => write!(f, "b{buf}[{index}]"),
+            Val::Load { buf, index, lanes, stride } => write!(f, "b{buf}[{index} +: {lanes} by {stride}]"),
+            Val::Un(op, a) => write!(f, "{}({a})", format!("{op:?}").to_lowercase()),
+            Val::Bin(op, a, b) => write!(f, "{}({a}, {b})", format!("{op:?}").to_lowercase()),
+            Val::Select(c, a, b) => write!(f, "select({c}, {a}, {b})"),
+            Val::Splat(a, n) => write!(f, "splat{n}({a})"),
+            Val::ReduceAdd(a) => write!(f, "sum({a})"),
+        }
+    }
+}
+
+fn write_block(f: &mut fmt::Formatter<'_>, body: &[Stmt], depth: usize) -> fmt::Result {
+    let pad = "  ".repeat(depth);
+    for s in body {
+        match s {
+            Stmt::Let { var, lanes, value } => writeln!(f, "{pad}let v{}: f32x{lanes} = {value}", var.0)?,
+            Stmt::Set { var, value } => writeln!(f, "{pad}v{} = {value}", var.0)?,
+            Stmt::Store { buf, index, value } => writeln!(f, "{pad}b{buf}[{index}] = {value}")?,
+            Stmt::StoreAdd { buf, index, value } => writeln!(f, "{pad}b{buf}[{index}] += {value}")?,
+            Stmt::StoreLanes { buf, index, stride, lanes, value } => writeln!(f, "{pad}b{buf}[{index} +: {lanes} by {stride}] = {value}")?,
+            Stmt::LetIndex { var, value } => writeln!(f, "{pad}let i{} = {value}", var.0)?,
+            Stmt::For { var, lo, hi, reverse, body } => {
+                let dir = if *reverse { " rev" } else { "" };
+                writeln!(f, "{pad}for i{} in {lo}..{hi}{dir} {{", var.0)?;
+                write_block(f, body, depth + 1)?;
+                writeln!(f, "{pad}}}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Stable text form, for snapshots and `ssmc build --emit loops`.
+impl fmt::Display for Kernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "kernel {}", self.name)?;
+        for (i, b) in self.buffers.iter().enumerate() {
+            let io = if b.output { "out" } else { "in" };
+            writeln!(f, "  b{i} {io} {}: {:?}", b.name, b.elem)?;
+        }
+        for (i, d) in self.dims.iter().enumerate() {
+            writeln!(f, "  d{i} = {d}")?;
+        }
+        writeln!(f, "  for i{} in 0..{} (sequences) {{", self.seq.0, self.sequences)?;
+        write_block(f, &self.body, 2)?;
+        writeln!(f, "  }}")
+    }
+}

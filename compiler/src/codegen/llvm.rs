@@ -1,0 +1,360 @@
+//! Loop IR statements and values to LLVM IR. Every float value is a vector of f32 (a
+//! scalar is a vector of one lane), so one code path serves scalars and vectors.
+#![allow(unsafe_code)] // inkwell's GEP builders are `unsafe fn`: indices come from the loop IR, bounds from the runtime's checks.
+
+use super::{err, math, Arch, CodegenError};
+use inkwell::builder::Builder;
+use inkwell::context::Context;
+use inkwell::module::Module;
+use inkwell::types::{FloatType, IntType, PointerType, VectorType};
+use inkwell::values::{AnyValue, BasicValueEnum, FunctionValue, IntValue, PointerValue, VectorValue};
+use inkwell::{AddressSpace, FloatPredicate, IntPredicate};
+use ssmc_loops::{BinOp, Elem, Index, Kernel, Stmt, UnOp, Val, Var};
+use std::collections::HashMap;
+
+type R<T> = Result<T, CodegenError>;
+
+/// Emits `k` into `module` as `void name(ptr bufs, ptr dims, i64 begin, i64 end)`.
+pub fn emit_kernel<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, k: &Kernel, arch: &Arch) -> R<()> {
+    let ptr = ctx.ptr_type(AddressSpace::default());
+    let i64t = ctx.i64_type();
+    let fn_ty = ctx.void_type().fn_type(&[ptr.into(), ptr.into(), i64t.into(), i64t.into()], false);
+    let func = module.add_function(&k.name, fn_ty, None);
+    if *arch == Arch::Nvptx {
+        // The PTX kernel calling convention marks an entry point.
+        func.set_call_conventions(71);
+    }
+    let entry = ctx.append_basic_block(func, "entry");
+    let builder = ctx.create_builder();
+    builder.position_at_end(entry);
+    let mut cg = Cg {
+        ctx,
+        module,
+        b: builder,
+        func,
+        f32: ctx.f32_type(),
+        i32: ctx.i32_type(),
+        i64: i64t,
+        ptr,
+        bufs: Vec::new(),
+        dims: Vec::new(),
+        ints: HashMap::new(),
+        floats: HashMap::new(),
+    };
+    cg.prologue(k)?;
+    let param = |i: u32| func.get_nth_param(i).expect("kernel has four parameters").into_int_value();
+    let (begin, end) = (param(2), param(3));
+    match arch {
+        Arch::X86 { .. } => cg.counted_loop(k.seq, begin, end, false, &k.body)?,
+        Arch::Nvptx => {
+            let tid = cg.sreg("llvm.nvvm.read.ptx.sreg.tid.x")?;
+            let ntid = cg.sreg("llvm.nvvm.read.ptx.sreg.ntid.x")?;
+            let ctaid = cg.sreg("llvm.nvvm.read.ptx.sreg.ctaid.x")?;
+            let global = cg.b.build_int_nsw_add(cg.b.build_int_nsw_mul(ctaid, ntid, "").map_err(err)?, tid, "").map_err(err)?;
+            let seq = cg.b.build_int_nsw_add(begin, global, "seq").map_err(err)?;
+            let inside = cg.b.build_int_compare(IntPredicate::SLT, seq, end, "").map_err(err)?;
+            let (work, done) = (ctx.append_basic_block(func, "work"), ctx.append_basic_block(func, "done"));
+            cg.b.build_conditional_branch(inside, work, done).map_err(err)?;
+            cg.b.position_at_end(work);
+            cg.ints.insert(k.seq, seq);
+            cg.block(&k.body)?;
+            cg.b.build_unconditional_branch(done).map_err(err)?;
+            cg.b.position_at_end(done);
+        }
+    }
+    cg.b.build_return(None).map_err(err)?;
+    Ok(())
+}
+
+pub(super) struct Cg<'a, 'ctx> {
+    ctx: &'ctx Context,
+    module: &'a Module<'ctx>,
+    pub(super) b: Builder<'ctx>,
+    func: FunctionValue<'ctx>,
+    pub(super) f32: FloatType<'ctx>,
+    pub(super) i32: IntType<'ctx>,
+    i64: IntType<'ctx>,
+    ptr: PointerType<'ctx>,
+    bufs: Vec<(PointerValue<'ctx>, Elem)>,
+    dims: Vec<IntValue<'ctx>>,
+    ints: HashMap<Var, IntValue<'ctx>>,
+    floats: HashMap<Var, (PointerValue<'ctx>, u32)>,
+}
+
+impl<'a, 'ctx> Cg<'a, 'ctx> {
+    fn prologue(&mut self, k: &Kernel) -> R<()> {
+        let bufs = self.func.get_nth_param(0).expect("bufs").into_pointer_value();
+        let dims = self.func.get_nth_param(1).expect("dims").into_pointer_value();
+        for (i, buf) in k.buffers.iter().enumerate() {
+            let slot = unsafe { self.b.build_in_bounds_gep(self.ptr, bufs, &[self.i64.const_int(i as u64, false)], "") }.map_err(err)?;
+            let p = self.b.build_load(self.ptr, slot, &buf.name).map_err(err)?.into_pointer_value();
+            self.bufs.push((p, buf.elem));
+        }
+        for (i, name) in k.dims.iter().enumerate() {
+            let slot = unsafe { self.b.build_in_bounds_gep(self.i64, dims, &[self.i64.const_int(i as u64, false)], "") }.map_err(err)?;
+            self.dims.push(self.b.build_load(self.i64, slot, name).map_err(err)?.into_int_value());
+        }
+        // Every float variable lives in an entry-block slot; mem2reg makes them registers.
+        let mut lets = Vec::new();
+        collect_lets(&k.body, &mut lets);
+        for (var, lanes) in lets {
+            let slot = self.b.build_alloca(self.vt(lanes), &format!("v{}", var.0)).map_err(err)?;
+            self.floats.insert(var, (slot, lanes));
+        }
+        Ok(())
+    }
+
+    fn sreg(&self, name: &str) -> R<IntValue<'ctx>> {
+        let f = self.module.get_function(name).unwrap_or_else(|| self.module.add_function(name, self.i32.fn_type(&[], false), None));
+        let v = self.b.build_call(f, &[], "").map_err(err)?;
+        let v = match v.try_as_basic_value() {
+            inkwell::values::ValueKind::Basic(v) => v.into_int_value(),
+            inkwell::values::ValueKind::Instruction(_) => return Err(CodegenError(format!("{name} returned nothing"))),
+        };
+        self.b.build_int_z_extend(v, self.i64, "").map_err(err)
+    }
+
+    pub(super) fn vt(&self, lanes: u32) -> VectorType<'ctx> {
+        self.f32.vec_type(lanes)
+    }
+
+    fn block(&mut self, body: &[Stmt]) -> R<()> {
+        body.iter().try_for_each(|s| self.stmt(s))
+    }
+
+    fn stmt(&mut self, s: &Stmt) -> R<()> {
+        match s {
+            Stmt::Let { var, value, .. } | Stmt::Set { var, value } => {
+                let (slot, lanes) = self.floats[var];
+                let v = self.val(value)?;
+                let v = self.widen(v, lanes)?;
+                self.b.build_store(slot, v).map_err(err)?;
+            }
+            Stmt::LetIndex { var, value } => {
+                let v = self.index(value)?;
+                self.ints.insert(*var, v);
+            }
+            Stmt::Store { buf, index, value } | Stmt::StoreAdd { buf, index, value } => {
+                let v = self.val(value)?;
+                let mut x = self.lane(v, 0)?;
+                let p = self.elem_ptr(*buf, index)?;
+                if matches!(s, Stmt::StoreAdd { .. }) {
+                    let old = self.b.build_load(self.f32, p, "").map_err(err)?.into_float_value();
+                    x = self.b.build_float_add(old, x, "").map_err(err)?;
+                }
+                self.b.build_store(p, x).map_err(err)?;
+            }
+            Stmt::StoreLanes { buf, index, stride, lanes, value } => {
+                let v = self.val(value)?;
+                for k in 0..*lanes {
+                    let at = Index::add(index.clone(), Index::mul(Index::Const(k as i64), stride.clone()));
+                    let p = self.elem_ptr(*buf, &at)?;
+                    let x = self.lane(v, k)?;
+                    self.b.build_store(p, x).map_err(err)?;
+                }
+            }
+            Stmt::For { var, lo, hi, reverse, body } => {
+                let (lo, hi) = (self.index(lo)?, self.index(hi)?);
+                self.counted_loop(*var, lo, hi, *reverse, body)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `for var in lo..hi` (or down from hi - 1), running `body`.
+    fn counted_loop(&mut self, var: Var, lo: IntValue<'ctx>, hi: IntValue<'ctx>, reverse: bool, body: &[Stmt]) -> R<()> {
+        let one = self.i64.const_int(1, false);
+        let pre = self.b.get_insert_block().expect("builder is positioned");
+        let (head, work, exit) = (
+            self.ctx.append_basic_block(self.func, "loop"),
+            self.ctx.append_basic_block(self.func, "body"),
+            self.ctx.append_basic_block(self.func, "exit"),
+        );
+        let start = if reverse { self.b.build_int_nsw_sub(hi, one, "").map_err(err)? } else { lo };
+        self.b.build_unconditional_branch(head).map_err(err)?;
+        self.b.position_at_end(head);
+        let phi = self.b.build_phi(self.i64, &format!("i{}", var.0)).map_err(err)?;
+        phi.add_incoming(&[(&start, pre)]);
+        let i = phi.as_basic_value().into_int_value();
+        let go = if reverse {
+            self.b.build_int_compare(IntPredicate::SGE, i, lo, "").map_err(err)?
+        } else {
+            self.b.build_int_compare(IntPredicate::SLT, i, hi, "").map_err(err)?
+        };
+        self.b.build_conditional_branch(go, work, exit).map_err(err)?;
+        self.b.position_at_end(work);
+        self.ints.insert(var, i);
+        self.block(body)?;
+        let next = if reverse { self.b.build_int_nsw_sub(i, one, "").map_err(err)? } else { self.b.build_int_nsw_add(i, one, "").map_err(err)? };
+        let latch = self.b.get_insert_block().expect("builder is positioned");
+        self.b.build_unconditional_branch(head).map_err(err)?;
+        phi.add_incoming(&[(&next, latch)]);
+        self.b.position_at_end(exit);
+        Ok(())
+    }
+
+    fn index(&self, i: &Index) -> R<IntValue<'ctx>> {
+        Ok(match i {
+            Index::Const(c) => self.i64.const_int(*c as u64, true),
+            Index::Dim(d) => self.dims[*d],
+            Index::Var(v) => *self.ints.get(v).ok_or_else(|| CodegenError(format!("index variable i{} is not bound", v.0)))?,
+            Index::Add(a, b) => self.b.build_int_nsw_add(self.index(a)?, self.index(b)?, "").map_err(err)?,
+            Index::Sub(a, b) => self.b.build_int_nsw_sub(self.index(a)?, self.index(b)?, "").map_err(err)?,
+            Index::Mul(a, b) => self.b.build_int_nsw_mul(self.index(a)?, self.index(b)?, "").map_err(err)?,
+            Index::Div(a, b) => self.b.build_int_signed_div(self.index(a)?, self.index(b)?, "").map_err(err)?,
+            Index::Rem(a, b) => self.b.build_int_signed_rem(self.index(a)?, self.index(b)?, "").map_err(err)?,
+        })
+    }
+
+    fn elem_ptr(&self, buf: usize, index: &Index) -> R<PointerValue<'ctx>> {
+        let (base, elem) = self.bufs[buf];
+        let ty: inkwell::types::BasicTypeEnum = match elem {
+            Elem::F32 => self.f32.into(),
+            Elem::Bf16 => self.ctx.i16_type().into(),
+        };
+        let i = self.index(index)?;
+        unsafe { self.b.build_in_bounds_gep(ty, base, &[i], "") }.map_err(err)
+    }
+
+    /// One element as f32 (bf16 widened by a 16-bit shift).
+    fn load_scalar(&self, buf: usize, index: &Index) -> R<inkwell::values::FloatValue<'ctx>> {
+        let p = self.elem_ptr(buf, index)?;
+        match self.bufs[buf].1 {
+            Elem::F32 => Ok(self.b.build_load(self.f32, p, "").map_err(err)?.into_float_value()),
+            Elem::Bf16 => {
+                let h = self.b.build_load(self.ctx.i16_type(), p, "").map_err(err)?.into_int_value();
+                let w = self.b.build_int_z_extend(h, self.i32, "").map_err(err)?;
+                let w = self.b.build_left_shift(w, self.i32.const_int(16, false), "").map_err(err)?;
+                Ok(self.b.build_bit_cast(w, self.f32, "").map_err(err)?.into_float_value())
+            }
+        }
+    }
+
+    pub(super) fn splat_const(&self, v: f64, lanes: u32) -> VectorValue<'ctx> {
+        let c = self.f32.const_float(v);
+        VectorType::const_vector(&vec![c; lanes as usize])
+    }
+
+    fn lane(&self, v: VectorValue<'ctx>, k: u32) -> R<inkwell::values::FloatValue<'ctx>> {
+        Ok(self.b.build_extract_element(v, self.i32.const_int(k as u64, false), "").map_err(err)?.into_float_value())
+    }
+
+    /// Broadcasts a one-lane vector to `lanes`.
+    pub(super) fn widen(&self, v: VectorValue<'ctx>, lanes: u32) -> R<VectorValue<'ctx>> {
+        let have = v.get_type().get_size();
+        if have == lanes {
+            return Ok(v);
+        }
+        if have != 1 {
+            return Err(CodegenError(format!("cannot widen {have} lanes to {lanes}")));
+        }
+        let mask = VectorType::const_vector(&vec![self.i32.const_zero(); lanes as usize]);
+        self.b.build_shuffle_vector(v, v.get_type().get_poison(), mask, "").map_err(err)
+    }
+
+    fn same_width(&self, a: VectorValue<'ctx>, b: VectorValue<'ctx>) -> R<(VectorValue<'ctx>, VectorValue<'ctx>)> {
+        let n = a.get_type().get_size().max(b.get_type().get_size());
+        Ok((self.widen(a, n)?, self.widen(b, n)?))
+    }
+
+    pub(super) fn call(&self, name: &str, args: &[VectorValue<'ctx>]) -> R<VectorValue<'ctx>> {
+        let intrinsic = inkwell::intrinsics::Intrinsic::find(name).ok_or_else(|| CodegenError(format!("no intrinsic {name}")))?;
+        let f = intrinsic.get_declaration(self.module, &[args[0].get_type().into()]).ok_or_else(|| CodegenError(format!("no declaration of {name}")))?;
+        let args: Vec<inkwell::values::BasicMetadataValueEnum> = args.iter().map(|a| (*a).into()).collect();
+        match self.b.build_call(f, &args, "").map_err(err)?.try_as_basic_value() {
+            inkwell::values::ValueKind::Basic(BasicValueEnum::VectorValue(v)) => Ok(v),
+            _ => Err(CodegenError(format!("{name} did not return a vector"))),
+        }
+    }
+
+    fn val(&mut self, v: &Val) -> R<VectorValue<'ctx>> {
+        Ok(match v {
+            Val::Const(c) => self.splat_const(*c as f64, 1),
+            Val::Var(var) => {
+                let (slot, lanes) = self.floats.get(var).copied().ok_or_else(|| CodegenError(format!("float variable v{} is not declared", var.0)))?;
+                self.b.build_load(self.vt(lanes), slot, "").map_err(err)?.into_vector_value()
+            }
+            Val::Load { buf, index, lanes, stride } => {
+                if *stride == Index::Const(1) && *lanes > 1 && self.bufs[*buf].1 == Elem::F32 {
+                    let p = self.elem_ptr(*buf, index)?;
+                    let load = self.b.build_load(self.vt(*lanes), p, "").map_err(err)?;
+                    if let Some(inst) = load.as_any_value_enum().into_vector_value().as_instruction() {
+                        inst.set_alignment(4).map_err(err)?;
+                    }
+                    load.into_vector_value()
+                } else {
+                    let mut out = self.vt(*lanes).get_poison();
+                    for k in 0..*lanes {
+                        let at = Index::add(index.clone(), Index::mul(Index::Const(k as i64), stride.clone()));
+                        let x = self.load_scalar(*buf, &at)?;
+                        out = self.b.build_insert_element(out, x, self.i32.const_int(k as u64, false), "").map_err(err)?;
+                    }
+                    out
+                }
+            }
+            Val::Un(op, a) => {
+                let a = self.val(a)?;
+                match op {
+                    UnOp::Neg => self.b.build_float_neg(a, "").map_err(err)?,
+                    UnOp::Exp => math::exp(self, a)?,
+                    UnOp::Log => math::log(self, a)?,
+                    UnOp::Sin => math::sin_cos(self, a)?.0,
+                    UnOp::Cos => math::sin_cos(self, a)?.1,
+                    UnOp::Sqrt => self.call("llvm.sqrt", &[a])?,
+                    UnOp::Abs => self.call("llvm.fabs", &[a])?,
+                }
+            }
+            Val::Bin(op, a, b) => {
+                let (a, b) = (self.val(a)?, self.val(b)?);
+                let (a, b) = self.same_width(a, b)?;
+                match op {
+                    BinOp::Add => self.b.build_float_add(a, b, "").map_err(err)?,
+                    BinOp::Sub => self.b.build_float_sub(a, b, "").map_err(err)?,
+                    BinOp::Mul => self.b.build_float_mul(a, b, "").map_err(err)?,
+                    BinOp::Div => self.b.build_float_div(a, b, "").map_err(err)?,
+                    BinOp::Min => self.call("llvm.minnum", &[a, b])?,
+                    BinOp::Max => self.call("llvm.maxnum", &[a, b])?,
+                    BinOp::Gt => {
+                        let n = a.get_type().get_size();
+                        let c = self.b.build_float_compare(FloatPredicate::OGT, a, b, "").map_err(err)?;
+                        self.b.build_select(c, self.splat_const(1.0, n), self.splat_const(0.0, n), "").map_err(err)?.into_vector_value()
+                    }
+                }
+            }
+            Val::Select(c, a, b) => {
+                let (c, a, b) = (self.val(c)?, self.val(a)?, self.val(b)?);
+                let (a, b) = self.same_width(a, b)?;
+                let n = a.get_type().get_size();
+                let c = self.widen(c, n)?;
+                let t = self.b.build_float_compare(FloatPredicate::UNE, c, self.splat_const(0.0, n), "").map_err(err)?;
+                self.b.build_select(t, a, b, "").map_err(err)?.into_vector_value()
+            }
+            Val::Splat(a, lanes) => {
+                let a = self.val(a)?;
+                self.widen(a, *lanes)?
+            }
+            Val::ReduceAdd(a) => {
+                let mut v = self.val(a)?;
+                // A tree of halves: log2(lanes) shuffles and adds.
+                while v.get_type().get_size() > 1 {
+                    let n = v.get_type().get_size();
+                    let half = |lo: u32| VectorType::const_vector(&(lo..lo + n / 2).map(|k| self.i32.const_int(k as u64, false)).collect::<Vec<_>>());
+                    let lo = self.b.build_shuffle_vector(v, v, half(0), "").map_err(err)?;
+                    let hi = self.b.build_shuffle_vector(v, v, half(n / 2), "").map_err(err)?;
+                    v = self.b.build_float_add(lo, hi, "").map_err(err)?;
+                }
+                v
+            }
+        })
+    }
+}
+
+fn collect_lets(body: &[Stmt], out: &mut Vec<(Var, u32)>) {
+    for s in body {
+        match s {
+            Stmt::Let { var, lanes, .. } => out.push((*var, *lanes)),
+            Stmt::For { body, .. } => collect_lets(body, out),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Vectorized elementary functions as straight-line IR, the same on every target: no libm
+//! call per element on the CPU, no libdevice on the GPU. Accurate to a few f32 ulp over
+//! the ranges SSM layers use.
+
+use super::llvm::Cg;
+use super::{err, CodegenError};
+use inkwell::values::VectorValue;
+use inkwell::types::VectorType;
+
+type R<T> = Result<T, CodegenError>;
+
+impl<'ctx> Cg<'_, 'ctx> {
+    fn c(&self, v: f64, n: u32) -> VectorValue<'ctx> {
+        self.splat_const(v, n)
+    }
+
+    fn ci(&self, v: i64, n: u32) -> VectorValue<'ctx> {
+        let c = self.i32.const_int(v as u64, true);
+        VectorType::const_vector(&vec![c; n as usize])
+    }
+
+    fn fma(&self, a: VectorValue<'ctx>, b: VectorValue<'ctx>, c: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
+        let p = self.b.build_float_mul(a, b, "").map_err(err)?;
+        self.b.build_float_add(p, c, "").map_err(err)
+    }
+
+    /// Horner evaluation of sum_k coef[k] x^k.
+    fn poly(&self, x: VectorValue<'ctx>, coef: &[f64]) -> R<VectorValue<'ctx>> {
+        let n = x.get_type().get_size();
+        let mut acc = self.c(coef[coef.len() - 1], n);
+        for k in coef[..coef.len() - 1].iter().rev() {
+            acc = self.fma(acc, x, self.c(*k, n))?;
+        }
+        Ok(acc)
+    }
+
+    fn to_int(&self, v: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
+        let n = v.get_type().get_size();
+        self.b.build_float_to_signed_int(v, self.i32.vec_type(n), "").map_err(err)
+    }
+
+    fn bits(&self, v: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
+        let n = v.get_type().get_size();
+        Ok(self.b.build_bit_cast(v, self.i32.vec_type(n), "").map_err(err)?.into_vector_value())
+    }
+
+    fn from_bits(&self, v: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
+        let n = v.get_type().get_size();
+        Ok(self.b.build_bit_cast(v, self.f32.vec_type(n), "").map_err(err)?.into_vector_value())
+    }
+}
+
+/// e^x: x = n ln2 + r with |r| <= ln2/2, e^r by its Taylor polynomial of degree 7,
+/// 2^n built in the exponent bits. Clamped to the normal range of f32.
+pub fn exp<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
+    let n = x.get_type().get_size();
+    let x = cg.call("llvm.maxnum", &[x, cg.c(-87.33654, n)])?;
+    let x = cg.call("llvm.minnum", &[x, cg.c(88.72283, n)])?;
+    let k = cg.call("llvm.rint", &[cg.b.build_float_mul(x, cg.c(std::f64::consts::LOG2_E, n), "").map_err(err)?])?;
+    // Cody-Waite: ln2 in two parts so that k * ln2_hi is exact.
+    let r = cg.fma(k, cg.c(-0.693_145_751_953_125, n), x)?;
+    let r = cg.fma(k, cg.c(-1.428_606_765_330_187e-6, n), r)?;
+    let p = cg.poly(r, &[1.0, 1.0, 1.0 / 2.0, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, 1.0 / 5040.0])?;
+    let e = cg.b.build_int_nsw_add(cg.to_int(k)?, cg.ci(127, n), "").map_err(err)?;
+    let e = cg.b.build_left_shift(e, cg.ci(23, n), "").map_err(err)?;
+    cg.b.build_float_mul(p, cg.from_bits(e)?, "").map_err(err)
+}
+
+/// ln x: x = m 2^e with m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh((m-1)/(m+1)) by its
+/// odd series to s^11. NaN for x < 0 and -inf at 0 come out of the same arithmetic.
+pub fn log<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
+    let n = x.get_type().get_size();
+    let bits = cg.bits(x)?;
+    let e = cg.b.build_right_shift(bits, cg.ci(23, n), false, "").map_err(err)?;
+    let e = cg.b.build_and(e, cg.ci(255, n), "").map_err(err)?;
+    let e = cg.b.build_int_nsw_sub(e, cg.ci(127, n), "").map_err(err)?;
+    let m = cg.b.build_and(bits, cg.ci(0x007f_ffff, n), "").map_err(err)?;
+    let m = cg.from_bits(cg.b.build_or(m, cg.ci(0x3f80_0000, n), "").map_err(err)?)?;
+    // Move m from [1, 2) to [sqrt(1/2), sqrt(2)).
+    let big = cg.b.build_float_compare(inkwell::FloatPredicate::OGT, m, cg.c(std::f64::consts::SQRT_2, n), "").map_err(err)?;
+    let m = cg.b.build_select(big, cg.b.build_float_mul(m, cg.c(0.5, n), "").map_err(err)?, m, "").map_err(err)?.into_vector_value();
+    let e1 = cg.b.build_int_nsw_add(e, cg.ci(1, n), "").map_err(err)?;
+    let e = cg.b.build_select(big, e1, e, "").map_err(err)?.into_vector_value();
+    let ef = cg.b.build_signed_int_to_float(e, cg.f32.vec_type(n), "").map_err(err)?;
+    let s = cg.b.build_float_div(
+        cg.b.build_float_sub(m, cg.c(1.0, n), "").map_err(err)?,
+        cg.b.build_float_add(m, cg.c(1.0, n), "").map_err(err)?,
+        "",
+    ).map_err(err)?;
+    let s2 = cg.b.build_float_mul(s, s, "").map_err(err)?;
+    let series = cg.poly(s2, &[2.0, 2.0 / 3.0, 2.0 / 5.0, 2.0 / 7.0, 2.0 / 9.0, 2.0 / 11.0])?;
+    let ln_m = cg.b.build_float_mul(s, series, "").map_err(err)?;
+    let y = cg.fma(ef, cg.c(std::f64::consts::LN_2, n), ln_m)?;
+    // log(0) = -inf, log(negative or NaN) = NaN, log(inf) = inf.
+    let zero = cg.b.build_float_compare(inkwell::FloatPredicate::OEQ, x, cg.c(0.0, n), "").map_err(err)?;
+    let y = cg.b.build_select(zero, cg.c(f64::NEG_INFINITY, n), y, "").map_err(err)?.into_vector_value();
+    let bad = cg.b.build_float_compare(inkwell::FloatPredicate::ULT, x, cg.c(0.0, n), "").map_err(err)?;
+    let y = cg.b.build_select(bad, cg.c(f64::NAN, n), y, "").map_err(err)?.into_vector_value();
+    let inf = cg.b.build_float_compare(inkwell::FloatPredicate::OEQ, x, cg.c(f64::INFINITY, n), "").map_err(err)?;
+    Ok(cg.b.build_select(inf, x, y, "").map_err(err)?.into_vector_value())
+}
+
+/// (sin x, cos x): x = q pi/2 + r with |r| <= pi/4, Taylor polynomials of r, and the
+/// quadrant q mod 4 choosing signs and which one.
+pub fn sin_cos<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<(VectorValue<'ctx>, VectorValue<'ctx>)> {
+    let n = x.get_type().get_size();
+    let q = cg.call("llvm.rint", &[cg.b.build_float_mul(x, cg.c(std::f64::consts::FRAC_2_PI, n), "").map_err(err)?])?;
+    // pi/2 in three parts (Cody-Waite).
+    let r = cg.fma(q, cg.c(-1.570_796_251_296_997, n), x)?;
+    let r = cg.fma(q, cg.c(-7.549_789_415_861_596e-8, n), r)?;
+    let r = cg.fma(q, cg.c(-5.390_302_529_957_765e-15, n), r)?;
+    let r2 = cg.b.build_float_mul(r, r, "").map_err(err)?;
+    let s = cg.b.build_float_mul(r, cg.poly(r2, &[1.0, -1.0 / 6.0, 1.0 / 120.0, -1.0 / 5040.0, 1.0 / 362_880.0])?, "").map_err(err)?;
+    let c = cg.poly(r2, &[1.0, -0.5, 1.0 / 24.0, -1.0 / 720.0, 1.0 / 40320.0, -1.0 / 3_628_800.0])?;
+    let qi = cg.b.build_and(cg.to_int(q)?, cg.ci(3, n), "").map_err(err)?;
+    let is = |k: i64| cg.b.build_int_compare(inkwell::IntPredicate::EQ, qi, cg.ci(k, n), "").map_err(err);
+    let neg = |v: VectorValue<'ctx>| cg.b.build_float_neg(v, "").map_err(err);
+    let pick = |mask, a: VectorValue<'ctx>, b: VectorValue<'ctx>| -> R<VectorValue<'ctx>> {
+        Ok(cg.b.build_select(mask, a, b, "").map_err(err)?.into_vector_value())
+    };
+    // q: 0 -> (s, c), 1 -> (c, -s), 2 -> (-s, -c), 3 -> (-c, s)
+    let sin = pick(is(1)?, c, s)?;
+    let sin = pick(is(2)?, neg(s)?, sin)?;
+    let sin = pick(is(3)?, neg(c)?, sin)?;
+    let cos = pick(is(1)?, neg(s)?, c)?;
+    let cos = pick(is(2)?, neg(c)?, cos)?;
+    let cos = pick(is(3)?, s, cos)?;
+    Ok((sin, cos))
+}

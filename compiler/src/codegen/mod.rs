@@ -1,0 +1,128 @@
+//! Code generation: loop IR to LLVM 19 IR through inkwell, then to an x86-64 object file
+//! or to PTX for sm_90. One generator serves both targets; only the kernel's entry (a loop
+//! over sequences on the CPU, one sequence per thread on the GPU) and the target machine
+//! differ.
+
+mod llvm;
+mod math;
+
+use inkwell::context::Context;
+use inkwell::module::Module;
+use inkwell::passes::PassBuilderOptions;
+use inkwell::targets::{CodeModel, FileType, InitializationConfig, RelocMode, Target, TargetMachine, TargetTriple};
+use inkwell::OptimizationLevel;
+use ssmc_loops::Kernel;
+use std::fmt;
+
+/// The machine code is generated for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Arch {
+    /// x86-64 with an LLVM CPU name (`native` is the host).
+    X86 {
+        /// `native`, `x86-64-v3` (AVX2), `x86-64-v4` (AVX-512), or any LLVM CPU name.
+        cpu: String,
+    },
+    /// NVIDIA PTX for sm_90 (ISA 8.0).
+    Nvptx,
+}
+
+impl Arch {
+    /// The widest f32 vector worth using.
+    pub fn max_lanes(&self) -> u32 {
+        match self {
+            Arch::X86 { cpu } => {
+                let (name, features) = x86_cpu(cpu);
+                if features.contains("+avx512f") || name == "x86-64-v4" {
+                    16
+                } else {
+                    8
+                }
+            }
+            // Vectors are split into scalars on the GPU; 16 keeps the state unrolled in registers.
+            Arch::Nvptx => 16,
+        }
+    }
+}
+
+/// A failure inside LLVM (never the user's input: that is checked before).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodegenError(pub String);
+
+impl fmt::Display for CodegenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "code generation failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for CodegenError {}
+
+fn err(e: impl fmt::Display) -> CodegenError {
+    CodegenError(e.to_string())
+}
+
+fn x86_cpu(cpu: &str) -> (String, String) {
+    if cpu == "native" {
+        (TargetMachine::get_host_cpu_name().to_string(), TargetMachine::get_host_cpu_features().to_string())
+    } else {
+        (cpu.to_string(), String::new())
+    }
+}
+
+fn machine(arch: &Arch) -> Result<TargetMachine, CodegenError> {
+    let (triple, cpu, features) = match arch {
+        Arch::X86 { cpu } => {
+            Target::initialize_x86(&InitializationConfig::default());
+            let (name, features) = x86_cpu(cpu);
+            ("x86_64-unknown-linux-gnu", name, features)
+        }
+        Arch::Nvptx => {
+            Target::initialize_nvptx(&InitializationConfig::default());
+            ("nvptx64-nvidia-cuda", "sm_90".to_string(), "+ptx80".to_string())
+        }
+    };
+    let triple = TargetTriple::create(triple);
+    let target = Target::from_triple(&triple).map_err(err)?;
+    target
+        .create_target_machine(&triple, &cpu, &features, OptimizationLevel::Aggressive, RelocMode::PIC, CodeModel::Default)
+        .ok_or_else(|| CodegenError(format!("LLVM has no target machine for cpu `{cpu}`")))
+}
+
+/// Builds, verifies and optimizes the LLVM module of `kernels`.
+fn build<'ctx>(ctx: &'ctx Context, kernels: &[Kernel], arch: &Arch, tm: &TargetMachine) -> Result<Module<'ctx>, CodegenError> {
+    let module = ctx.create_module("ssmc");
+    module.set_triple(&tm.get_triple());
+    module.set_data_layout(&tm.get_target_data().get_data_layout());
+    for k in kernels {
+        llvm::emit_kernel(ctx, &module, k, arch)?;
+    }
+    module.verify().map_err(|e| CodegenError(format!("invalid LLVM IR: {e}")))?;
+    module.run_passes("default<O3>", tm, PassBuilderOptions::create()).map_err(err)?;
+    Ok(module)
+}
+
+/// An object file (ELF, position independent) holding the kernels.
+pub fn object(kernels: &[Kernel], arch: &Arch) -> Result<Vec<u8>, CodegenError> {
+    let tm = machine(arch)?;
+    let ctx = Context::create();
+    let module = build(&ctx, kernels, arch, &tm)?;
+    let buf = tm.write_to_memory_buffer(&module, FileType::Object).map_err(err)?;
+    Ok(buf.as_slice().to_vec())
+}
+
+/// PTX assembly text holding the kernels.
+pub fn ptx(kernels: &[Kernel]) -> Result<String, CodegenError> {
+    let tm = machine(&Arch::Nvptx)?;
+    let ctx = Context::create();
+    let module = build(&ctx, kernels, &Arch::Nvptx, &tm)?;
+    let buf = tm.write_to_memory_buffer(&module, FileType::Assembly).map_err(err)?;
+    Ok(String::from_utf8_lossy(buf.as_slice()).into_owned())
+}
+
+/// The optimized LLVM IR text, for `ssmc build --emit llvm`.
+pub fn llvm_ir(kernels: &[Kernel], arch: &Arch) -> Result<String, CodegenError> {
+    let tm = machine(arch)?;
+    let ctx = Context::create();
+    let module = build(&ctx, kernels, arch, &tm)?;
+    let text = module.print_to_string().to_string();
+    Ok(text)
+}

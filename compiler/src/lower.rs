@@ -1,0 +1,240 @@
+//! Lowering: a checked layer to the [`ScanSpec`] a schedule template turns into loop IR.
+//! Each role expression becomes a loop-IR value over the axis variables; each tensor is
+//! addressed through its declared layout.
+
+use crate::arena::Handle;
+use crate::ir::*;
+use ssmc_kernels::{Cx, Place, ScanSpec, ScanVals};
+use ssmc_loops::{axis, Buffer, Elem, Index, UnOp, Val, Var};
+use std::fmt;
+
+/// Why a layer cannot be compiled to native code (yet).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LowerError(pub String);
+
+impl fmt::Display for LowerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LowerError {}
+
+/// The variable of an axis role.
+fn axis_var(role: AxisRole) -> Var {
+    match role {
+        AxisRole::Batch => axis::BATCH,
+        AxisRole::Time => axis::TIME,
+        AxisRole::Channel | AxisRole::Head => axis::HEAD,
+        AxisRole::HeadDim => axis::HEADDIM,
+        AxisRole::Group => axis::GROUP,
+        AxisRole::State => axis::STATE,
+    }
+}
+
+/// Symbol name of a layer's kernel.
+pub fn kernel_name(layer: &Layer) -> String {
+    format!("ssmc_{}", layer.name)
+}
+
+/// Runtime dims of a layer, in declaration order: the kernel's dims.
+pub fn runtime_dims(layer: &Layer) -> Vec<Handle<Dim>> {
+    layer.dims.iter().filter(|(_, d)| d.size == DimSize::Runtime).map(|(h, _)| h).collect()
+}
+
+struct Lowerer<'a> {
+    layer: &'a Layer,
+    dims: Vec<Handle<Dim>>,
+    /// Buffer position of each tensor.
+    buffer_of: Vec<usize>,
+}
+
+impl Lowerer<'_> {
+    fn dim(&self, d: Handle<Dim>) -> Index {
+        match self.layer.dims[d].size {
+            DimSize::Const(n) => Index::Const(n as i64),
+            DimSize::Runtime => Index::Dim(self.dims.iter().position(|x| *x == d).expect("runtime dims are listed")),
+        }
+    }
+
+    fn axis_size(&self, a: Axis) -> Index {
+        match a {
+            Axis::Dim { dim, divisor } => Index::div(self.dim(dim), Index::Const(divisor as i64)),
+            Axis::Complex => Index::Const(2),
+        }
+    }
+
+    /// Row-major stride of each axis of a tensor.
+    fn strides(&self, t: Handle<Tensor>) -> Vec<Index> {
+        let shape = &self.layer.tensors[t].shape;
+        let mut strides = vec![Index::Const(1); shape.len()];
+        for k in (0..shape.len().saturating_sub(1)).rev() {
+            strides[k] = Index::mul(strides[k + 1].clone(), self.axis_size(shape[k + 1]));
+        }
+        strides
+    }
+
+    /// Element index of a tensor at the axis variables; the state axis (if any) at STATE.
+    fn place(&self, t: Handle<Tensor>, component: Option<u8>) -> Place {
+        let shape = &self.layer.tensors[t].shape;
+        let strides = self.strides(t);
+        let mut index = Index::Const(0);
+        let mut state_stride = Index::Const(0);
+        for (a, s) in shape.iter().zip(strides) {
+            let term = match a {
+                Axis::Complex => Index::mul(Index::Const(component.unwrap_or(0) as i64), s.clone()),
+                Axis::Dim { dim, .. } => {
+                    let role = self.layer.dims[*dim].role;
+                    if role == AxisRole::State {
+                        state_stride = s.clone();
+                    }
+                    Index::mul(Index::Var(axis_var(role)), s.clone())
+                }
+            };
+            index = Index::add(index, term);
+        }
+        Place { buf: self.buffer_of[t.index()], index, state_stride }
+    }
+
+    /// A role expression at width `lanes` (vectorized along the state when it varies there).
+    fn expr(&self, e: Handle<Expr>, lanes: u32) -> Val {
+        let c = |v: f32| Val::splat(Val::Const(v), lanes);
+        match &self.layer.exprs[e] {
+            Expr::Const(v) => c(*v as f32),
+            Expr::Load { tensor, component } => {
+                let p = self.place(*tensor, *component);
+                let along_state = p.state_stride != Index::Const(0);
+                if along_state && lanes > 1 {
+                    Val::Load { buf: p.buf, index: p.index, lanes, stride: p.state_stride }
+                } else {
+                    Val::splat(Val::Load { buf: p.buf, index: p.index, lanes: 1, stride: Index::Const(1) }, lanes)
+                }
+            }
+            Expr::Neg(a) => Val::un(UnOp::Neg, self.expr(*a, lanes)),
+            Expr::Binary(op, a, b) => {
+                let (a, b) = (self.expr(*a, lanes), self.expr(*b, lanes));
+                match op {
+                    BinOp::Add => Val::add(a, b),
+                    BinOp::Sub => Val::sub(a, b),
+                    BinOp::Mul => Val::mul(a, b),
+                    BinOp::Div => Val::div(a, b),
+                }
+            }
+            Expr::Call(f, args) => {
+                let v: Vec<Val> = args.iter().map(|a| self.expr(*a, lanes)).collect();
+                let sigmoid = |x: Val| Val::div(c(1.0), Val::add(c(1.0), Val::un(UnOp::Exp, Val::un(UnOp::Neg, x))));
+                match f {
+                    Func::Exp => Val::un(UnOp::Exp, v[0].clone()),
+                    Func::Log => Val::un(UnOp::Log, v[0].clone()),
+                    Func::Sqrt => Val::un(UnOp::Sqrt, v[0].clone()),
+                    Func::Abs => Val::un(UnOp::Abs, v[0].clone()),
+                    // log(1 + e^x), and x itself above 20 as torch does.
+                    Func::Softplus => Val::Select(
+                        Box::new(Val::bin(ssmc_loops::BinOp::Gt, v[0].clone(), c(20.0))),
+                        Box::new(v[0].clone()),
+                        Box::new(Val::un(UnOp::Log, Val::add(c(1.0), Val::un(UnOp::Exp, v[0].clone())))),
+                    ),
+                    Func::Sigmoid => sigmoid(v[0].clone()),
+                    Func::Silu => Val::mul(v[0].clone(), sigmoid(v[0].clone())),
+                    Func::Clamp => Val::bin(ssmc_loops::BinOp::Min, Val::bin(ssmc_loops::BinOp::Max, v[0].clone(), v[1].clone()), v[2].clone()),
+                    Func::Min => Val::bin(ssmc_loops::BinOp::Min, v[0].clone(), v[1].clone()),
+                    Func::Max => Val::bin(ssmc_loops::BinOp::Max, v[0].clone(), v[1].clone()),
+                }
+            }
+        }
+    }
+
+    fn value(&self, v: Value, lanes: u32) -> Cx {
+        Cx { re: self.expr(v.re, lanes), im: v.im.map(|im| self.expr(im, lanes)) }
+    }
+
+    fn varies_in_time(&self, e: Option<Handle<Expr>>) -> bool {
+        e.is_some_and(|e| self.layer.is_selective(e))
+    }
+
+    fn scan(&self, s: &Scan, reversed: bool, lanes: u32) -> ScanVals {
+        let t = |v: Value| self.varies_in_time(Some(v.re)) || self.varies_in_time(v.im);
+        ScanVals {
+            x: self.expr(s.x, 1),
+            dt: s.dt.map(|e| self.expr(e, 1)),
+            a: self.value(s.a, lanes),
+            b: self.value(s.b, lanes),
+            c: self.value(s.c, lanes),
+            skip: s.skip.map(|e| self.expr(e, 1)),
+            gate: s.gate.map(|e| self.expr(e, 1)),
+            decay_invariant: !(self.varies_in_time(s.dt) || t(s.a) || t(s.b)),
+            c_invariant: !t(s.c),
+            reversed,
+        }
+    }
+}
+
+/// The scan spec of a layer for vectors of at most `max_lanes` f32.
+pub fn scan_spec(layer: &Layer, max_lanes: u32) -> Result<ScanSpec, LowerError> {
+    let mut buffers = Vec::new();
+    let mut buffer_of = vec![0; layer.tensors.len()];
+    for io in [Io::Input, Io::Output] {
+        for (h, t) in layer.tensors.iter().filter(|(_, t)| t.io == io) {
+            let elem = match t.dtype {
+                DType::F32 => Elem::F32,
+                DType::Bf16 => Elem::Bf16,
+                other => {
+                    return Err(LowerError(format!(
+                        "native code takes f32 and bf16 tensors; `{}` is {} (the interpreter takes it)",
+                        t.name,
+                        other.name()
+                    )))
+                }
+            };
+            if io == Io::Output && elem != Elem::F32 {
+                return Err(LowerError(format!("native code writes f32 outputs; `{}` is {}", t.name, t.dtype.name())));
+            }
+            buffer_of[h.index()] = buffers.len();
+            buffers.push(Buffer { name: t.name.clone(), elem, output: io == Io::Output });
+        }
+    }
+    let dims = runtime_dims(layer);
+    let lw = Lowerer { layer, dims: dims.clone(), buffer_of };
+    let ax = &layer.axes;
+    let state = match ax.state {
+        Axis::Dim { dim, divisor } => match layer.dims[dim].size {
+            DimSize::Const(n) => (n / divisor) as u32,
+            DimSize::Runtime => {
+                return Err(LowerError(format!(
+                    "native code needs a compile-time state size: declare `state {} = SIZE`",
+                    layer.dims[dim].name
+                )))
+            }
+        },
+        Axis::Complex => return Err(LowerError("the state axis cannot be a re/im axis".into())),
+    };
+    let lanes = (0..=max_lanes.trailing_zeros()).rev().map(|k| 1u32 << k).find(|l| state % l == 0).unwrap_or(1);
+    let size = |d: Option<Handle<Dim>>| d.map_or(Index::Const(1), |d| lw.dim(d));
+    let scans = crate::roles::scans(layer).into_iter().map(|(s, rev)| lw.scan(s, rev, lanes)).collect();
+    Ok(ScanSpec {
+        name: kernel_name(layer),
+        buffers,
+        dims: dims.iter().map(|d| layer.dims[*d].name.clone()).collect(),
+        batch: lw.dim(ax.batch),
+        time: lw.dim(ax.time),
+        heads: lw.dim(ax.head),
+        headdim: size(ax.headdim),
+        heads_per_group: match ax.group {
+            Some(g) => Index::div(lw.dim(ax.head), lw.dim(g)),
+            None => Index::Const(1),
+        },
+        state,
+        lanes,
+        pairs: layer.a_structure == AStructure::Complex,
+        discretization: match layer.discretization {
+            Discretization::Zoh => ssmc_kernels::Discretization::Zoh,
+            Discretization::ZohEuler => ssmc_kernels::Discretization::ZohEuler,
+            Discretization::Bilinear => ssmc_kernels::Discretization::Bilinear,
+            Discretization::Discrete => ssmc_kernels::Discretization::Discrete,
+        },
+        scans,
+        y: lw.place(layer.output, None),
+        h0: layer.initial_state.map(|t| lw.place(t, None)),
+        h_final: layer.final_state.map(|t| lw.place(t, None)),
+    })
+}

@@ -1,0 +1,101 @@
+//! Schedule templates: per form and target, how a scan maps onto loops, vector lanes and
+//! threads. A template takes a [`ScanSpec`] (the scan's role values already written as
+//! loop-IR values over the axis variables of [`ssmc_loops::axis`]) and returns a
+//! [`Kernel`].
+//!
+//! Today: `recurrent`, one sequence (batch, head, head element) per CPU work item or GPU
+//! thread, the state in registers as vectors of `lanes` f32 over the state index, time
+//! sequential.
+
+mod complex;
+mod recurrent;
+
+pub use complex::Cx;
+pub use recurrent::recurrent;
+use ssmc_loops::{Buffer, Index, Val};
+
+/// Continuous to discrete, as in the layer model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Discretization {
+    /// Abar = exp(dt A), Bbar = (dt A)^-1 (exp(dt A) - 1) dt B.
+    Zoh,
+    /// Abar = exp(dt A), Bbar = dt B.
+    ZohEuler,
+    /// Abar = (1 - dt A/2)^-1 (1 + dt A/2), Bbar = (1 - dt A/2)^-1 dt B.
+    Bilinear,
+    /// Abar = A, Bbar = B.
+    Discrete,
+}
+
+/// The role values of one scan, over the axis variables.
+#[derive(Clone, Debug)]
+pub struct ScanVals {
+    /// x, a scalar.
+    pub x: Val,
+    /// dt, a scalar, if any.
+    pub dt: Option<Val>,
+    /// A over `lanes` state indices.
+    pub a: Cx,
+    /// B over `lanes` state indices.
+    pub b: Cx,
+    /// C over `lanes` state indices.
+    pub c: Cx,
+    /// Skip D, a scalar, if any.
+    pub skip: Option<Val>,
+    /// Gate argument z, a scalar, if any.
+    pub gate: Option<Val>,
+    /// dt, A and B do not depend on time: Abar and Bbar are computed once.
+    pub decay_invariant: bool,
+    /// C does not depend on time.
+    pub c_invariant: bool,
+    /// Runs backward in time.
+    pub reversed: bool,
+}
+
+/// Where a tensor with axes among batch, time, head, headdim, state lives.
+#[derive(Clone, Debug)]
+pub struct Place {
+    /// Buffer position.
+    pub buf: usize,
+    /// Element index at the axis variables (state index 0 for states).
+    pub index: Index,
+    /// Distance between consecutive state indices (states only).
+    pub state_stride: Index,
+}
+
+/// Everything a template needs to know about a layer.
+#[derive(Clone, Debug)]
+pub struct ScanSpec {
+    /// Kernel symbol name.
+    pub name: String,
+    /// Buffers, inputs then outputs.
+    pub buffers: Vec<Buffer>,
+    /// Runtime dims, in order.
+    pub dims: Vec<String>,
+    /// Size of batch, time, head, headdim as index expressions over the dims.
+    pub batch: Index,
+    /// Time steps.
+    pub time: Index,
+    /// Heads or channels.
+    pub heads: Index,
+    /// Elements per head.
+    pub headdim: Index,
+    /// Heads per group of B and C.
+    pub heads_per_group: Index,
+    /// State size (a compile-time constant).
+    pub state: u32,
+    /// Lanes per vector; divides `state`.
+    pub lanes: u32,
+    /// Complex state of conjugate pairs: y = 2 Re(C . h).
+    pub pairs: bool,
+    /// The discretization.
+    pub discretization: Discretization,
+    /// One or two scans, summed.
+    pub scans: Vec<ScanVals>,
+    /// The output y.
+    pub y: Place,
+    /// The initial state, if any.
+    pub h0: Option<Place>,
+    /// The final state, if any.
+    pub h_final: Option<Place>,
+}

@@ -1,0 +1,105 @@
+//! Checks tensors against a manifest and binds the runtime dims from their shapes. Every
+//! problem is reported by tensor name, with the declared and actual shapes.
+
+use crate::manifest::{Io, Manifest};
+use crate::{Error, TensorRef};
+
+/// One axis of a declared shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Atom {
+    Dim { dim: usize, divisor: u64 },
+    Literal(u64),
+}
+
+fn parse_atom(m: &Manifest, s: &str) -> Result<Atom, Error> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(Atom::Literal(n));
+    }
+    let (name, divisor) = match s.split_once('/') {
+        Some((n, d)) => (n, d.parse::<u64>().map_err(|_| Error::Manifest(format!("bad shape entry `{s}`")))?),
+        None => (s, 1),
+    };
+    let dim = m.dims.iter().position(|d| d.name == name).ok_or_else(|| Error::Manifest(format!("shape names unknown dim `{name}`")))?;
+    Ok(Atom::Dim { dim, divisor })
+}
+
+/// Checks every tensor (present once, dtype, rank, consistent sizes, data length, pointer
+/// alignment) and returns the size of every dim, in manifest order.
+pub fn bind(m: &Manifest, tensors: &[TensorRef]) -> Result<Vec<u64>, Error> {
+    let mut problems = Vec::new();
+    let mut sizes: Vec<Option<(u64, String)>> = m.dims.iter().map(|d| d.size.map(|s| (s, "a compile-time constant".to_string()))).collect();
+    for t in tensors {
+        if !m.tensors.iter().any(|i| i.name == t.name) {
+            problems.push(format!("unexpected tensor `{}`: layer `{}` has no such tensor", t.name, m.layer));
+        }
+    }
+    for info in &m.tensors {
+        let declared = format!("[{}]", info.shape.join(", "));
+        let given: Vec<&TensorRef> = tensors.iter().filter(|t| t.name == info.name).collect();
+        let t = match given.as_slice() {
+            [one] => one,
+            [] => {
+                let io = if info.io == Io::Input { "input" } else { "output" };
+                problems.push(format!("missing {io} `{}` with shape {declared}", info.name));
+                continue;
+            }
+            _ => {
+                problems.push(format!("tensor `{}` is given {} times", info.name, given.len()));
+                continue;
+            }
+        };
+        if t.dtype != info.dtype {
+            problems.push(format!("tensor `{}`: expected dtype {}, got {}", info.name, info.dtype.name(), t.dtype.name()));
+            continue;
+        }
+        if t.shape.len() != info.shape.len() {
+            problems.push(format!("tensor `{}`: expected {} axes {declared}, got {} axes {:?}", info.name, info.shape.len(), t.shape.len(), t.shape));
+            continue;
+        }
+        for (entry, &n) in info.shape.iter().zip(t.shape) {
+            match parse_atom(m, entry)? {
+                Atom::Literal(k) if k == n as u64 => {}
+                Atom::Literal(k) => problems.push(format!("tensor `{}`: expected shape {declared} (axis `{entry}` = {k}), got {:?}", info.name, t.shape)),
+                Atom::Dim { dim, divisor } => {
+                    let size = (n as u64).saturating_mul(divisor);
+                    match &sizes[dim] {
+                        Some((s, why)) if *s != size => problems.push(format!(
+                            "tensor `{}`: expected shape {declared} with {}={s} ({why}), got {:?}",
+                            info.name, m.dims[dim].name, t.shape
+                        )),
+                        Some(_) => {}
+                        None if n == 0 => problems.push(format!("tensor `{}`: axis `{entry}` has size 0, got {:?}", info.name, t.shape)),
+                        None => sizes[dim] = Some((size, format!("from tensor `{}`", info.name))),
+                    }
+                }
+            }
+        }
+        let elements: usize = t.shape.iter().product();
+        if t.bytes != elements.saturating_mul(info.dtype.size()) {
+            problems.push(format!("tensor `{}`: shape {:?} needs {} bytes, got {}", info.name, t.shape, elements * info.dtype.size(), t.bytes));
+        }
+        if t.data.is_null() {
+            problems.push(format!("tensor `{}`: null data pointer", info.name));
+        } else if (t.data as usize) % info.dtype.size() != 0 {
+            problems.push(format!("tensor `{}`: data pointer {:p} is not aligned to {} bytes", info.name, t.data, info.dtype.size()));
+        }
+        if info.io == Io::Output && !t.writable {
+            problems.push(format!("tensor `{}` is an output but was given read-only", info.name));
+        }
+    }
+    let mut out = Vec::new();
+    for (d, s) in m.dims.iter().zip(&sizes) {
+        match s {
+            Some((s, _)) => out.push(*s),
+            None => {
+                problems.push(format!("dim `{}` is not the size of any tensor", d.name));
+                out.push(0);
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(Error::Tensors(problems))
+    }
+}

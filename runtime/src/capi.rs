@@ -1,0 +1,1 @@
+//! The C ABI over the runtime (see `include/ssmc_runtime.h`).

@@ -1,0 +1,144 @@
+//! ssmc-runtime: loads a layer compiled by `ssmc build`, checks tensors against its
+//! manifest before any kernel runs, and runs it on all cores.
+//!
+//! ```no_run
+//! use ssmc_runtime::{CpuLayer, TensorRef, DType};
+//! let layer = CpuLayer::load("build/mamba1".as_ref()).expect("artifact");
+//! # let (u, out): (Vec<f32>, Vec<f32>) = (vec![], vec![]);
+//! // layer.run(&[TensorRef::input("u", &u, &[2, 64, 128]), ...], 0)
+//! ```
+
+pub mod bind;
+mod capi;
+pub mod manifest;
+
+pub use manifest::{DType, Io, Manifest};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong loading or running a layer.
+#[derive(Debug)]
+pub enum Error {
+    /// The artifact directory or its files could not be read.
+    Io(String),
+    /// The manifest is malformed or does not fit the library.
+    Manifest(String),
+    /// The tensors do not fit the manifest: one line per problem.
+    Tensors(Vec<String>),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(s) => write!(f, "{s}"),
+            Error::Manifest(s) => write!(f, "bad artifact: {s}"),
+            Error::Tensors(p) => write!(f, "{}", p.join("\n")),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A view of one tensor handed to a layer: row-major, contiguous.
+#[derive(Clone, Copy, Debug)]
+pub struct TensorRef<'a> {
+    /// Its name in the manifest.
+    pub name: &'a str,
+    /// Element type of `data`.
+    pub dtype: DType,
+    /// Sizes, outermost first.
+    pub shape: &'a [usize],
+    /// First byte.
+    pub data: *const u8,
+    /// Length in bytes.
+    pub bytes: usize,
+    /// Whether the kernel may write it.
+    pub writable: bool,
+}
+
+impl<'a> TensorRef<'a> {
+    /// An f32 input.
+    pub fn input(name: &'a str, data: &'a [f32], shape: &'a [usize]) -> Self {
+        TensorRef { name, dtype: DType::F32, shape, data: data.as_ptr().cast(), bytes: std::mem::size_of_val(data), writable: false }
+    }
+
+    /// A bf16 input, as raw 16-bit patterns.
+    pub fn input_bf16(name: &'a str, data: &'a [u16], shape: &'a [usize]) -> Self {
+        TensorRef { name, dtype: DType::Bf16, shape, data: data.as_ptr().cast(), bytes: std::mem::size_of_val(data), writable: false }
+    }
+
+    /// An f32 output.
+    pub fn output(name: &'a str, data: &'a mut [f32], shape: &'a [usize]) -> Self {
+        TensorRef { name, dtype: DType::F32, shape, data: data.as_mut_ptr().cast_const().cast(), bytes: std::mem::size_of_val(data), writable: true }
+    }
+}
+
+/// The C signature of every entry point.
+pub type EntryFn = unsafe extern "C" fn(bufs: *const *const u8, dims: *const i64, begin: i64, end: i64);
+
+/// A layer compiled for the CPU, loaded from its artifact directory.
+pub struct CpuLayer {
+    manifest: Manifest,
+    entry: EntryFn,
+    // Keeps the library mapped while `entry` is used.
+    _lib: libloading::Library,
+}
+
+/// Reads `manifest.json` from an artifact directory.
+pub fn read_manifest(dir: &Path) -> Result<Manifest, Error> {
+    let path = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| Error::Manifest(format!("{}: {e}", path.display())))
+}
+
+impl CpuLayer {
+    /// Loads the shared library named by the manifest in `dir`.
+    pub fn load(dir: &Path) -> Result<Self, Error> {
+        let manifest = read_manifest(dir)?;
+        if manifest.target != "cpu" {
+            return Err(Error::Manifest(format!("{} holds a `{}` artifact, not a cpu one", dir.display(), manifest.target)));
+        }
+        let lib_path: PathBuf = dir.join(manifest.files.get("shared").ok_or_else(|| Error::Manifest("no shared library listed".into()))?);
+        #[allow(unsafe_code)] // Loading runs no initializers: ssmc libraries have none.
+        let lib = unsafe { libloading::Library::new(&lib_path) }.map_err(|e| Error::Io(format!("cannot load {}: {e}", lib_path.display())))?;
+        #[allow(unsafe_code)] // The symbol has the EntryFn signature by the manifest's contract.
+        let entry: EntryFn = unsafe {
+            *lib.get::<EntryFn>(manifest.entry.as_bytes()).map_err(|e| Error::Manifest(format!("no entry `{}` in {}: {e}", manifest.entry, lib_path.display())))?
+        };
+        Ok(CpuLayer { manifest, entry, _lib: lib })
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Checks the tensors, then runs every sequence on `threads` threads (0: all cores).
+    /// On an error nothing has run and no output was touched.
+    pub fn run(&self, tensors: &[TensorRef], threads: usize) -> Result<(), Error> {
+        let sizes = bind::bind(&self.manifest, tensors)?;
+        let m = &self.manifest;
+        let dims: Vec<i64> = m.dims.iter().zip(&sizes).filter(|(d, _)| d.size.is_none()).map(|(_, s)| *s as i64).collect();
+        let sequences: u64 = m.sequences.iter().map(|n| m.dims.iter().position(|d| &d.name == n).map_or(1, |i| sizes[i])).product();
+        let bufs: Vec<usize> = m.tensors.iter().map(|info| tensors.iter().find(|t| t.name == info.name).map_or(0, |t| t.data as usize)).collect();
+        let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+        let threads = threads.min(sequences.max(1) as usize);
+        let per = sequences.div_ceil(threads as u64);
+        let entry = self.entry;
+        std::thread::scope(|s| {
+            for k in 0..threads as u64 {
+                let (begin, end) = ((k * per).min(sequences), ((k + 1) * per).min(sequences));
+                let (bufs, dims) = (&bufs, &dims);
+                s.spawn(move || {
+                    let ptrs: Vec<*const u8> = bufs.iter().map(|p| *p as *const u8).collect();
+                    // Checked above: every buffer holds its shape; threads write disjoint sequences.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        entry(ptrs.as_ptr(), dims.as_ptr(), begin as i64, end as i64)
+                    };
+                });
+            }
+        });
+        Ok(())
+    }
+}

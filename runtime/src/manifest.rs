@@ -1,0 +1,100 @@
+//! `manifest.json`: what an artifact holds and the contract of its entry point.
+
+use serde::{Deserialize, Serialize};
+
+/// Element types of tensors at the artifact boundary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    /// binary32
+    F32,
+    /// binary64
+    F64,
+    /// bfloat16
+    Bf16,
+    /// binary16
+    F16,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F64 => 8,
+            DType::Bf16 | DType::F16 => 2,
+        }
+    }
+
+    /// The name used in `.ssm` files and manifests.
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F64 => "f64",
+            DType::Bf16 => "bf16",
+            DType::F16 => "f16",
+        }
+    }
+}
+
+/// Input or output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Io {
+    /// Read by the kernel.
+    Input,
+    /// Written by the kernel.
+    Output,
+}
+
+/// A dim of the layer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DimInfo {
+    /// Its name.
+    pub name: String,
+    /// Its axis role.
+    pub role: String,
+    /// Compile-time size, or `null` for a runtime dim (passed in `dims`, in order).
+    pub size: Option<u64>,
+}
+
+/// A tensor of the layer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorInfo {
+    /// Its name.
+    pub name: String,
+    /// Input or output.
+    pub io: Io,
+    /// Element type.
+    pub dtype: DType,
+    /// One entry per axis: a dim name, `NAME/k`, or a literal size such as `2`.
+    pub shape: Vec<String>,
+}
+
+/// The manifest of one compiled layer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// ssmc version that wrote it.
+    pub ssmc_version: String,
+    /// Layer name.
+    pub layer: String,
+    /// `cpu` or `ptx`.
+    pub target: String,
+    /// LLVM CPU (cpu target) or GPU architecture (ptx target).
+    pub arch: String,
+    /// The algorithmic form compiled.
+    pub form: String,
+    /// Symbol of the entry point: `void entry(const void* const* bufs, const int64_t* dims,
+    /// int64_t begin, int64_t end)`, running sequences `[begin, end)`.
+    pub entry: String,
+    /// Files of the artifact, by kind (`shared`, `static`, `header`, `ptx`).
+    pub files: std::collections::BTreeMap<String, String>,
+    /// Every dim, in declaration order.
+    pub dims: Vec<DimInfo>,
+    /// Tensors in `bufs` order: inputs, then outputs.
+    pub tensors: Vec<TensorInfo>,
+    /// Dims whose product is the number of sequences.
+    pub sequences: Vec<String>,
+    /// `generic` (runtime dims are bound per call).
+    pub specialized: String,
+}
