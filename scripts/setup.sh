@@ -3,12 +3,11 @@
 # Sourced by scripts/ssmc and scripts/test.
 set -euo pipefail
 
-need_root() {
-  if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then sudo "$@"; else
-      echo "error: '$*' needs root; run it as root or install the package by hand" >&2; return 1
-    fi
-  else "$@"; fi
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else echo "error: '$*' needs root; run it as root or install the packages by hand" >&2; return 1
+  fi
 }
 
 if ! command -v cargo >/dev/null 2>&1; then
@@ -16,8 +15,17 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# A C compiler links the Rust binaries.
-if ! command -v cc >/dev/null 2>&1; then
-  echo "setup: installing a C toolchain (gcc)" >&2
-  need_root apt-get update -qq && need_root apt-get install -y -qq gcc
+missing=()
+# A C toolchain links the generated libraries (cc, ar) and the examples.
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v ar >/dev/null 2>&1 || missing+=(binutils)
+# LLVM 19 generates the native code (x86-64 and PTX).
+[ -x /usr/lib/llvm-19/bin/llvm-config ] || missing+=(llvm-19-dev libpolly-19-dev)
+[ -e /usr/include/zstd.h ] || missing+=(libzstd-dev)
+[ -e /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]} (Debian packages)" >&2
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+export LLVM_SYS_191_PREFIX=/usr/lib/llvm-19

@@ -184,3 +184,18 @@ fn run_tool(cmd: &mut Command) -> Result<(), String> {
         Err(format!("`{:?}` failed: {}", cmd.get_program(), String::from_utf8_lossy(&out.stderr)))
     }
 }
+
+/// The directory where `ssmc run --target cpu` keeps the artifact of a layer, keyed by
+/// everything that changes the code: the source text, the layer, the target and the
+/// version of ssmc. `$SSMC_CACHE`, else `$XDG_CACHE_HOME/ssmc`, else `~/.cache/ssmc`.
+pub fn cache_dir(source: &str, layer: &str, target: &BuildTarget) -> std::path::PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (source, layer, format!("{target:?}"), env!("CARGO_PKG_VERSION")).hash(&mut h);
+    let root = std::env::var_os("SSMC_CACHE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| std::path::PathBuf::from(d).join("ssmc")))
+        .or_else(|| std::env::var_os("HOME").map(|d| std::path::PathBuf::from(d).join(".cache/ssmc")))
+        .unwrap_or_else(|| std::env::temp_dir().join("ssmc-cache"));
+    root.join(format!("{layer}-{:016x}", h.finish()))
+}

@@ -1,5 +1,6 @@
 //! The `ssmc` command line: check, inspect and run `.ssm` layers.
 
+mod native;
 mod summary;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -46,9 +47,41 @@ enum Command {
     },
     /// Run a layer on generated or given inputs and print a summary of its outputs.
     Run(RunArgs),
+    /// Compile a layer to native code: a shared and a static library (cpu) or PTX (ptx),
+    /// with a C header and manifest.json, written into a directory.
+    Build(BuildArgs),
     /// Show every legal algorithmic form of a layer with its estimated cost, the one chosen,
     /// and why the others are illegal.
     Explain(ExplainArgs),
+}
+
+#[derive(clap::Args)]
+struct BuildArgs {
+    /// The .ssm file.
+    file: PathBuf,
+    /// Which layer of the file (needed when it declares several).
+    #[arg(long)]
+    layer: Option<String>,
+    /// What to build for.
+    #[arg(long, default_value = "cpu")]
+    target: CostTarget,
+    /// CPU to generate code for: native, x86-64-v3 (AVX2), x86-64-v4 (AVX-512).
+    #[arg(long, default_value = "native")]
+    cpu: String,
+    /// The directory to write (created if needed; its files replaced).
+    #[arg(short, long, value_name = "DIR")]
+    output: PathBuf,
+    /// Also write an intermediate form: `loops` (the loop IR) or `llvm` (optimized LLVM IR).
+    #[arg(long, value_name = "WHAT")]
+    emit: Vec<EmitWhat>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum EmitWhat {
+    /// The loop IR, as text.
+    Loops,
+    /// The optimized LLVM IR.
+    Llvm,
 }
 
 #[derive(clap::Args)]
@@ -108,9 +141,19 @@ struct RunArgs {
     /// Element type of the written outputs.
     #[arg(long, default_value = "f32")]
     dtype: DTypeArg,
-    /// Where to run: `interp` is the f64 reference interpreter (native targets come later).
+    /// Where to run: `interp` runs the f64 specification of the form; `cpu` compiles the
+    /// layer to native code (cached) and runs it on all cores.
     #[arg(long, default_value = "interp")]
     target: Target,
+    /// CPU to generate code for with `--target cpu`: native, x86-64-v3 (AVX2), x86-64-v4 (AVX-512).
+    #[arg(long, default_value = "native")]
+    cpu: String,
+    /// Threads for `--target cpu` (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Time N runs after a warm-up run and report the median.
+    #[arg(long, value_name = "N")]
+    bench: Option<usize>,
     /// Force an algorithmic form: recurrent, scan, chunked, chunked:Q, conv, quadratic
     /// (default: the one the e-graph chooses for the CPU; see `ssmc explain`).
     #[arg(long, value_name = "FORM", value_parser = forms::Form::parse)]
@@ -130,10 +173,12 @@ enum DTypeArg {
     F64,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Target {
-    /// The f64 reference interpreter.
+    /// The f64 specification of the chosen form.
     Interp,
+    /// Native x86-64 code through LLVM.
+    Cpu,
 }
 
 fn parse_dim(s: &str) -> Result<(String, usize), String> {
@@ -157,6 +202,7 @@ fn main() -> ExitCode {
         Command::Ir { file } => load(&file, color).map(|m| m.iter().for_each(|l| print!("{l}"))),
         Command::Run(args) => run(&args, color),
         Command::Explain(args) => explain(&args, color),
+        Command::Build(args) => build(&args, color),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -214,7 +260,6 @@ fn check(files: &[PathBuf], color: bool) -> Result<(), Failed> {
 fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
     let (layers, file) = load_with_source(&args.file, color)?;
     let layer = pick_layer(&layers, args.layer.as_deref())?;
-    let Target::Interp = args.target;
     // Fail on an unwritable output before the work, and before --save-inputs writes anything.
     for path in [&args.save_inputs, &args.output, &args.emit_matrix].into_iter().flatten() {
         tensors::check_writable(path).map_err(fail)?;
@@ -245,9 +290,32 @@ fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
         Some(_) => Some(forms::mixer_matrix(layer, &sizes, &inputs).map_err(fail)?),
         None => None,
     };
-    let start = std::time::Instant::now();
-    let outputs = forms::run(layer, &sizes, &inputs, &plan);
-    let elapsed = start.elapsed();
+    let bench = args.bench.unwrap_or(0);
+    let (outputs, times, target, plan) = match args.target {
+        Target::Interp => {
+            let start = std::time::Instant::now();
+            let mut outputs = forms::run(layer, &sizes, &inputs, &plan);
+            let mut times = vec![start.elapsed()];
+            if bench > 0 {
+                times.clear();
+            }
+            for _ in 0..bench {
+                let start = std::time::Instant::now();
+                outputs = forms::run(layer, &sizes, &inputs, &plan);
+                times.push(start.elapsed());
+            }
+            (outputs, times, "interp", plan)
+        }
+        Target::Cpu => {
+            if let Some(f) = args.form.filter(|f| *f != forms::Form::Recurrent) {
+                return Err(fail(format!("form {f} has no native CPU schedule yet (recurrent has); `--target interp --form {f}` runs its f64 specification")));
+            }
+            let shapes: Vec<(String, Vec<usize>)> = layer.outputs().map(|(_, t)| (t.name.clone(), sizes.shape(&t.shape))).collect();
+            let run = native::run_cpu(layer, &file.text, &args.cpu, &inputs, &shapes, bench, args.threads).map_err(fail)?;
+            (run.outputs, run.times, "cpu", forms::Plan { forms: vec![forms::Form::Recurrent; plan.forms.len()] })
+        }
+    };
+    let elapsed = median(&times);
     if let (Some(path), Some(m)) = (&args.emit_matrix, matrix) {
         let mut t = tensors::TensorMap::new();
         t.insert("M".to_string(), m);
@@ -260,7 +328,10 @@ fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
         };
         tensors::write_safetensors(path, &outputs, dtype).map_err(fail)?;
     }
-    let s = summary::Summary::new(layer, &args.file, "interp", &plan.to_string(), &sizes, source, &outputs, elapsed);
+    let mut s = summary::Summary::new(layer, &args.file, target, &plan.to_string(), &sizes, source, &outputs, elapsed);
+    if bench > 0 {
+        s.set_bench(bench, &times);
+    }
     if args.json {
         println!("{}", s.to_json());
     } else {
@@ -292,5 +363,50 @@ fn explain(args: &ExplainArgs, color: bool) -> Result<(), Failed> {
     let target = args.target.target();
     let choice = egraph::choose(layer, &sizes, target, &|sp| file.line_col(sp.start).0);
     print!("{}", summary::explain_text(layer, &args.file, target, &sizes, &choice));
+    Ok(())
+}
+
+/// The median of some durations (zero for none).
+fn median(times: &[std::time::Duration]) -> std::time::Duration {
+    let mut t = times.to_vec();
+    t.sort();
+    t.get(t.len() / 2).copied().unwrap_or_default()
+}
+
+fn build(args: &BuildArgs, color: bool) -> Result<(), Failed> {
+    use ssmc_compiler::artifact::{self, BuildTarget};
+    let start = std::time::Instant::now();
+    let layers = load(&args.file, color)?;
+    let layer = pick_layer(&layers, args.layer.as_deref())?;
+    let target = match args.target {
+        CostTarget::Cpu => BuildTarget::Cpu { cpu: args.cpu.clone() },
+        CostTarget::Ptx => BuildTarget::Ptx,
+    };
+    let m = artifact::build(layer, &target, &args.output).map_err(|e| fail(format!("cannot build layer `{}`: {e}", layer.name)))?;
+    for what in &args.emit {
+        let kernel = artifact::kernel(layer, &target).map_err(fail)?;
+        let (name, text) = match what {
+            EmitWhat::Loops => (format!("{}.loops", layer.name), kernel.to_string()),
+            EmitWhat::Llvm => {
+                let arch = match &target {
+                    BuildTarget::Cpu { cpu } => ssmc_compiler::codegen::Arch::X86 { cpu: cpu.clone() },
+                    BuildTarget::Ptx => ssmc_compiler::codegen::Arch::Nvptx,
+                };
+                (format!("{}.ll", layer.name), ssmc_compiler::codegen::llvm_ir(&[kernel], &arch).map_err(fail)?)
+            }
+        };
+        tensors::write_atomically(&args.output.join(&name), text.as_bytes()).map_err(fail)?;
+    }
+    let files: Vec<&str> = m.files.values().map(String::as_str).chain(["manifest.json"]).collect();
+    println!(
+        "built {} ({} {}, form {}) into {} in {:.0} ms: {}",
+        m.layer,
+        m.target,
+        m.arch,
+        m.form,
+        args.output.display(),
+        start.elapsed().as_secs_f64() * 1e3,
+        files.join(", ")
+    );
     Ok(())
 }

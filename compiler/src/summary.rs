@@ -62,6 +62,12 @@ pub struct Summary {
     seed: Option<u64>,
     outputs: BTreeMap<String, Stats>,
     elapsed_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    median_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runs: Option<usize>,
 }
 
 impl Summary {
@@ -82,7 +88,18 @@ impl Summary {
             seed,
             outputs: outputs.iter().map(|(n, t)| (n.clone(), Stats::of(&t.shape, &t.data))).collect(),
             elapsed_ms: elapsed.as_secs_f64() * 1e3,
+            median_ms: None,
+            min_ms: None,
+            runs: None,
         }
+    }
+
+    /// Records a benchmark: `runs` timed runs after a warm-up.
+    pub fn set_bench(&mut self, runs: usize, times: &[Duration]) {
+        let ms = |d: &Duration| d.as_secs_f64() * 1e3;
+        self.median_ms = Some(self.elapsed_ms);
+        self.min_ms = times.iter().map(ms).reduce(f64::min);
+        self.runs = Some(runs);
     }
 
     /// The summary as one line of JSON.
@@ -117,7 +134,10 @@ impl fmt::Display for Summary {
                 s.shape, s.mean, s.std, s.min, s.max, s.l2
             )?;
         }
-        writeln!(f, "time    {:.1} ms", self.elapsed_ms)
+        match (self.runs, self.min_ms) {
+            (Some(n), Some(min)) => writeln!(f, "time    median {:.3} ms, min {min:.3} ms over {n} runs (after a warm-up run)", self.elapsed_ms),
+            _ => writeln!(f, "time    {:.1} ms", self.elapsed_ms),
+        }
     }
 }
 

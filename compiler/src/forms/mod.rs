@@ -13,7 +13,8 @@ mod scan;
 pub mod sequence;
 
 use crate::bind::Sizes;
-use crate::ir::Layer;
+use crate::arena::Handle;
+use crate::ir::{Expr, Layer};
 use crate::roles::{self, silu, Dims, ScanRoles};
 use crate::tensors::{TensorData, TensorMap};
 use num_complex::Complex64 as C64;
@@ -166,9 +167,28 @@ fn for_each_sequence(d: &Dims, mut f: impl FnMut(usize, usize, usize)) {
     }
 }
 
+/// Whether two expressions compute the same values: the same node, or the same operation
+/// on the same operands (a role written twice in the source is lowered twice).
+fn same_expr(layer: &Layer, a: Handle<Expr>, b: Handle<Expr>) -> bool {
+    if a == b {
+        return true;
+    }
+    let same = |x: &Handle<Expr>, y: &Handle<Expr>| same_expr(layer, *x, *y);
+    match (&layer.exprs[a], &layer.exprs[b]) {
+        (Expr::Const(x), Expr::Const(y)) => x.to_bits() == y.to_bits(),
+        (Expr::Load { tensor: t, component: c }, Expr::Load { tensor: u, component: d }) => t == u && c == d,
+        (Expr::Neg(x), Expr::Neg(y)) => same(x, y),
+        (Expr::Binary(o, x1, x2), Expr::Binary(p, y1, y2)) => o == p && same(x1, y1) && same(x2, y2),
+        (Expr::Call(f, xs), Expr::Call(g, ys)) => f == g && xs.len() == ys.len() && xs.iter().zip(ys).all(|(x, y)| same(x, y)),
+        _ => false,
+    }
+}
+
 /// The mixer matrix M (batch, head, L, L) of the layer on these inputs: y = M x before the
 /// gate, with the skip D on the diagonal and every scan of the layer summed, in the layer's
 /// time order. dt, A, B and C never vary along headdim (sema); the skip D must not either.
+/// Refused when no one M exists: an initial state (y is then affine in x), scans that read
+/// different x or are gated differently, a skip that varies along headdim.
 pub fn mixer_matrix(layer: &Layer, sizes: &Sizes, inputs: &TensorMap) -> Result<TensorData, String> {
     let d = Dims::new(layer, sizes);
     let l = d.time;
@@ -176,9 +196,20 @@ pub fn mixer_matrix(layer: &Layer, sizes: &Sizes, inputs: &TensorMap) -> Result<
     if elements.is_none_or(|n| n > crate::bind::MAX_ELEMENTS) {
         return Err(format!("the mixer matrix would have {}x{}x{l}x{l} elements; choose a smaller L", d.batch, d.heads));
     }
+    if layer.initial_state.is_some() {
+        return Err("the layer has an initial state, so y = M x + (the initial state's term) is not linear in x; M cannot hold it".into());
+    }
     if let Some(back) = &layer.backward {
-        if layer.exprs[back.x] != layer.exprs[layer.forward.x] {
+        if !same_expr(layer, back.x, layer.forward.x) {
             return Err("the forward and backward scans read different x, so no one matrix maps x to y".into());
+        }
+        let same_gate = match (back.gate, layer.forward.gate) {
+            (None, None) => true,
+            (Some(b), Some(f)) => same_expr(layer, b, f),
+            _ => false,
+        };
+        if !same_gate {
+            return Err("the forward and backward scans are gated differently, so no one matrix maps x to y before the gate".into());
         }
     }
     for (scan, _) in roles::scans(layer) {

@@ -1,0 +1,62 @@
+//! `ssmc run --target cpu`: builds the layer's artifact (once, into the cache), loads it
+//! with ssmc-runtime and runs it on the inputs converted to the declared dtypes.
+
+use ssmc_compiler::artifact::{self, BuildTarget};
+use ssmc_compiler::ir::{DType, Io, Layer};
+use ssmc_compiler::tensors::{TensorData, TensorMap};
+use ssmc_runtime::{CpuLayer, TensorRef};
+use std::time::{Duration, Instant};
+
+/// Outputs of a native run and the time of each timed repetition.
+pub struct NativeRun {
+    /// Outputs by name, widened to f64.
+    pub outputs: TensorMap,
+    /// Wall time of each run after the warm-up (one entry without `--bench`).
+    pub times: Vec<Duration>,
+}
+
+enum Buf {
+    F32(Vec<f32>),
+    Bf16(Vec<u16>),
+}
+
+/// Runs `layer` natively; `bench` > 0 adds a warm-up run and times `bench` runs.
+pub fn run_cpu(layer: &Layer, source: &str, cpu: &str, inputs: &TensorMap, outputs_shape: &[(String, Vec<usize>)], bench: usize, threads: usize) -> Result<NativeRun, String> {
+    let target = BuildTarget::Cpu { cpu: cpu.to_string() };
+    let dir = artifact::cache_dir(source, &layer.name, &target);
+    if !dir.join("manifest.json").exists() {
+        artifact::build(layer, &target, &dir)?;
+    }
+    let lib = CpuLayer::load(&dir).map_err(|e| e.to_string())?;
+    let mut bufs: Vec<(String, Vec<usize>, Buf)> = Vec::new();
+    for (_, t) in layer.tensors.iter().filter(|(_, t)| t.io == Io::Input) {
+        let data = inputs.get(&t.name).ok_or_else(|| format!("missing input `{}`", t.name))?;
+        let buf = match t.dtype {
+            DType::Bf16 => Buf::Bf16(data.data.iter().map(|v| half::bf16::from_f64(*v).to_bits()).collect()),
+            _ => Buf::F32(data.data.iter().map(|v| *v as f32).collect()),
+        };
+        bufs.push((t.name.clone(), data.shape.clone(), buf));
+    }
+    // Outputs start as NaN, so an element the kernel fails to write shows.
+    let mut outs: Vec<(String, Vec<usize>, Vec<f32>)> =
+        outputs_shape.iter().map(|(n, s)| (n.clone(), s.clone(), vec![f32::NAN; s.iter().product()])).collect();
+    let mut times = Vec::new();
+    let runs = if bench == 0 { 1 } else { bench + 1 };
+    for r in 0..runs {
+        let mut refs: Vec<TensorRef> = bufs
+            .iter()
+            .map(|(n, s, b)| match b {
+                Buf::F32(v) => TensorRef::input(n, v, s),
+                Buf::Bf16(v) => TensorRef::input_bf16(n, v, s),
+            })
+            .collect();
+        refs.extend(outs.iter_mut().map(|(n, s, v)| TensorRef::output(n, v, s)));
+        let start = Instant::now();
+        lib.run(&refs, threads).map_err(|e| e.to_string())?;
+        if bench == 0 || r > 0 {
+            times.push(start.elapsed());
+        }
+    }
+    let outputs = outs.into_iter().map(|(n, shape, v)| (n, TensorData { shape, data: v.into_iter().map(f64::from).collect() })).collect();
+    Ok(NativeRun { outputs, times })
+}

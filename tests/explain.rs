@@ -1,0 +1,269 @@
+//! `ssmc explain`: the text it prints for the stdlib layers at the sizes that matter
+//! (long LTI convolution, SSD training, one decoding step, a GPU batch, a bidirectional
+//! layer), reviewed as snapshots; the chosen forms are also asserted by name, so that an
+//! accepted bad snapshot cannot hide a wrong choice.
+//!
+//! The text is formatted in the binary (`compiler/src/summary.rs`), so the binary is run,
+//! from the repository root with relative paths: snapshots do not depend on where the
+//! repository lives.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The repository root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("repository root")
+}
+
+/// The `ssmc` binary of the profile this test was built with, built once per process
+/// (`cargo build` is a no-op when it is fresh; an existing binary may predate the sources).
+fn ssmc_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("SSMC_BIN") {
+            return PathBuf::from(bin);
+        }
+        // target/<profile>/deps/explain-<hash>  ->  target/<profile>/ssmc
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>/deps")
+            .to_path_buf();
+        let bin = profile_dir.join(format!("ssmc{}", std::env::consts::EXE_SUFFIX));
+        let target_dir = profile_dir.parent().expect("target dir");
+        let profile = profile_dir
+            .file_name()
+            .and_then(OsStr::to_str)
+            .unwrap_or("debug");
+        let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+        build
+            .args([
+                "build",
+                "--quiet",
+                "--bin",
+                "ssmc",
+                "-p",
+                "ssmc-compiler",
+                "--manifest-path",
+            ])
+            .arg(root().join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", target_dir);
+        match profile {
+            "debug" => {}
+            "release" => {
+                build.arg("--release");
+            }
+            other => {
+                build.args(["--profile", other]);
+            }
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(status.success(), "cargo build --bin ssmc failed");
+        assert!(bin.is_file(), "no binary at {}", bin.display());
+        bin
+    })
+}
+
+/// `ssmc explain args...` from the repository root; must succeed with nothing on stderr.
+fn explain(args: &[&str]) -> String {
+    let out = Command::new(ssmc_bin())
+        .arg("explain")
+        .args(args)
+        .current_dir(root())
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("run ssmc");
+    let stdout = String::from_utf8(out.stdout).expect("stdout is UTF-8");
+    let stderr = String::from_utf8(out.stderr).expect("stderr is UTF-8");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "ssmc explain {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stderr.is_empty(), "unexpected stderr:\n{stderr}");
+    stdout
+}
+
+/// The forms of the `chosen` line, one per scan: `chosen  recurrent + recurrent   (...)`.
+fn chosen(text: &str) -> Vec<String> {
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("chosen "))
+        .unwrap_or_else(|| panic!("no `chosen` line:\n{text}"));
+    let plan = line.split("(extracted term").next().expect("split").trim();
+    plan.split(" + ").map(str::to_string).collect()
+}
+
+/// A row of the form table: the form, and its estimated seconds if legal.
+struct Row {
+    form: String,
+    seconds: Option<f64>,
+    marked: bool,
+}
+
+fn rows(text: &str) -> Vec<Row> {
+    let table = text
+        .split_once("\nform ")
+        .unwrap_or_else(|| panic!("no table:\n{text}"))
+        .1;
+    table
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| {
+            let mut words = l.split_whitespace();
+            let form = words.next().expect("form").to_string();
+            let (value, unit) = (words.next().expect("time"), words.next().unwrap_or(""));
+            let seconds = if value == "illegal:" {
+                None
+            } else {
+                let v: f64 = value.parse().unwrap_or_else(|_| panic!("time in `{l}`"));
+                let scale = match unit {
+                    "s" => 1.0,
+                    "ms" => 1e-3,
+                    "us" => 1e-6,
+                    other => panic!("unit `{other}` in `{l}`"),
+                };
+                Some(v * scale)
+            };
+            Row {
+                form,
+                seconds,
+                marked: l.ends_with("<- chosen"),
+            }
+        })
+        .collect()
+}
+
+/// Runs `explain` twice (the text must not change), snapshots it, and checks that the
+/// chosen form is marked, legal and the cheapest of the table; returns the chosen forms.
+fn check(snapshot: &str, args: &[&str]) -> Vec<String> {
+    let text = explain(args);
+    assert_eq!(text, explain(args), "explain {args:?} is not deterministic");
+    insta::with_settings!({ description => format!("ssmc explain {}", args.join(" ")), omit_expression => true }, {
+        insta::assert_snapshot!(snapshot, text);
+    });
+    let forms = chosen(&text);
+    let rows = rows(&text);
+    assert_eq!(rows.len(), 8, "every form is listed:\n{text}");
+    let marked: Vec<&Row> = rows.iter().filter(|r| r.marked).collect();
+    for f in &forms {
+        let row = rows
+            .iter()
+            .find(|r| &r.form == f)
+            .unwrap_or_else(|| panic!("chosen {f} is not in the table:\n{text}"));
+        assert!(row.marked, "chosen {f} is not marked:\n{text}");
+        assert!(row.seconds.is_some(), "chosen {f} is illegal:\n{text}");
+    }
+    assert!(
+        marked.iter().all(|r| forms.contains(&r.form)),
+        "a row is marked but not chosen:\n{text}"
+    );
+    // With the same form on every scan, the cheapest row is the cheapest plan.
+    if forms.iter().all(|f| *f == forms[0]) {
+        let cheapest = rows
+            .iter()
+            .filter_map(|r| r.seconds)
+            .fold(f64::INFINITY, f64::min);
+        let own = rows
+            .iter()
+            .find(|r| r.form == forms[0])
+            .and_then(|r| r.seconds);
+        assert_eq!(own, Some(cheapest), "chosen is not the cheapest:\n{text}");
+    }
+    forms
+}
+
+#[test]
+fn s4d_long_sequence_chooses_conv() {
+    let forms = check(
+        "s4d_cpu_L65536",
+        &["stdlib/s4d.ssm", "--dim", "L=65536", "--target", "cpu"],
+    );
+    assert_eq!(forms, ["conv"]);
+}
+
+#[test]
+fn mamba2_training_chooses_chunked() {
+    let args = [
+        "stdlib/mamba2.ssm",
+        "--dim",
+        "B=1",
+        "--dim",
+        "L=2048",
+        "--dim",
+        "H=24",
+        "--dim",
+        "P=64",
+        "--target",
+        "cpu",
+    ];
+    let forms = check("mamba2_cpu_b1_L2048_h24_p64", &args);
+    assert_eq!(forms.len(), 1);
+    assert!(forms[0].starts_with("chunked:"), "chosen {forms:?}");
+    // conv is illegal, and the reason points at the selective roles in the file.
+    let src = std::fs::read_to_string(root().join("stdlib/mamba2.ssm")).expect("read");
+    let line = |prefix: &str| {
+        1 + src
+            .lines()
+            .position(|l| l.trim_start().starts_with(prefix))
+            .expect("role line")
+    };
+    let reason = format!(
+        "conv           illegal: dt (line {}), B (line {}) and C (line {}) are selective",
+        line("dt ="),
+        line("B  ="),
+        line("C  =")
+    );
+    let text = explain(&args);
+    assert!(text.contains(&reason), "lacks {reason:?}:\n{text}");
+}
+
+#[test]
+fn mamba1_decode_step_chooses_recurrent() {
+    let forms = check("mamba1_cpu_L1", &["stdlib/mamba1.ssm", "--dim", "L=1"]);
+    assert_eq!(forms, ["recurrent"]);
+}
+
+#[test]
+fn mamba1_gpu_batch() {
+    let args = [
+        "stdlib/mamba1.ssm",
+        "--dim",
+        "B=8",
+        "--dim",
+        "D=4096",
+        "--dim",
+        "L=2048",
+        "--target",
+        "ptx",
+    ];
+    let forms = check("mamba1_ptx_b8_d4096_L2048", &args);
+    assert_eq!(forms.len(), 1);
+    assert_ne!(forms[0], "conv", "mamba1 is selective");
+    let text = explain(&args);
+    assert!(text.contains("target  ptx"), "{text}");
+    assert!(
+        text.contains("dims    B=8 D=4096 G=1 L=2048 N=16"),
+        "{text}"
+    );
+}
+
+#[test]
+fn vim_default_is_two_scans() {
+    let forms = check("vim_cpu_default", &["stdlib/vim.ssm"]);
+    // One form per scan; both scans have the same shape, so the same form.
+    assert_eq!(forms.len(), 2, "chosen {forms:?}");
+    assert_eq!(forms[0], forms[1], "chosen {forms:?}");
+    assert_ne!(forms[0], "conv", "vim is selective");
+    let text = explain(&["stdlib/vim.ssm"]);
+    assert!(text.contains("term    (bidir fwd bwd)"), "{text}");
+    // The backward scan is a causal scan read backward.
+    assert!(text.contains("(flip bwd)))"), "{text}");
+}
