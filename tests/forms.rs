@@ -260,18 +260,6 @@ impl LayerCfg {
                 o[1] = false;
             }
         }
-        // sema takes the group axis from the forward B and C only: a group that only the
-        // reverse block uses is not bound (`group_only_in_reverse_block`, ignored).
-        let fwd_group = [self.fwd.b, self.fwd.c]
-            .iter()
-            .any(|v| !v.one && v.head == BcHead::Group);
-        if !fwd_group {
-            for v in [&mut self.bwd.b, &mut self.bwd.c] {
-                if v.head == BcHead::Group {
-                    v.head = BcHead::Head;
-                }
-            }
-        }
         self
     }
 
@@ -1060,7 +1048,6 @@ fn mixer_matrix_accepts_roles_written_twice_alike() {
 /// indexes C_b by head instead of group and panics out of bounds, because sema's scan axes
 /// take the group from the forward B and C only).
 #[test]
-#[ignore = "sema bug: ScanAxes::group ignores the reverse block (sema/roles.rs scan_axes)"]
 fn group_only_in_reverse_block() {
     let src = "layer g {
   dims batch B, head H, time L, group G, state N = 2

@@ -105,6 +105,47 @@ impl LayerCx<'_> {
         Some((initial?, final_?))
     }
 
+    /// The backward x varies along the axes of the forward x; skip and gate of either scan
+    /// only along axes of x (a headdim that x lacks would be read at 0 only).
+    pub(super) fn check_scan_axes_agree(&mut self, fwd: &Scan, back: Option<&Scan>) -> Option<()> {
+        let mut x_axes = self.axes_of(fwd.x);
+        x_axes.sort();
+        let x_text = self.shape_text(&x_axes);
+        let mut ok = true;
+        if let Some(b) = back {
+            let mut bx = self.axes_of(b.x);
+            bx.sort();
+            if bx != x_axes {
+                let text = self.shape_text(&bx);
+                self.error(
+                    Diagnostic::error(
+                        format!("the backward x varies along {text}, the forward x along {x_text}"),
+                        self.spans.exprs[b.x.index()],
+                        "backward x",
+                    )
+                    .with_secondary(self.spans.exprs[fwd.x.index()], "forward x")
+                    .with_note("both scans write the same output, so their x must have the same axes"),
+                );
+                ok = false;
+            }
+        }
+        for s in std::iter::once(fwd).chain(back) {
+            for (name, e) in [("skip", s.skip), ("gate", s.gate)] {
+                let Some(e) = e else { continue };
+                let extra: Vec<Axis> = self.axes_of(e).into_iter().filter(|a| !x_axes.contains(a)).collect();
+                if !extra.is_empty() {
+                    let text = self.shape_text(&extra);
+                    self.error(
+                        Diagnostic::error(format!("`{name}` varies along {text}, which x does not"), self.spans.exprs[e.index()], "not an axis of x")
+                            .with_note(format!("x varies along {x_text}; `{name}` applies to each element of x")),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(())
+    }
+
     /// The tensor named by `initial_state` or `final_state`, if one is named.
     fn state_tensor(
         &mut self,

@@ -238,6 +238,7 @@ impl LayerCx<'_> {
             &axes,
             a_structure,
         )?;
+        self.check_scan_axes_agree(&forward, backward.as_ref())?;
         Some(Parts {
             axes,
             a_structure,
@@ -478,8 +479,9 @@ impl LayerCx<'_> {
             );
             return None;
         };
-        let group = [fwd.b, fwd.c]
-            .into_iter()
+        let group = std::iter::once(fwd)
+            .chain(back)
+            .flat_map(|s| [s.b, s.c])
             .flat_map(|v| self.axes_of(v.re))
             .find_map(|a| match a {
                 Axis::Dim { dim, .. } if self.dims[dim].role.slot() == 4 => Some(dim),
