@@ -34,12 +34,13 @@ impl BuildTarget {
 
 /// The loop-IR kernel of a layer for a target (the `recurrent` schedule).
 pub fn kernel(layer: &Layer, target: &BuildTarget) -> Result<Kernel, String> {
-    let spec = lower::scan_spec(layer, target.arch().max_lanes()).map_err(|e| e.to_string())?;
+    let head_lanes = matches!(target, BuildTarget::Cpu { .. });
+    let spec = lower::scan_spec(layer, target.arch().max_lanes(), head_lanes).map_err(|e| e.to_string())?;
     Ok(ssmc_kernels::recurrent(&spec))
 }
 
 /// The manifest of a layer's artifact.
-pub fn manifest(layer: &Layer, target: &BuildTarget, files: BTreeMap<String, String>) -> Manifest {
+pub fn manifest(layer: &Layer, target: &BuildTarget, kernel_lanes: u32, files: BTreeMap<String, String>) -> Manifest {
     let axis = |a: &Axis| match a {
         Axis::Dim { dim, divisor: 1 } => layer.dims[*dim].name.clone(),
         Axis::Dim { dim, divisor } => format!("{}/{divisor}", layer.dims[*dim].name),
@@ -63,7 +64,14 @@ pub fn manifest(layer: &Layer, target: &BuildTarget, files: BTreeMap<String, Str
         }
     }
     let ax = &layer.axes;
-    let sequences = [Some(ax.batch), Some(ax.head), ax.headdim].into_iter().flatten().map(|d| layer.dims[d].name.clone()).collect();
+    let name = |d: crate::arena::Handle<crate::ir::Dim>| layer.dims[d].name.clone();
+    let (sequences, head_lanes) = match kernel_lanes {
+        1 => ([Some(ax.batch), Some(ax.head), ax.headdim].into_iter().flatten().map(name).collect(), None),
+        lanes => (
+            [Some(ax.batch), ax.group].into_iter().flatten().map(name).collect(),
+            Some(mf::HeadLanes { heads: name(ax.head), groups: ax.group.map(name), lanes: lanes as u64 }),
+        ),
+    };
     let (target_name, arch) = match target {
         BuildTarget::Cpu { cpu } => ("cpu", cpu.clone()),
         BuildTarget::Ptx => ("ptx", "sm_90".to_string()),
@@ -90,6 +98,7 @@ pub fn manifest(layer: &Layer, target: &BuildTarget, files: BTreeMap<String, Str
             .collect(),
         tensors,
         sequences,
+        head_lanes,
         specialized: "generic".to_string(),
     }
 }
@@ -115,9 +124,19 @@ pub fn header(m: &Manifest) -> String {
     for d in m.dims.iter().filter(|d| d.size.is_some()) {
         h += &format!(" * compile-time: {} = {}\n", d.name, d.size.unwrap_or(0));
     }
+    let work = match &m.head_lanes {
+        None => m.sequences.join(" * "),
+        Some(hl) => {
+            let per = match &hl.groups {
+                Some(g) => format!("({}/{g})", hl.heads),
+                None => hl.heads.clone(),
+            };
+            let base = if m.sequences.is_empty() { String::new() } else { format!("{} * ", m.sequences.join(" * ")) };
+            format!("{base}ceil({per} / {}), each {} {} side by side", hl.lanes, hl.lanes, hl.heads)
+        }
+    };
     h += &format!(
-        " * Runs sequences [begin, end) of {} (each sequence is independent, so ranges may run on\n * different threads). Sizes are not checked here: ssmc-runtime checks them against\n * manifest.json. */\n",
-        m.sequences.join(" * ")
+        " * Runs work items [begin, end) of {work}. Work items are independent, so ranges\n * may run on different threads. Sizes are not checked here: ssmc-runtime checks them\n * against manifest.json. */\n"
     );
     h += &format!("void {}(const void* const* bufs, const int64_t* dims, int64_t begin, int64_t end);\n\n", m.entry);
     h += &format!("#define {upper}_NUM_TENSORS {}\n#define {upper}_NUM_DIMS {}\n", m.tensors.len(), runtime.len());
@@ -127,11 +146,22 @@ pub fn header(m: &Manifest) -> String {
     for (i, d) in runtime.iter().enumerate() {
         h += &format!("#define {upper}_DIM_{} {i}\n", d.name.to_uppercase());
     }
-    let seq: Vec<String> = m.sequences.iter().map(|s| match runtime.iter().position(|d| &d.name == s) {
+    let dim = |s: &str| match runtime.iter().position(|d| d.name == s) {
         Some(i) => format!("dims[{i}]"),
-        None => m.dims.iter().find(|d| &d.name == s).and_then(|d| d.size).unwrap_or(1).to_string(),
-    }).collect();
-    h += &format!("\n/* Number of sequences for these dims. */\nstatic inline int64_t {}_sequences(const int64_t* dims) {{ (void)dims; return {}; }}\n", m.entry, seq.join(" * "));
+        None => m.dims.iter().find(|d| d.name == s).and_then(|d| d.size).unwrap_or(1).to_string(),
+    };
+    let mut factors: Vec<String> = m.sequences.iter().map(|s| dim(s)).collect();
+    if let Some(hl) = &m.head_lanes {
+        let per = match &hl.groups {
+            Some(g) => format!("({} / {})", dim(&hl.heads), dim(g)),
+            None => dim(&hl.heads),
+        };
+        factors.push(format!("(({per} + {}) / {})", hl.lanes - 1, hl.lanes));
+    }
+    if factors.is_empty() {
+        factors.push("1".into());
+    }
+    h += &format!("\n/* Number of work items for these dims: run [0, this). */\nstatic inline int64_t {}_work_items(const int64_t* dims) {{ (void)dims; return {}; }}\n", m.entry, factors.join(" * "));
     h += &format!("\n#ifdef __cplusplus\n}}\n#endif\n\n#endif /* {guard} */\n");
     h
 }
@@ -164,7 +194,7 @@ pub fn build(layer: &Layer, target: &BuildTarget, dir: &Path) -> Result<Manifest
         }
     }
     files.insert("header".to_string(), format!("{name}.h"));
-    let m = manifest(layer, target, files);
+    let m = manifest(layer, target, kernel.seq_lanes, files);
     std::fs::write(work.path().join(format!("{name}.h")), header(&m)).map_err(|e| e.to_string())?;
     let json = serde_json::to_string_pretty(&m).map_err(|e| e.to_string())?;
     std::fs::write(work.path().join("manifest.json"), json + "\n").map_err(|e| e.to_string())?;
@@ -186,12 +216,15 @@ fn run_tool(cmd: &mut Command) -> Result<(), String> {
 }
 
 /// The directory where `ssmc run --target cpu` keeps the artifact of a layer, keyed by
-/// everything that changes the code: the source text, the layer, the target and the
-/// version of ssmc. `$SSMC_CACHE`, else `$XDG_CACHE_HOME/ssmc`, else `~/.cache/ssmc`.
+/// everything that changes the code: the source text, the layer, the target, and the
+/// ssmc build itself (version, and the size and time of the running executable). `$SSMC_CACHE`, else `$XDG_CACHE_HOME/ssmc`, else `~/.cache/ssmc`.
 pub fn cache_dir(source: &str, layer: &str, target: &BuildTarget) -> std::path::PathBuf {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (source, layer, format!("{target:?}"), env!("CARGO_PKG_VERSION")).hash(&mut h);
+    if let Some(meta) = std::env::current_exe().ok().and_then(|p| std::fs::metadata(p).ok()) {
+        (meta.len(), meta.modified().ok()).hash(&mut h);
+    }
     let root = std::env::var_os("SSMC_CACHE")
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| std::path::PathBuf::from(d).join("ssmc")))

@@ -4,7 +4,7 @@
 
 use crate::arena::Handle;
 use crate::ir::*;
-use ssmc_kernels::{Cx, Place, ScanSpec, ScanVals};
+use ssmc_kernels::{Cx, Mapping, Place, ScanSpec, ScanVals};
 use ssmc_loops::{axis, Buffer, Elem, Index, UnOp, Val, Var};
 use std::fmt;
 
@@ -163,14 +163,18 @@ impl Lowerer<'_> {
             skip: s.skip.map(|e| self.expr(e, 1)),
             gate: s.gate.map(|e| self.expr(e, 1)),
             decay_invariant: !(self.varies_in_time(s.dt) || t(s.a) || t(s.b)),
+            a_invariant: !t(s.a),
+            b_invariant: !t(s.b),
             c_invariant: !t(s.c),
+            skip_invariant: !self.varies_in_time(s.skip),
             reversed,
         }
     }
 }
 
-/// The scan spec of a layer for vectors of at most `max_lanes` f32.
-pub fn scan_spec(layer: &Layer, max_lanes: u32) -> Result<ScanSpec, LowerError> {
+/// The scan spec of a layer for vectors of at most `max_lanes` f32; `head_lanes` allows
+/// lanes over heads (the CPU; on the GPU each thread keeps one sequence).
+pub fn scan_spec(layer: &Layer, max_lanes: u32, head_lanes: bool) -> Result<ScanSpec, LowerError> {
     let mut buffers = Vec::new();
     let mut buffer_of = vec![0; layer.tensors.len()];
     for io in [Io::Input, Io::Output] {
@@ -208,7 +212,13 @@ pub fn scan_spec(layer: &Layer, max_lanes: u32) -> Result<ScanSpec, LowerError> 
         },
         Axis::Complex => return Err(LowerError("the state axis cannot be a re/im axis".into())),
     };
-    let lanes = (0..=max_lanes.trailing_zeros()).rev().map(|k| 1u32 << k).find(|l| state % l == 0).unwrap_or(1);
+    // Without a headdim (Mamba-1, S4D, Vim) lanes hold heads: one sequence per lane, the
+    // state a loop of scalars; with one (Mamba-2) lanes hold state indices of one sequence.
+    let mapping = if head_lanes && ax.headdim.is_none() { Mapping::HeadLanes { lanes: max_lanes } } else { Mapping::StateLanes };
+    let lanes = match mapping {
+        Mapping::HeadLanes { .. } => 1,
+        Mapping::StateLanes => (0..=max_lanes.trailing_zeros()).rev().map(|k| 1u32 << k).find(|l| state % l == 0).unwrap_or(1),
+    };
     let size = |d: Option<Handle<Dim>>| d.map_or(Index::Const(1), |d| lw.dim(d));
     let scans = crate::roles::scans(layer).into_iter().map(|(s, rev)| lw.scan(s, rev, lanes)).collect();
     Ok(ScanSpec {
@@ -221,10 +231,12 @@ pub fn scan_spec(layer: &Layer, max_lanes: u32) -> Result<ScanSpec, LowerError> 
         headdim: size(ax.headdim),
         heads_per_group: match ax.group {
             Some(g) => Index::div(lw.dim(ax.head), lw.dim(g)),
-            None => Index::Const(1),
+            None => lw.dim(ax.head),
         },
+        groups: size(ax.group),
         state,
         lanes,
+        mapping,
         pairs: layer.a_structure == AStructure::Complex,
         discretization: match layer.discretization {
             Discretization::Zoh => ssmc_kernels::Discretization::Zoh,

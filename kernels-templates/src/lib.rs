@@ -12,6 +12,7 @@ mod recurrent;
 
 pub use complex::Cx;
 pub use recurrent::recurrent;
+
 use ssmc_loops::{Buffer, Index, Val};
 
 /// Continuous to discrete, as in the layer model.
@@ -46,8 +47,14 @@ pub struct ScanVals {
     pub gate: Option<Val>,
     /// dt, A and B do not depend on time: Abar and Bbar are computed once.
     pub decay_invariant: bool,
+    /// A does not depend on time.
+    pub a_invariant: bool,
+    /// B does not depend on time.
+    pub b_invariant: bool,
     /// C does not depend on time.
     pub c_invariant: bool,
+    /// The skip D does not depend on time.
+    pub skip_invariant: bool,
     /// Runs backward in time.
     pub reversed: bool,
 }
@@ -61,6 +68,20 @@ pub struct Place {
     pub index: Index,
     /// Distance between consecutive state indices (states only).
     pub state_stride: Index,
+}
+
+/// What the lanes of a vector hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mapping {
+    /// `lanes` consecutive state indices of one sequence (large states, e.g. Mamba-2).
+    StateLanes,
+    /// `lanes` heads of one batch row and group, one state index at a time (small states
+    /// and many channels, e.g. Mamba-1): per-step work such as softplus and the gate is
+    /// vectorized too, and B and C are loaded once for all lanes.
+    HeadLanes {
+        /// Heads per vector.
+        lanes: u32,
+    },
 }
 
 /// Everything a template needs to know about a layer.
@@ -84,8 +105,12 @@ pub struct ScanSpec {
     pub heads_per_group: Index,
     /// State size (a compile-time constant).
     pub state: u32,
-    /// Lanes per vector; divides `state`.
+    /// Lanes per vector along the state; divides `state` (1 with [`Mapping::HeadLanes`]).
     pub lanes: u32,
+    /// What vector lanes hold.
+    pub mapping: Mapping,
+    /// Number of groups of B and C (1 without groups).
+    pub groups: Index,
     /// Complex state of conjugate pairs: y = 2 Re(C . h).
     pub pairs: bool,
     /// The discretization.

@@ -2,7 +2,7 @@
 //! the state lives in `state / lanes` vectors of `lanes` f32 (two for a complex state);
 //! time is sequential. Abar and Bbar are computed once when they do not depend on time.
 
-use crate::{Cx, Discretization, ScanSpec, ScanVals};
+use crate::{Cx, Discretization, Mapping, ScanSpec, ScanVals};
 use ssmc_loops::{axis, BinOp, Index, Kernel, Stmt, UnOp, Val, Var};
 
 struct Builder {
@@ -63,13 +63,7 @@ pub fn recurrent(spec: &ScanSpec) -> Kernel {
     let mut bld = Builder { next: axis::COUNT };
     let lanes = spec.lanes;
     let chunks = spec.state / lanes;
-    let pd = spec.headdim.clone();
-    let mut body = vec![
-        Stmt::LetIndex { var: axis::HEADDIM, value: Index::rem(Index::Var(seq), pd.clone()) },
-        Stmt::LetIndex { var: axis::HEAD, value: Index::rem(Index::div(Index::Var(seq), pd.clone()), spec.heads.clone()) },
-        Stmt::LetIndex { var: axis::BATCH, value: Index::div(Index::Var(seq), Index::mul(pd, spec.heads.clone())) },
-        Stmt::LetIndex { var: axis::GROUP, value: Index::div(Index::Var(axis::HEAD), spec.heads_per_group.clone()) },
-    ];
+    let (mut body, work_items, seq_lanes, lane_limit) = decode(spec, seq, &mut bld);
     let state_at = |j: u32| Stmt::LetIndex { var: axis::STATE, value: Index::Const((j * lanes) as i64) };
     let complex = spec.pairs;
     for (k, scan) in spec.scans.iter().enumerate() {
@@ -85,7 +79,11 @@ pub fn recurrent(spec: &ScanSpec) -> Kernel {
             let im = complex.then(|| bld.bind(&mut body, lanes, Val::splat(Val::Const(0.0), lanes)));
             h.push(Cx { re, im });
         }
-        let hoisted = hoist(&mut bld, &mut body, spec, scan, chunks);
+        let pre = hoist(&mut bld, &mut body, spec, scan, chunks);
+        let skip = match (&scan.skip, scan.skip_invariant) {
+            (Some(d), true) => Some(bld.bind(&mut body, 1, d.clone())),
+            (d, _) => d.clone(),
+        };
         let mut step = Vec::new();
         let x = bld.bind(&mut step, 1, scan.x.clone());
         let dt = match (&scan.dt, scan.decay_invariant) {
@@ -93,23 +91,18 @@ pub fn recurrent(spec: &ScanSpec) -> Kernel {
             _ => None,
         };
         let mut acc = bld.bind(&mut step, lanes, Val::splat(Val::Const(0.0), lanes));
-        let acc_var = match acc {
-            Val::Var(v) => v,
-            _ => unreachable!("bind returns a variable"),
-        };
-        for j in 0..chunks as usize {
+        let acc_var = var_of(&acc);
+        for (j, pre) in pre.iter().enumerate() {
             step.push(state_at(j as u32));
-            let (abar, bbar, c) = match &hoisted[j] {
-                Some(h) => h.clone(),
+            let (abar, bbar) = match &pre.discrete {
+                Some(d) => d.clone(),
                 None => {
-                    let a = bld.bind_cx(&mut step, lanes, scan.a.clone());
-                    let b = bld.bind_cx(&mut step, lanes, scan.b.clone());
-                    let (abar, bbar) = discretize(spec.discretization, dt.as_ref(), &a, &b, lanes);
-                    let c = bld.bind_cx(&mut step, lanes, scan.c.clone());
-                    (abar, bbar, c)
+                    let a = pre.a.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.a.clone()));
+                    let b = pre.b.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.b.clone()));
+                    discretize(spec.discretization, dt.as_ref(), &a, &b, lanes)
                 }
             };
-            let c = if scan.c_invariant || hoisted[j].is_none() { c } else { bld.bind_cx(&mut step, lanes, scan.c.clone()) };
+            let c = pre.c.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.c.clone()));
             let next = abar.mul(&h[j]).add(&bbar.scale(&Val::splat(x.clone(), lanes)));
             let next = bld.bind_cx(&mut step, lanes, next);
             step.push(Stmt::Set { var: var_of(&h[j].re), value: next.re });
@@ -120,8 +113,9 @@ pub fn recurrent(spec: &ScanSpec) -> Kernel {
             acc = Val::Var(acc_var);
         }
         let scale = if spec.pairs { 2.0 } else { 1.0 };
-        let mut y = Val::mul(Val::ReduceAdd(Box::new(acc)), Val::Const(scale));
-        if let Some(d) = &scan.skip {
+        let sum = if lanes > 1 { Val::ReduceAdd(Box::new(acc)) } else { acc };
+        let mut y = Val::mul(sum, Val::Const(scale));
+        if let Some(d) = &skip {
             y = Val::add(y, Val::mul(d.clone(), x.clone()));
         }
         if let Some(z) = &scan.gate {
@@ -139,35 +133,75 @@ pub fn recurrent(spec: &ScanSpec) -> Kernel {
             }
         }
     }
-    Kernel {
-        name: spec.name.clone(),
-        buffers: spec.buffers.clone(),
-        dims: spec.dims.clone(),
-        seq,
-        sequences: Index::mul(Index::mul(spec.batch.clone(), spec.heads.clone()), spec.headdim.clone()),
-        body,
+    Kernel { name: spec.name.clone(), buffers: spec.buffers.clone(), dims: spec.dims.clone(), seq, sequences: work_items, seq_lanes, lane_limit, body }
+}
+
+/// Binds the axis variables of work item `seq`; returns the statements, the number of
+/// work items, the sequences per item and the lane validity bound.
+fn decode(spec: &ScanSpec, seq: Var, bld: &mut Builder) -> (Vec<Stmt>, Index, u32, Option<(Index, Index)>) {
+    let w = Index::Var(seq);
+    match spec.mapping {
+        Mapping::StateLanes => {
+            let pd = spec.headdim.clone();
+            let body = vec![
+                Stmt::LetIndex { var: axis::HEADDIM, value: Index::rem(w.clone(), pd.clone()) },
+                Stmt::LetIndex { var: axis::HEAD, value: Index::rem(Index::div(w.clone(), pd.clone()), spec.heads.clone()) },
+                Stmt::LetIndex { var: axis::BATCH, value: Index::div(w, Index::mul(pd.clone(), spec.heads.clone())) },
+                Stmt::LetIndex { var: axis::GROUP, value: Index::div(Index::Var(axis::HEAD), spec.heads_per_group.clone()) },
+            ];
+            let items = Index::mul(Index::mul(spec.batch.clone(), spec.heads.clone()), pd);
+            (body, items, 1, None)
+        }
+        Mapping::HeadLanes { lanes } => {
+            // Work item (b, g, c): heads g*hpg + c*lanes + lane of batch row b, clamped to the
+            // group's last head (those lanes repeat it and only count once).
+            let hpg = spec.heads_per_group.clone();
+            let per_group = Index::div(Index::add(hpg.clone(), Index::Const(lanes as i64 - 1)), Index::Const(lanes as i64));
+            let chunk = bld.var();
+            let first = Index::mul(Index::Var(chunk), Index::Const(lanes as i64));
+            let in_group = Index::add(first, Index::Lane);
+            let body = vec![
+                Stmt::LetIndex { var: chunk, value: Index::rem(w.clone(), per_group.clone()) },
+                Stmt::LetIndex { var: axis::GROUP, value: Index::rem(Index::div(w.clone(), per_group.clone()), spec.groups.clone()) },
+                Stmt::LetIndex { var: axis::BATCH, value: Index::div(w, Index::mul(per_group.clone(), spec.groups.clone())) },
+                Stmt::LetIndex { var: axis::HEADDIM, value: Index::Const(0) },
+                Stmt::LetIndex {
+                    var: axis::HEAD,
+                    value: Index::add(Index::mul(Index::Var(axis::GROUP), hpg.clone()), Index::min(in_group.clone(), Index::sub(hpg.clone(), Index::Const(1)))),
+                },
+            ];
+            let items = Index::mul(Index::mul(spec.batch.clone(), spec.groups.clone()), per_group);
+            (body, items, lanes, Some((in_group, hpg)))
+        }
     }
 }
 
-/// Abar, Bbar (and C) per chunk, computed before the time loop when they do not depend on time.
-fn hoist(bld: &mut Builder, body: &mut Vec<Stmt>, spec: &ScanSpec, scan: &ScanVals, chunks: u32) -> Vec<Option<(Cx, Cx, Cx)>> {
+/// Role values of one chunk of state lanes computed before the time loop: A, B and C when
+/// they do not depend on time, and Abar, Bbar when dt does not either.
+#[derive(Default)]
+struct Hoisted {
+    a: Option<Cx>,
+    b: Option<Cx>,
+    c: Option<Cx>,
+    discrete: Option<(Cx, Cx)>,
+}
+
+fn hoist(bld: &mut Builder, body: &mut Vec<Stmt>, spec: &ScanSpec, scan: &ScanVals, chunks: u32) -> Vec<Hoisted> {
     let lanes = spec.lanes;
+    // TIME is not read by time-invariant values; bind it so every variable is defined.
+    body.push(Stmt::LetIndex { var: axis::TIME, value: Index::Const(0) });
     (0..chunks)
         .map(|j| {
-            if !scan.decay_invariant {
-                return None;
-            }
             body.push(Stmt::LetIndex { var: axis::STATE, value: Index::Const((j * lanes) as i64) });
-            // TIME is not read by invariant values; bind it so every variable is defined.
-            body.push(Stmt::LetIndex { var: axis::TIME, value: Index::Const(0) });
-            let dt = scan.dt.clone().map(|v| bld.bind(body, 1, v));
-            let a = bld.bind_cx(body, lanes, scan.a.clone());
-            let b = bld.bind_cx(body, lanes, scan.b.clone());
-            let (abar, bbar) = discretize(spec.discretization, dt.as_ref(), &a, &b, lanes);
-            let abar = bld.bind_cx(body, lanes, abar);
-            let bbar = bld.bind_cx(body, lanes, bbar);
-            let c = if scan.c_invariant { bld.bind_cx(body, lanes, scan.c.clone()) } else { scan.c.clone() };
-            Some((abar, bbar, c))
+            let mut bind = |inv: bool, v: &Cx| inv.then(|| bld.bind_cx(body, lanes, v.clone()));
+            let mut out = Hoisted { a: bind(scan.a_invariant, &scan.a), b: bind(scan.b_invariant, &scan.b), c: bind(scan.c_invariant, &scan.c), discrete: None };
+            if scan.decay_invariant {
+                let dt = scan.dt.clone().map(|v| bld.bind(body, 1, v));
+                let (a, b) = (out.a.clone().unwrap_or_else(|| scan.a.clone()), out.b.clone().unwrap_or_else(|| scan.b.clone()));
+                let (abar, bbar) = discretize(spec.discretization, dt.as_ref(), &a, &b, lanes);
+                out.discrete = Some((bld.bind_cx(body, lanes, abar), bld.bind_cx(body, lanes, bbar)));
+            }
+            out
         })
         .collect()
 }

@@ -93,8 +93,43 @@ pub struct Manifest {
     pub dims: Vec<DimInfo>,
     /// Tensors in `bufs` order: inputs, then outputs.
     pub tensors: Vec<TensorInfo>,
-    /// Dims whose product is the number of sequences.
+    /// Dims whose product is the number of work items (times `head_lanes`' factor).
     pub sequences: Vec<String>,
+    /// When each work item holds `lanes` heads side by side: the work items are the
+    /// product of `sequences` times ceil((heads / groups) / lanes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_lanes: Option<HeadLanes>,
     /// `generic` (runtime dims are bound per call).
     pub specialized: String,
+}
+
+/// Work items of `lanes` heads of one group each.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadLanes {
+    /// The head (or channel) dim.
+    pub heads: String,
+    /// The group dim, if any.
+    pub groups: Option<String>,
+    /// Heads per work item.
+    pub lanes: u64,
+}
+
+impl Manifest {
+    /// The size of dim `name` among `sizes` (manifest order); 1 if absent.
+    fn size_of(&self, name: &str, sizes: &[u64]) -> u64 {
+        self.dims.iter().position(|d| d.name == name).map_or(1, |i| sizes[i])
+    }
+
+    /// Number of work items (the range of `begin`/`end`) at these dim sizes.
+    pub fn work_items(&self, sizes: &[u64]) -> u64 {
+        let base: u64 = self.sequences.iter().map(|n| self.size_of(n, sizes)).product();
+        match &self.head_lanes {
+            None => base,
+            Some(h) => {
+                let groups = h.groups.as_deref().map_or(1, |g| self.size_of(g, sizes)).max(1);
+                let per_group = self.size_of(&h.heads, sizes) / groups;
+                base * per_group.div_ceil(h.lanes.max(1))
+            }
+        }
+    }
 }

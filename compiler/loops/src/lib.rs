@@ -69,6 +69,10 @@ pub enum Index {
     Div(Box<Index>, Box<Index>),
     /// Remainder.
     Rem(Box<Index>, Box<Index>),
+    /// The smaller of two.
+    Min(Box<Index>, Box<Index>),
+    /// The lane number 0..`seq_lanes` of a kernel whose work item is a vector of sequences.
+    Lane,
 }
 
 impl Index {
@@ -111,6 +115,11 @@ impl Index {
     /// `a % b`.
     pub fn rem(a: Index, b: Index) -> Index {
         Index::Rem(Box::new(a), Box::new(b))
+    }
+
+    /// `min(a, b)`.
+    pub fn min(a: Index, b: Index) -> Index {
+        Index::Min(Box::new(a), Box::new(b))
     }
 }
 
@@ -289,7 +298,10 @@ pub enum Stmt {
     },
 }
 
-/// A kernel: the body runs once per sequence in `[begin, end)`, with `seq` bound.
+/// A kernel: the body runs once per work item in `[begin, end)`, with `seq` bound. A work
+/// item is one sequence, or `seq_lanes` sequences side by side in the lanes of every value
+/// (then index expressions may use [`Index::Lane`], and loads and stores at lane-varying
+/// indices gather and scatter).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Kernel {
     /// Symbol name.
@@ -300,8 +312,13 @@ pub struct Kernel {
     pub dims: Vec<String>,
     /// The integer variable holding the sequence number.
     pub seq: Var,
-    /// Number of sequences, from the dims.
+    /// Number of work items, from the dims.
     pub sequences: Index,
+    /// Sequences per work item, side by side in lanes (1: one sequence per work item).
+    pub seq_lanes: u32,
+    /// Lane k holds a sequence of its own only if `a < b` at lane k; the other lanes repeat
+    /// one (their `StoreAdd`s add nothing).
+    pub lane_limit: Option<(Index, Index)>,
     /// Statements run for each sequence.
     pub body: Vec<Stmt>,
 }
@@ -317,6 +334,8 @@ impl fmt::Display for Index {
             Index::Mul(a, b) => write!(f, "{a}*{b}"),
             Index::Div(a, b) => write!(f, "({a} / {b})"),
             Index::Rem(a, b) => write!(f, "({a} % {b})"),
+            Index::Min(a, b) => write!(f, "min({a}, {b})"),
+            Index::Lane => write!(f, "lane"),
         }
     }
 }
@@ -369,7 +388,7 @@ impl fmt::Display for Kernel {
         for (i, d) in self.dims.iter().enumerate() {
             writeln!(f, "  d{i} = {d}")?;
         }
-        writeln!(f, "  for i{} in 0..{} (sequences) {{", self.seq.0, self.sequences)?;
+        writeln!(f, "  for i{} in 0..{} (work items of {} sequences) {{", self.seq.0, self.sequences, self.seq_lanes)?;
         write_block(f, &self.body, 2)?;
         writeln!(f, "  }}")
     }

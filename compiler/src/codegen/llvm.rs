@@ -39,7 +39,10 @@ pub fn emit_kernel<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, k: &Kernel, 
         bufs: Vec::new(),
         dims: Vec::new(),
         ints: HashMap::new(),
+        lane_ints: HashMap::new(),
         floats: HashMap::new(),
+        seq_lanes: k.seq_lanes,
+        lane_limit: k.lane_limit.clone(),
     };
     cg.prologue(k)?;
     let param = |i: u32| func.get_nth_param(i).expect("kernel has four parameters").into_int_value();
@@ -78,7 +81,22 @@ pub(super) struct Cg<'a, 'ctx> {
     bufs: Vec<(PointerValue<'ctx>, Elem)>,
     dims: Vec<IntValue<'ctx>>,
     ints: HashMap<Var, IntValue<'ctx>>,
+    /// Index variables that differ per lane: one value per lane.
+    lane_ints: HashMap<Var, Vec<IntValue<'ctx>>>,
     floats: HashMap<Var, (PointerValue<'ctx>, u32)>,
+    /// Sequences side by side per work item.
+    seq_lanes: u32,
+    lane_limit: Option<(Index, Index)>,
+}
+
+/// `contract`: lets LLVM fuse a multiply and an add into one FMA.
+const CONTRACT: u32 = 1 << 5;
+
+fn contract(v: VectorValue) -> VectorValue {
+    if let Some(i) = v.as_instruction() {
+        i.set_fast_math_flags(CONTRACT);
+    }
+    v
 }
 
 impl<'a, 'ctx> Cg<'a, 'ctx> {
@@ -98,6 +116,7 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
         let mut lets = Vec::new();
         collect_lets(&k.body, &mut lets);
         for (var, lanes) in lets {
+            let lanes = lanes * self.seq_lanes;
             let slot = self.b.build_alloca(self.vt(lanes), &format!("v{}", var.0)).map_err(err)?;
             self.floats.insert(var, (slot, lanes));
         }
@@ -131,8 +150,26 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
                 self.b.build_store(slot, v).map_err(err)?;
             }
             Stmt::LetIndex { var, value } => {
-                let v = self.index(value)?;
-                self.ints.insert(*var, v);
+                if self.varies(value) {
+                    let per_lane = (0..self.seq_lanes).map(|k| self.index_lane(value, k)).collect::<R<Vec<_>>>()?;
+                    self.ints.remove(var);
+                    self.lane_ints.insert(*var, per_lane);
+                } else {
+                    let v = self.index(value)?;
+                    self.lane_ints.remove(var);
+                    self.ints.insert(*var, v);
+                }
+            }
+            Stmt::Store { buf, index, value } | Stmt::StoreAdd { buf, index, value } if self.varies(index) => {
+                let v = self.val(value)?;
+                let v = self.widen(v, self.seq_lanes)?;
+                let add = matches!(s, Stmt::StoreAdd { .. });
+                self.scatter(*buf, index, v, add)?;
+            }
+            Stmt::StoreLanes { buf, index, lanes: 1, value, .. } if self.varies(index) => {
+                let v = self.val(value)?;
+                let v = self.widen(v, self.seq_lanes)?;
+                self.scatter(*buf, index, v, false)?;
             }
             Stmt::Store { buf, index, value } | Stmt::StoreAdd { buf, index, value } => {
                 let v = self.val(value)?;
@@ -193,8 +230,69 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
         Ok(())
     }
 
+    /// Whether an index differs between lanes.
+    fn varies(&self, i: &Index) -> bool {
+        match i {
+            Index::Lane => true,
+            Index::Var(v) => self.lane_ints.contains_key(v),
+            Index::Const(_) | Index::Dim(_) => false,
+            Index::Add(a, b) | Index::Sub(a, b) | Index::Mul(a, b) | Index::Div(a, b) | Index::Rem(a, b) | Index::Min(a, b) => {
+                self.varies(a) || self.varies(b)
+            }
+        }
+    }
+
+    /// An index at lane `k`.
+    fn index_lane(&self, i: &Index, k: u32) -> R<IntValue<'ctx>> {
+        if !self.varies(i) {
+            return self.index(i);
+        }
+        let two = |a: &Index, b: &Index| -> R<(IntValue<'ctx>, IntValue<'ctx>)> { Ok((self.index_lane(a, k)?, self.index_lane(b, k)?)) };
+        Ok(match i {
+            Index::Lane => self.i64.const_int(k as u64, false),
+            Index::Var(v) => self.lane_ints[v][k as usize],
+            Index::Add(a, b) => { let (a, b) = two(a, b)?; self.b.build_int_nsw_add(a, b, "").map_err(err)? }
+            Index::Sub(a, b) => { let (a, b) = two(a, b)?; self.b.build_int_nsw_sub(a, b, "").map_err(err)? }
+            Index::Mul(a, b) => { let (a, b) = two(a, b)?; self.b.build_int_nsw_mul(a, b, "").map_err(err)? }
+            Index::Div(a, b) => { let (a, b) = two(a, b)?; self.b.build_int_signed_div(a, b, "").map_err(err)? }
+            Index::Rem(a, b) => { let (a, b) = two(a, b)?; self.b.build_int_signed_rem(a, b, "").map_err(err)? }
+            Index::Min(a, b) => { let (a, b) = two(a, b)?; self.min(a, b)? }
+            Index::Const(_) | Index::Dim(_) => unreachable!("constant indices do not vary"),
+        })
+    }
+
+    fn min(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> R<IntValue<'ctx>> {
+        let lt = self.b.build_int_compare(IntPredicate::SLT, a, b, "").map_err(err)?;
+        Ok(self.b.build_select(lt, a, b, "").map_err(err)?.into_int_value())
+    }
+
+    /// Stores lane k of `v` at `index` at lane k; with `add`, adds it (nothing for lanes
+    /// past the lane limit, which repeat another lane's sequence).
+    fn scatter(&self, buf: usize, index: &Index, v: VectorValue<'ctx>, add: bool) -> R<()> {
+        for k in 0..self.seq_lanes {
+            let at = self.index_lane(index, k)?;
+            let p = self.elem_ptr_at(buf, at)?;
+            let mut x = self.lane(v, k)?;
+            if add {
+                let old = self.b.build_load(self.f32, p, "").map_err(err)?.into_float_value();
+                let sum = self.b.build_float_add(old, x, "").map_err(err)?;
+                x = match &self.lane_limit {
+                    Some((a, b)) => {
+                        let valid = self.b.build_int_compare(IntPredicate::SLT, self.index_lane(a, k)?, self.index_lane(b, k)?, "").map_err(err)?;
+                        self.b.build_select(valid, sum, old, "").map_err(err)?.into_float_value()
+                    }
+                    None => sum,
+                };
+            }
+            self.b.build_store(p, x).map_err(err)?;
+        }
+        Ok(())
+    }
+
     fn index(&self, i: &Index) -> R<IntValue<'ctx>> {
         Ok(match i {
+            Index::Min(a, b) => self.min(self.index(a)?, self.index(b)?)?,
+            Index::Lane => return Err(CodegenError("a lane index where one value is needed".into())),
             Index::Const(c) => self.i64.const_int(*c as u64, true),
             Index::Dim(d) => self.dims[*d],
             Index::Var(v) => *self.ints.get(v).ok_or_else(|| CodegenError(format!("index variable i{} is not bound", v.0)))?,
@@ -207,18 +305,25 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
     }
 
     fn elem_ptr(&self, buf: usize, index: &Index) -> R<PointerValue<'ctx>> {
+        self.elem_ptr_at(buf, self.index(index)?)
+    }
+
+    fn elem_ptr_at(&self, buf: usize, i: IntValue<'ctx>) -> R<PointerValue<'ctx>> {
         let (base, elem) = self.bufs[buf];
         let ty: inkwell::types::BasicTypeEnum = match elem {
             Elem::F32 => self.f32.into(),
             Elem::Bf16 => self.ctx.i16_type().into(),
         };
-        let i = self.index(index)?;
         unsafe { self.b.build_in_bounds_gep(ty, base, &[i], "") }.map_err(err)
     }
 
     /// One element as f32 (bf16 widened by a 16-bit shift).
     fn load_scalar(&self, buf: usize, index: &Index) -> R<inkwell::values::FloatValue<'ctx>> {
-        let p = self.elem_ptr(buf, index)?;
+        self.load_at(buf, self.index(index)?)
+    }
+
+    fn load_at(&self, buf: usize, i: IntValue<'ctx>) -> R<inkwell::values::FloatValue<'ctx>> {
+        let p = self.elem_ptr_at(buf, i)?;
         match self.bufs[buf].1 {
             Elem::F32 => Ok(self.b.build_load(self.f32, p, "").map_err(err)?.into_float_value()),
             Elem::Bf16 => {
@@ -274,6 +379,15 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
                 let (slot, lanes) = self.floats.get(var).copied().ok_or_else(|| CodegenError(format!("float variable v{} is not declared", var.0)))?;
                 self.b.build_load(self.vt(lanes), slot, "").map_err(err)?.into_vector_value()
             }
+            Val::Load { buf, index, lanes: 1, .. } if self.varies(index) => {
+                // A gather: one element per sequence lane.
+                let mut out = self.vt(self.seq_lanes).get_poison();
+                for k in 0..self.seq_lanes {
+                    let x = self.load_at(*buf, self.index_lane(index, k)?)?;
+                    out = self.b.build_insert_element(out, x, self.i32.const_int(k as u64, false), "").map_err(err)?;
+                }
+                out
+            }
             Val::Load { buf, index, lanes, stride } => {
                 if *stride == Index::Const(1) && *lanes > 1 && self.bufs[*buf].1 == Elem::F32 {
                     let p = self.elem_ptr(*buf, index)?;
@@ -308,9 +422,9 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
                 let (a, b) = (self.val(a)?, self.val(b)?);
                 let (a, b) = self.same_width(a, b)?;
                 match op {
-                    BinOp::Add => self.b.build_float_add(a, b, "").map_err(err)?,
-                    BinOp::Sub => self.b.build_float_sub(a, b, "").map_err(err)?,
-                    BinOp::Mul => self.b.build_float_mul(a, b, "").map_err(err)?,
+                    BinOp::Add => contract(self.b.build_float_add(a, b, "").map_err(err)?),
+                    BinOp::Sub => contract(self.b.build_float_sub(a, b, "").map_err(err)?),
+                    BinOp::Mul => contract(self.b.build_float_mul(a, b, "").map_err(err)?),
                     BinOp::Div => self.b.build_float_div(a, b, "").map_err(err)?,
                     BinOp::Min => self.call("llvm.minnum", &[a, b])?,
                     BinOp::Max => self.call("llvm.maxnum", &[a, b])?,

@@ -19,9 +19,9 @@ impl<'ctx> Cg<'_, 'ctx> {
         VectorType::const_vector(&vec![c; n as usize])
     }
 
+    /// a * b + c, fused where the target has FMA.
     fn fma(&self, a: VectorValue<'ctx>, b: VectorValue<'ctx>, c: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
-        let p = self.b.build_float_mul(a, b, "").map_err(err)?;
-        self.b.build_float_add(p, c, "").map_err(err)
+        self.call("llvm.fmuladd", &[a, b, c])
     }
 
     /// Horner evaluation of sum_k coef[k] x^k.
