@@ -119,7 +119,7 @@ impl CpuLayer {
         let sizes = bind::bind(&self.manifest, tensors)?;
         let m = &self.manifest;
         let dims: Vec<i64> = m.dims.iter().zip(&sizes).filter(|(d, _)| d.size.is_none()).map(|(_, s)| *s as i64).collect();
-        let sequences: u64 = m.sequences.iter().map(|n| m.dims.iter().position(|d| &d.name == n).map_or(1, |i| sizes[i])).product();
+        let sequences = m.work_items(&sizes);
         let bufs: Vec<usize> = m.tensors.iter().map(|info| tensors.iter().find(|t| t.name == info.name).map_or(0, |t| t.data as usize)).collect();
         let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
         let threads = threads.min(sequences.max(1) as usize);
