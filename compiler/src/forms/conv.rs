@@ -20,6 +20,10 @@ pub fn run(seq: &Sequence) -> CoreOut {
             kernel[k] += seq.pairs * (c * power * b).re;
             power *= a;
             from_h0[k] += seq.pairs * (c * power * seq.h0[n]).re;
+            // Below |a^k| ~ 1e-154 the terms are nothing, and subnormal arithmetic is very slow.
+            if power.norm_sqr() < f64::MIN_POSITIVE {
+                break;
+            }
         }
     }
     let conv = causal_convolution(&kernel, &seq.x);

@@ -112,6 +112,10 @@ impl Sequence {
                 for s in (0..self.len).rev() {
                     h += decay * self.bbar.at(s, n, self.state) * self.x[s];
                     decay *= self.abar.at(s, n, self.state);
+                    // Earlier steps add nothing more; stopping avoids slow subnormal arithmetic.
+                    if decay.norm_sqr() < f64::MIN_POSITIVE {
+                        return h;
+                    }
                 }
                 h + decay * self.h0[n]
             })
