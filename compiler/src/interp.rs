@@ -19,14 +19,7 @@ pub fn run(layer: &Layer, sizes: &Sizes, inputs: &TensorMap) -> TensorMap {
         let r = ScanRoles::new(layer, sizes, inputs, scan);
         recurrence(layer, &d, &r, h0.as_ref(), reversed, &mut y, &mut final_state);
     }
-    let mut out = TensorMap::new();
-    let y_tensor = &layer.tensors[layer.output];
-    out.insert(y_tensor.name.clone(), roles::store(layer, sizes, &y_tensor.shape, |e| y[d.y_index(e)]));
-    if let Some(t) = layer.final_state {
-        let t = &layer.tensors[t];
-        out.insert(t.name.clone(), roles::store(layer, sizes, &t.shape, |e| final_state[d.state_index(e)].re));
-    }
-    out
+    roles::outputs(layer, sizes, &d, &y, &final_state)
 }
 
 /// h_t = Abar_t h_{t-1} + Bbar_t x_t ;  y_t += (C_t . h_t + D x_t) silu(z_t), for every

@@ -155,6 +155,19 @@ fn strides(dims: &[usize]) -> Vec<usize> {
     strides
 }
 
+/// The output tensors of a layer, laid out as declared, from y in (batch, time, head,
+/// headdim) order and the final state in (batch, head, headdim, state) order.
+pub fn outputs(layer: &Layer, sizes: &Sizes, d: &Dims, y: &[f64], final_state: &[C64]) -> TensorMap {
+    let mut out = TensorMap::new();
+    let y_tensor = &layer.tensors[layer.output];
+    out.insert(y_tensor.name.clone(), store(layer, sizes, &y_tensor.shape, |e| y[d.y_index(e)]));
+    if let Some(t) = layer.final_state {
+        let t = &layer.tensors[t];
+        out.insert(t.name.clone(), store(layer, sizes, &t.shape, |e| final_state[d.state_index(e)].re));
+    }
+    out
+}
+
 /// Lays out a tensor of `shape` from a function of the role environment.
 pub fn store(layer: &Layer, sizes: &Sizes, shape: &[Axis], value: impl Fn(&Env) -> f64) -> TensorData {
     let dims = sizes.shape(shape);

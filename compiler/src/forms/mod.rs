@@ -147,14 +147,7 @@ pub fn run(layer: &Layer, sizes: &Sizes, inputs: &TensorMap, plan: &Plan) -> Ten
             }
         });
     }
-    let mut out = TensorMap::new();
-    let y_tensor = &layer.tensors[layer.output];
-    out.insert(y_tensor.name.clone(), roles::store(layer, sizes, &y_tensor.shape, |e| y[d.y_index(e)]));
-    if let Some(t) = layer.final_state {
-        let t = &layer.tensors[t];
-        out.insert(t.name.clone(), roles::store(layer, sizes, &t.shape, |e| final_state[d.state_index(e)].re));
-    }
-    out
+    roles::outputs(layer, sizes, &d, &y, &final_state)
 }
 
 fn for_each_sequence(d: &Dims, mut f: impl FnMut(usize, usize, usize)) {
