@@ -29,3 +29,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 export LLVM_SYS_191_PREFIX=/usr/lib/llvm-19
+
+# ptxas, CUDA's PTX assembler (PyPI nvidia-cuda-nvcc-cu12), checks in tests/ptx.rs that the
+# PTX of every stdlib layer assembles for sm_90. Nothing else needs CUDA; it lives in the
+# ignored .venv-ptxas/ of the repository.
+ptxas_venv="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv-ptxas"
+if ! compgen -G "$ptxas_venv/lib/python3*/site-packages/nvidia/cuda_nvcc/bin/ptxas" >/dev/null; then
+  if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    echo "setup: installing python3-venv (Debian package) for ptxas" >&2
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq python3-venv >/dev/null
+  fi
+  echo "setup: installing ptxas (PyPI nvidia-cuda-nvcc-cu12) into $ptxas_venv" >&2
+  rm -rf "$ptxas_venv"
+  python3 -m venv "$ptxas_venv"
+  "$ptxas_venv/bin/pip" install -q --disable-pip-version-check nvidia-cuda-nvcc-cu12==12.9.86
+fi

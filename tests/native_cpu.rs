@@ -7,6 +7,9 @@ use ssmc_compiler::{interp, tensors};
 use ssmc_runtime::{CpuLayer, TensorRef};
 use std::collections::BTreeMap;
 
+#[path = "random_layers.rs"]
+mod random_layers;
+
 fn layer(name: &str) -> Layer {
     let src = std::fs::read_to_string(format!("{}/../stdlib/{name}.ssm", env!("CARGO_MANIFEST_DIR"))).expect("read");
     ssmc_compiler::compile(&src).expect("compiles").0.layers.remove(0)
@@ -63,4 +66,84 @@ fn stdlib_layers_match_the_interpreter() {
             }
         }
     }
+}
+
+/// Native code of random layers (every option the language has, awkward sizes) against the
+/// interpreter on the same inputs, rounded to the declared dtypes (f32 or bf16).
+#[test]
+fn random_layers_match_the_interpreter() {
+    use proptest::prelude::*;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config { cases: 48, failure_persistence: None, ..Default::default() });
+    let count = std::cell::Cell::new(0);
+    runner
+        .run(&(random_layers::config(), random_layers::dims(), any::<u64>()), |(mut cfg, d, seed)| {
+            // Native code needs a compile-time state size, f32 or bf16 inputs and f32 outputs.
+            cfg.n_const = true;
+            let case = random_layers::build_with(&cfg, d, seed, |src| {
+                src.lines()
+                    .map(|l| {
+                        let l = l.replace(": f64[", ": f32[").replace(": f16[", ": f32[");
+                        if l.trim_start().starts_with("output") { l.replace(": bf16[", ": f32[") } else { l }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            let k = count.get();
+            count.set(k + 1);
+            let out = dir.path().join(format!("case{k}"));
+            artifact::build(&case.layer, &BuildTarget::Cpu { cpu: "native".into() }, &out).unwrap_or_else(|e| panic!("{e}\n{}", case.src));
+            let lib = CpuLayer::load(&out).expect("loads");
+            // Both sides see the inputs as the kernel does: rounded to f32 or bf16.
+            let inputs: tensors::TensorMap = case
+                .inputs
+                .iter()
+                .map(|(name, v)| {
+                    let bf16 = case.layer.inputs().any(|(_, t)| &t.name == name && t.dtype == ssmc_compiler::ir::DType::Bf16);
+                    let data = v.data.iter().map(|x| if bf16 { half::bf16::from_f64(*x).to_f64() } else { *x as f32 as f64 }).collect();
+                    (name.clone(), tensors::TensorData { shape: v.shape.clone(), data })
+                })
+                .collect();
+            let want = interp::run(&case.layer, &case.sizes, &inputs);
+            let got = run_native_any(&lib, &case.layer, &inputs, &want);
+            for (name, w) in &want {
+                let e = rel_err(&got[name].data, &w.data);
+                prop_assert!(e < 1e-5, "output {name}: relative error {e:e}\n{}", case.src);
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Like `run_native`, with inputs in their declared dtypes (bf16 as raw bits).
+fn run_native_any(lib: &CpuLayer, layer: &Layer, inputs: &tensors::TensorMap, outputs: &tensors::TensorMap) -> tensors::TensorMap {
+    enum Buf {
+        F32(Vec<f32>),
+        Bf16(Vec<u16>),
+    }
+    let bufs: BTreeMap<&str, Buf> = inputs
+        .iter()
+        .map(|(k, v)| {
+            let bf16 = layer.inputs().any(|(_, t)| &t.name == k && t.dtype == ssmc_compiler::ir::DType::Bf16);
+            let b = if bf16 { Buf::Bf16(v.data.iter().map(|x| half::bf16::from_f64(*x).to_bits()).collect()) } else { Buf::F32(v.data.iter().map(|x| *x as f32).collect()) };
+            (k.as_str(), b)
+        })
+        .collect();
+    let mut outs: BTreeMap<&str, Vec<f32>> = outputs.iter().map(|(k, v)| (k.as_str(), vec![f32::NAN; v.data.len()])).collect();
+    {
+        let mut refs: Vec<TensorRef> = inputs
+            .iter()
+            .map(|(k, v)| match &bufs[k.as_str()] {
+                Buf::F32(b) => TensorRef::input(k, b, &v.shape),
+                Buf::Bf16(b) => TensorRef::input_bf16(k, b, &v.shape),
+            })
+            .collect();
+        for (k, buf) in outs.iter_mut() {
+            refs.push(TensorRef::output(k, buf, &outputs[*k].shape));
+        }
+        lib.run(&refs, 2).expect("runs");
+    }
+    outs.into_iter()
+        .map(|(k, v)| (k.to_string(), tensors::TensorData { shape: outputs[k].shape.clone(), data: v.into_iter().map(f64::from).collect() }))
+        .collect()
 }

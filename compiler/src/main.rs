@@ -1,5 +1,6 @@
 //! The `ssmc` command line: check, inspect and run `.ssm` layers.
 
+mod gpu;
 mod native;
 mod summary;
 
@@ -142,7 +143,8 @@ struct RunArgs {
     #[arg(long, default_value = "f32")]
     dtype: DTypeArg,
     /// Where to run: `interp` runs the f64 specification of the form; `cpu` compiles the
-    /// layer to native code (cached) and runs it on all cores.
+    /// layer to native code (cached) and runs it on all cores; `cuda` compiles it to PTX
+    /// (cached) and runs it on GPU 0 through the CUDA driver.
     #[arg(long, default_value = "interp")]
     target: Target,
     /// CPU to generate code for with `--target cpu`: native, x86-64-v3 (AVX2), x86-64-v4 (AVX-512).
@@ -179,6 +181,8 @@ enum Target {
     Interp,
     /// Native x86-64 code through LLVM.
     Cpu,
+    /// PTX for sm_90 through LLVM, run on GPU 0 by the CUDA driver.
+    Cuda,
 }
 
 fn parse_dim(s: &str) -> Result<(String, usize), String> {
@@ -313,6 +317,14 @@ fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
             let shapes: Vec<(String, Vec<usize>)> = layer.outputs().map(|(_, t)| (t.name.clone(), sizes.shape(&t.shape))).collect();
             let run = native::run_cpu(layer, &file.text, &args.cpu, &inputs, &shapes, bench, args.threads).map_err(fail)?;
             (run.outputs, run.times, "cpu", forms::Plan { forms: vec![forms::Form::Recurrent; plan.forms.len()] })
+        }
+        Target::Cuda => {
+            if let Some(f) = args.form.filter(|f| *f != forms::Form::Recurrent) {
+                return Err(fail(format!("form {f} has no GPU schedule yet (recurrent has); `--target interp --form {f}` runs its f64 specification")));
+            }
+            let shapes: Vec<(String, Vec<usize>)> = layer.outputs().map(|(_, t)| (t.name.clone(), sizes.shape(&t.shape))).collect();
+            let run = gpu::run_cuda(layer, &file.text, &inputs, &shapes, bench).map_err(fail)?;
+            (run.outputs, run.times, "cuda", forms::Plan { forms: vec![forms::Form::Recurrent; plan.forms.len()] })
         }
     };
     let elapsed = median(&times);

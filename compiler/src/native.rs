@@ -28,6 +28,19 @@ pub fn run_cpu(layer: &Layer, source: &str, cpu: &str, inputs: &TensorMap, outpu
         artifact::build(layer, &target, &dir)?;
     }
     let lib = CpuLayer::load(&dir).map_err(|e| e.to_string())?;
+    run_with(layer, inputs, outputs_shape, bench, |refs| lib.run(refs, threads).map_err(|e| e.to_string()))
+}
+
+/// Converts the inputs to their declared dtypes, fills the outputs with NaN (so an element
+/// the kernel fails to write shows), and calls `run` on them: once, or with `bench` > 0 once
+/// to warm up and `bench` timed times.
+pub fn run_with(
+    layer: &Layer,
+    inputs: &TensorMap,
+    outputs_shape: &[(String, Vec<usize>)],
+    bench: usize,
+    mut run: impl FnMut(&[TensorRef]) -> Result<(), String>,
+) -> Result<NativeRun, String> {
     let mut bufs: Vec<(String, Vec<usize>, Buf)> = Vec::new();
     for (_, t) in layer.tensors.iter().filter(|(_, t)| t.io == Io::Input) {
         let data = inputs.get(&t.name).ok_or_else(|| format!("missing input `{}`", t.name))?;
@@ -52,7 +65,7 @@ pub fn run_cpu(layer: &Layer, source: &str, cpu: &str, inputs: &TensorMap, outpu
             .collect();
         refs.extend(outs.iter_mut().map(|(n, s, v)| TensorRef::output(n, v, s)));
         let start = Instant::now();
-        lib.run(&refs, threads).map_err(|e| e.to_string())?;
+        run(&refs)?;
         if bench == 0 || r > 0 {
             times.push(start.elapsed());
         }

@@ -74,9 +74,11 @@ pub fn bind(m: &Manifest, tensors: &[TensorRef]) -> Result<Vec<u64>, Error> {
                 }
             }
         }
-        let elements: usize = t.shape.iter().product();
-        if t.bytes != elements.saturating_mul(info.dtype.size()) {
-            problems.push(format!("tensor `{}`: shape {:?} needs {} bytes, got {}", info.name, t.shape, elements * info.dtype.size(), t.bytes));
+        // Checked: a product that wrapped around could match a short buffer.
+        match t.shape.iter().try_fold(info.dtype.size(), |acc, &n| acc.checked_mul(n)) {
+            Some(needed) if needed == t.bytes => {}
+            Some(needed) => problems.push(format!("tensor `{}`: shape {:?} needs {needed} bytes, got {}", info.name, t.shape, t.bytes)),
+            None => problems.push(format!("tensor `{}`: shape {:?} does not fit in memory", info.name, t.shape)),
         }
         if t.data.is_null() {
             problems.push(format!("tensor `{}`: null data pointer", info.name));

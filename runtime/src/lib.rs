@@ -1,5 +1,6 @@
 //! ssmc-runtime: loads a layer compiled by `ssmc build`, checks tensors against its
-//! manifest before any kernel runs, and runs it on all cores.
+//! manifest before any kernel runs, and runs it on all cores ([`CpuLayer`]) or, with the
+//! `cuda` feature, on an NVIDIA GPU ([`GpuLayer`]).
 //!
 //! ```no_run
 //! use ssmc_runtime::{CpuLayer, TensorRef, DType};
@@ -10,8 +11,10 @@
 
 pub mod bind;
 mod capi;
+pub mod cuda;
 pub mod manifest;
 
+pub use cuda::{cuda_device, GpuLayer};
 pub use manifest::{DType, Io, Manifest};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -25,6 +28,11 @@ pub enum Error {
     Manifest(String),
     /// The tensors do not fit the manifest: one line per problem.
     Tensors(Vec<String>),
+    /// The CUDA driver failed (rejected the PTX, a launch or a copy failed). A missing
+    /// driver or GPU is an [`Error::Io`] starting with `no CUDA driver/GPU`.
+    Cuda(String),
+    /// A GPU layer was run by an ssmc-runtime built without its `cuda` feature.
+    NotCompiledWithCuda,
 }
 
 impl fmt::Display for Error {
@@ -33,6 +41,10 @@ impl fmt::Display for Error {
             Error::Io(s) => write!(f, "{s}"),
             Error::Manifest(s) => write!(f, "bad artifact: {s}"),
             Error::Tensors(p) => write!(f, "{}", p.join("\n")),
+            Error::Cuda(s) => write!(f, "CUDA: {s}"),
+            Error::NotCompiledWithCuda => {
+                write!(f, "ssmc-runtime was built without its `cuda` feature, so it cannot run PTX; rebuild it with `--features cuda`")
+            }
         }
     }
 }

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The CPU benchmark of ssmc against its peers, on the same inputs, in the same run.
+#   bench/run.sh            # all cases (installs JAX and numpy into bench/.venv once)
+# Prints a table of times and ratios; logs go to bench/out/. See bench/NOTES.md.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$root/scripts/setup.sh"
+cd "$root"
+cargo build --release --quiet --bin ssmc
+ssmc="$root/target/release/ssmc"
+out="$root/bench/out"
+mkdir -p "$out"
+venv="$root/bench/.venv"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import jax, safetensors" 2>/dev/null; then
+  echo "bench: installing jax[cpu], numpy, safetensors into bench/.venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "jax[cpu]" numpy safetensors
+fi
+py="$venv/bin/python"
+runs=${RUNS:-10}
+
+json_field() { "$py" -c "import json,sys; print(json.loads(sys.stdin.read())['$1'])"; }
+
+row() { printf '%-52s %12s %12s %10s\n' "$@"; }
+table=()
+
+# Mamba-1, b1 d1536 n16 L2048, fp32: ssmc native CPU vs JAX lax.scan.
+m1="$out/mamba1"
+"$ssmc" run stdlib/mamba1.ssm --dim B=1 --dim D=1536 --dim L=2048 --seed 1 --save-inputs "$m1.in.safetensors" --output "$m1.ref.safetensors" --form recurrent >/dev/null
+ssmc_m1=$("$ssmc" run stdlib/mamba1.ssm --target cpu --inputs "$m1.in.safetensors" --output "$m1.cpu.safetensors" --bench "$runs" --json)
+echo "$ssmc_m1" > "$m1.ssmc.json"
+peer_m1=$("$py" bench/peers_cpu.py mamba1 "$m1.in.safetensors" "$m1.cpu.safetensors" "$runs")
+echo "$peer_m1" > "$m1.peer.json"
+a=$(echo "$ssmc_m1" | json_field median_ms); b=$(echo "$peer_m1" | json_field median_ms)
+table+=("$(row "Mamba-1 b1 d1536 n16 L2048 fp32" "$a ms" "$b ms" "$(python3 -c "print(f'{$b/$a:.1f}x')")")")
+
+# Mamba-2, b1 L2048 h24 p64 n128, fp32: ssmc native CPU vs the JAX chunked SSD.
+m2="$out/mamba2"
+"$ssmc" run stdlib/mamba2.ssm --dim B=1 --dim L=2048 --dim H=24 --dim P=64 --seed 1 --save-inputs "$m2.in.safetensors" --form recurrent --target cpu --output "$m2.cpu.safetensors" >/dev/null
+ssmc_m2=$("$ssmc" run stdlib/mamba2.ssm --target cpu --inputs "$m2.in.safetensors" --output "$m2.cpu.safetensors" --bench "$runs" --json)
+echo "$ssmc_m2" > "$m2.ssmc.json"
+peer_m2=$("$py" bench/peers_cpu.py mamba2 "$m2.in.safetensors" "$m2.cpu.safetensors" "$runs")
+echo "$peer_m2" > "$m2.peer.json"
+a=$(echo "$ssmc_m2" | json_field median_ms); b=$(echo "$peer_m2" | json_field median_ms)
+table+=("$(row "Mamba-2 b1 L2048 h24 p64 n128 fp32" "$a ms" "$b ms" "$(python3 -c "print(f'{$b/$a:.1f}x')")")")
+
+# S4D at L = 65536: the conv form against the recurrent form (f64 specifications, interp).
+s4="$out/s4d"
+conv=$("$ssmc" run stdlib/s4d.ssm --dim L=65536 --dim B=1 --dim H=16 --form conv --bench 3 --json)
+rec=$("$ssmc" run stdlib/s4d.ssm --dim L=65536 --dim B=1 --dim H=16 --form recurrent --bench 3 --json)
+echo "$conv" > "$s4.conv.json"; echo "$rec" > "$s4.rec.json"
+a=$(echo "$conv" | json_field median_ms); b=$(echo "$rec" | json_field median_ms)
+table+=("$(row "S4D b1 h16 L65536, f64 spec: conv vs recurrent" "$a ms" "$b ms" "$(python3 -c "print(f'{$b/$a:.1f}x')")")")
+
+# Peak memory of a native run at the Mamba-1 shape, against its inputs and outputs (f32).
+/usr/bin/time -v "$ssmc" run stdlib/mamba1.ssm --target cpu --inputs "$m1.in.safetensors" > /dev/null 2> "$m1.time.txt" || true
+rss_kb=$(grep "Maximum resident set size" "$m1.time.txt" | awk '{print $NF}')
+io_mb=$(python3 -c "print(round((1*1536*2048*4 + 2*16*2048 + 1536*16 + 3*1536)*4/2**20, 1))")
+
+echo
+row "case" "ssmc" "peer" "peer/ssmc"
+for r in "${table[@]}"; do echo "$r"; done
+echo
+echo "peak RSS of 'ssmc run --target cpu' at the Mamba-1 shape: $((rss_kb / 1024)) MiB; f32 inputs + outputs: $io_mb MiB"
+echo "relative error of the peers against ssmc's output: mamba1 $(echo "$peer_m1" | json_field rel_err_vs_ssmc), mamba2 $(echo "$peer_m2" | json_field rel_err_vs_ssmc)"

@@ -1,0 +1,79 @@
+/* ssmc_runtime.h: the C ABI of ssmc-runtime.
+ *
+ * Loads a layer built by `ssmc build` (its artifact directory: manifest.json and the
+ * shared library) and runs it on tensor views. Every call checks the tensors against the
+ * manifest first: a wrong name, dtype, rank or shape, a short buffer, or a null or
+ * misaligned pointer returns an error code and a message naming the tensor; the kernel
+ * does not run and no output is written.
+ *
+ * Link target/<profile>/libssmc_runtime.a (built by `cargo build -p ssmc-runtime`) with
+ *   cc ... libssmc_runtime.a -lpthread -ldl -lm
+ * or libssmc_runtime.so. */
+#ifndef SSMC_RUNTIME_H
+#define SSMC_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Element types (ssmc_tensor.dtype). */
+#define SSMC_F32 0
+#define SSMC_F64 1
+#define SSMC_BF16 2
+#define SSMC_F16 3
+
+/* Return codes of ssmc_layer_run. */
+#define SSMC_OK 0
+/* A null argument, a tensor name that is not UTF-8, a negative size or thread count, a
+ * rank outside 0..16 or an unknown dtype code. */
+#define SSMC_ERR_ARGS 1
+/* The tensors do not fit the manifest (missing, extra or repeated tensor, dtype, rank,
+ * shape, byte length, null or misaligned data). */
+#define SSMC_ERR_TENSORS 2
+/* The artifact could not be read or loaded. */
+#define SSMC_ERR_IO 3
+/* The artifact's manifest is malformed or does not fit its library. */
+#define SSMC_ERR_MANIFEST 4
+/* A bug in ssmc-runtime, caught before it reached the caller. */
+#define SSMC_ERR_INTERNAL 5
+
+/* A loaded layer. Runs on one layer may proceed concurrently from several threads. */
+typedef struct ssmc_layer ssmc_layer;
+
+/* A view of one tensor: row-major and contiguous. Tensors are matched to the manifest
+ * by name, in any order; outputs are written through `data`. */
+typedef struct {
+    const char* name;     /* its name in the layer, NUL-terminated UTF-8 */
+    int32_t dtype;        /* SSMC_F32, SSMC_F64, SSMC_BF16 or SSMC_F16 */
+    int32_t rank;         /* number of axes, 0 to 16 */
+    const int64_t* shape; /* `rank` sizes, outermost first */
+    void* data;           /* first element, aligned to the element size */
+    size_t bytes;         /* length of `data`: the product of `shape` times the element size */
+} ssmc_tensor;
+
+/* Loads the artifact in directory `dir`. Returns NULL on failure, with the reason in
+ * `err` (NUL-terminated, truncated to `err_len` bytes; `err` may be NULL). */
+ssmc_layer* ssmc_layer_open(const char* dir, char* err, size_t err_len);
+
+/* Checks `count` tensors against the manifest, then runs every sequence of the layer on
+ * `threads` threads (0: all cores). Returns SSMC_OK, or an SSMC_ERR_* code with the
+ * reason in `err` (one line per problem, NUL-terminated, truncated to `err_len` bytes;
+ * `err` may be NULL; on success it is set to ""). On an error nothing has run and no
+ * output was written. */
+int ssmc_layer_run(const ssmc_layer* layer, const ssmc_tensor* tensors, size_t count,
+                   int threads, char* err, size_t err_len);
+
+/* Unloads a layer from ssmc_layer_open. NULL is ignored. */
+void ssmc_layer_close(ssmc_layer* layer);
+
+/* The version of ssmc-runtime, e.g. "0.1.0" (a static string). */
+const char* ssmc_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SSMC_RUNTIME_H */

@@ -1,0 +1,309 @@
+//! Layers compiled to PTX (`ssmc build --target ptx`), run on an NVIDIA GPU through the
+//! CUDA driver API (cudarc, with the driver library loaded at run time: a build never
+//! needs CUDA, and a machine without a GPU gets an error, never a crash).
+//!
+//! Without the `cuda` feature the same [`GpuLayer`] loads and checks artifacts, and
+//! [`GpuLayer::run`] answers [`Error::NotCompiledWithCuda`].
+
+use crate::manifest::Manifest;
+use crate::{bind, read_manifest, Error, TensorRef};
+use std::path::Path;
+
+/// Threads per block of every launch: one work item (a sequence) per thread.
+pub const THREADS_PER_BLOCK: u32 = 128;
+
+/// A layer compiled to PTX, loaded from its artifact directory. The GPU is first touched by
+/// [`GpuLayer::run`]: loading needs no driver.
+pub struct GpuLayer {
+    manifest: Manifest,
+    ptx: String,
+    /// The context, stream and kernel of GPU 0, made by the first run that reaches the GPU.
+    #[cfg(feature = "cuda")]
+    device: std::sync::Mutex<Option<imp::Device>>,
+}
+
+impl GpuLayer {
+    /// Reads the manifest and the PTX named by it in `dir`.
+    pub fn load(dir: &Path) -> Result<Self, Error> {
+        let manifest = read_manifest(dir)?;
+        if manifest.target != "ptx" {
+            return Err(Error::Manifest(format!(
+                "{} holds a `{}` artifact, not a ptx one (build it with `ssmc build --target ptx`)",
+                dir.display(),
+                manifest.target
+            )));
+        }
+        let file = manifest
+            .files
+            .get("ptx")
+            .ok_or_else(|| Error::Manifest("no ptx file listed".into()))?;
+        let path = dir.join(file);
+        let ptx = std::fs::read_to_string(&path)
+            .map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
+        if !ptx.contains(&format!(".entry {}(", manifest.entry)) {
+            return Err(Error::Manifest(format!(
+                "no entry `{}` in {}",
+                manifest.entry,
+                path.display()
+            )));
+        }
+        Ok(GpuLayer {
+            manifest,
+            ptx,
+            #[cfg(feature = "cuda")]
+            device: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The PTX text.
+    pub fn ptx(&self) -> &str {
+        &self.ptx
+    }
+
+    /// Checks the tensors against the manifest (before anything touches the GPU), copies
+    /// the tensors to GPU 0, runs every sequence there and copies the outputs back into the
+    /// caller's buffers. On an error no output was touched.
+    pub fn run(&self, tensors: &[TensorRef]) -> Result<(), Error> {
+        let sizes = bind::bind(&self.manifest, tensors)?;
+        let m = &self.manifest;
+        let dims: Vec<i64> = m
+            .dims
+            .iter()
+            .zip(&sizes)
+            .filter(|(d, _)| d.size.is_none())
+            .map(|(_, s)| *s as i64)
+            .collect();
+        // One thread per work item (the range of the kernel's begin/end).
+        self.launch(tensors, &dims, m.work_items(&sizes))
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn launch(&self, _: &[TensorRef], _: &[i64], _: u64) -> Result<(), Error> {
+        Err(Error::NotCompiledWithCuda)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn launch(&self, tensors: &[TensorRef], dims: &[i64], items: u64) -> Result<(), Error> {
+        let mut slot = self.device.lock().unwrap_or_else(|p| p.into_inner());
+        let device = match slot.take() {
+            Some(d) => d,
+            None => imp::Device::open(&self.ptx, &self.manifest)?,
+        };
+        let result = device.run(&self.manifest, tensors, dims, items);
+        *slot = Some(device);
+        result
+    }
+}
+
+/// The name of GPU 0 when the CUDA driver is installed and sees a GPU; otherwise the reason
+/// it cannot be used (an [`Error::Io`] starting with `no CUDA driver/GPU`, or
+/// [`Error::NotCompiledWithCuda`]).
+pub fn cuda_device() -> Result<String, Error> {
+    #[cfg(feature = "cuda")]
+    {
+        imp::device_name()
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        Err(Error::NotCompiledWithCuda)
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod imp {
+    use crate::manifest::{Io, Manifest};
+    use crate::{Error, TensorRef};
+    use cudarc::driver::{
+        CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, LaunchConfig,
+        PushKernelArg,
+    };
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::sync::Arc;
+
+    /// The most work items one launch covers (grid x is at most 2^31 - 1 blocks).
+    const MAX_PER_LAUNCH: u64 = (1 << 30) * super::THREADS_PER_BLOCK as u64;
+
+    fn no_gpu(why: impl std::fmt::Display) -> Error {
+        Error::Io(format!("no CUDA driver/GPU: {why}"))
+    }
+
+    fn cuda(what: &str) -> impl Fn(cudarc::driver::DriverError) -> Error + '_ {
+        move |e| Error::Cuda(format!("{what}: {e}"))
+    }
+
+    /// Runs `f`, turning a panic inside cudarc (a driver library without a symbol it
+    /// expects, say) into an error.
+    fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+        catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(Error::Cuda(format!(
+                "{what}: the CUDA driver library failed: {msg}"
+            )))
+        })
+    }
+
+    /// A context on GPU 0, checking first that the driver library can be loaded at all
+    /// (cudarc panics when it cannot).
+    fn context() -> Result<Arc<CudaContext>, Error> {
+        // Only probes dlopen of the driver's library names; nothing is called.
+        #[allow(unsafe_code)]
+        let present = unsafe { cudarc::driver::sys::is_culib_present() };
+        if !present {
+            return Err(no_gpu(
+                "the NVIDIA driver library (libcuda.so.1) cannot be loaded",
+            ));
+        }
+        guarded("opening GPU 0", || CudaContext::new(0).map_err(no_gpu))
+    }
+
+    pub(super) fn device_name() -> Result<String, Error> {
+        let ctx = context()?;
+        guarded("reading the name of GPU 0", || {
+            let name = ctx.name().map_err(cuda("reading the name of GPU 0"))?;
+            let (major, minor) = ctx
+                .compute_capability()
+                .map_err(cuda("reading the compute capability of GPU 0"))?;
+            Ok(format!("{name} (sm_{major}{minor})"))
+        })
+    }
+
+    /// GPU 0 with the layer's kernel loaded.
+    pub(super) struct Device {
+        stream: Arc<CudaStream>,
+        func: CudaFunction,
+        // Keeps the module loaded while `func` is used.
+        _module: Arc<CudaModule>,
+    }
+
+    impl Device {
+        pub(super) fn open(ptx: &str, m: &Manifest) -> Result<Self, Error> {
+            let ctx = context()?;
+            guarded("loading the PTX", || {
+                let module = ctx
+                    .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
+                    .map_err(cuda(&format!(
+                        "the CUDA driver rejected the PTX of layer `{}`",
+                        m.layer
+                    )))?;
+                let func = module
+                    .load_function(&m.entry)
+                    .map_err(cuda(&format!("no kernel `{}` in the PTX", m.entry)))?;
+                Ok(Device {
+                    stream: ctx.default_stream(),
+                    func,
+                    _module: module,
+                })
+            })
+        }
+
+        /// Copies, launches, copies back. `tensors` were checked against `m` by the caller.
+        pub(super) fn run(
+            &self,
+            m: &Manifest,
+            tensors: &[TensorRef],
+            dims: &[i64],
+            items: u64,
+        ) -> Result<(), Error> {
+            guarded("running the layer", || {
+                self.run_checked(m, tensors, dims, items)
+            })
+        }
+
+        fn run_checked(
+            &self,
+            m: &Manifest,
+            tensors: &[TensorRef],
+            dims: &[i64],
+            items: u64,
+        ) -> Result<(), Error> {
+            let s = &self.stream;
+            let mut order = Vec::with_capacity(m.tensors.len());
+            let mut bufs: Vec<CudaSlice<u8>> = Vec::with_capacity(m.tensors.len());
+            for info in &m.tensors {
+                let t = tensors
+                    .iter()
+                    .find(|t| t.name == info.name)
+                    .ok_or_else(|| {
+                        Error::Tensors(vec![format!("missing tensor `{}`", info.name)])
+                    })?;
+                // Outputs go up too: what the kernel leaves unwritten comes back unchanged.
+                let host = host_bytes(t);
+                let buf = if host.is_empty() {
+                    s.alloc_zeros::<u8>(1)
+                } else {
+                    s.clone_htod(host)
+                };
+                bufs.push(buf.map_err(cuda(&format!("copying tensor `{}` to the GPU", t.name)))?);
+                order.push((info.io, t));
+            }
+            let ptrs: Vec<u64> = bufs.iter().map(|b| b.device_ptr(s).0).collect();
+            let ptrs = s
+                .clone_htod(&ptrs)
+                .map_err(cuda("copying the buffer table to the GPU"))?;
+            // One unused entry keeps the allocation non-empty for a layer with no runtime dim.
+            let dims: Vec<i64> = dims.iter().copied().chain([0]).collect();
+            let dims = s
+                .clone_htod(&dims)
+                .map_err(cuda("copying the dims to the GPU"))?;
+            let mut begin = 0u64;
+            while begin < items {
+                let n = (items - begin).min(MAX_PER_LAUNCH);
+                let (b, e) = (begin as i64, (begin + n) as i64);
+                let cfg = LaunchConfig {
+                    grid_dim: (n.div_ceil(super::THREADS_PER_BLOCK as u64) as u32, 1, 1),
+                    block_dim: (super::THREADS_PER_BLOCK, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                let mut launch = s.launch_builder(&self.func);
+                launch.arg(&ptrs).arg(&dims).arg(&b).arg(&e);
+                // The kernel has the signature (ptr, ptr, i64, i64) by the manifest's contract,
+                // and every buffer in the table holds its tensor's checked shape.
+                #[allow(unsafe_code)]
+                unsafe { launch.launch(cfg) }
+                    .map_err(cuda(&format!("launching kernel `{}`", m.entry)))?;
+                begin += n;
+            }
+            s.synchronize()
+                .map_err(cuda(&format!("running kernel `{}`", m.entry)))?;
+            // Read everything back before touching the caller's buffers.
+            let mut outs = Vec::new();
+            for ((io, t), buf) in order.iter().zip(&bufs) {
+                if *io == Io::Output && t.bytes > 0 {
+                    outs.push((
+                        *t,
+                        s.clone_dtoh(buf)
+                            .map_err(cuda(&format!("copying output `{}` back", t.name)))?,
+                    ));
+                }
+            }
+            s.synchronize().map_err(cuda("copying the outputs back"))?;
+            for (t, data) in outs {
+                // The caller gave `t` writable with `t.bytes` bytes (checked by bind).
+                #[allow(unsafe_code)]
+                let dst = unsafe { std::slice::from_raw_parts_mut(t.data.cast_mut(), t.bytes) };
+                dst.copy_from_slice(&data[..t.bytes]);
+            }
+            Ok(())
+        }
+    }
+
+    fn host_bytes<'a>(t: &TensorRef<'a>) -> &'a [u8] {
+        if t.bytes == 0 {
+            return &[];
+        }
+        // A TensorRef points at `bytes` readable bytes for its lifetime (checked by bind).
+        #[allow(unsafe_code)]
+        unsafe {
+            std::slice::from_raw_parts(t.data, t.bytes)
+        }
+    }
+}

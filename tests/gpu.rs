@@ -1,0 +1,337 @@
+//! The PTX of the stdlib layers run on an NVIDIA GPU (ssmc-runtime's `GpuLayer`, and
+//! `ssmc run --target cuda`) against the f64 reference interpreter.
+//!
+//! Without a GPU or its driver the GPU checks print `skipped: no CUDA GPU (...)` and pass,
+//! unless `SSMC_REQUIRE_GPU` is set (`scripts/gpu-test` sets it): then they fail. The checks
+//! that need no GPU (tensors are checked before the GPU is touched, a missing driver is an
+//! error and not a crash) always run.
+//!
+//! `scripts/gpu-test` runs this test binary, built elsewhere, on a machine without Rust:
+//! there `SSMC_REPO` names the repository (for `stdlib/`) and `SSMC_BIN` the `ssmc` binary.
+
+use ssmc_compiler::artifact::{self, BuildTarget};
+use ssmc_compiler::bind::sizes_from_dims;
+use ssmc_compiler::ir::Layer;
+use ssmc_compiler::{interp, tensors};
+use ssmc_runtime::{cuda_device, Error, GpuLayer, TensorRef};
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+const STDLIB: [&str; 4] = ["mamba1", "mamba2", "s4d", "vim"];
+
+/// The repository: `$SSMC_REPO`, else the one this test was built in.
+fn repo() -> PathBuf {
+    std::env::var_os("SSMC_REPO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+}
+
+fn source(name: &str) -> String {
+    let path = repo().join(format!("stdlib/{name}.ssm"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {} (set SSMC_REPO to the repository): {e}",
+            path.display()
+        )
+    })
+}
+
+fn layer(name: &str) -> Layer {
+    ssmc_compiler::compile(&source(name))
+        .expect("compiles")
+        .0
+        .layers
+        .remove(0)
+}
+
+/// The GPU's name, or `None` after printing why the GPU checks are skipped.
+fn gpu() -> Option<String> {
+    static GPU: OnceLock<Result<String, String>> = OnceLock::new();
+    match GPU.get_or_init(|| cuda_device().map_err(|e| e.to_string())) {
+        Ok(name) => Some(name.clone()),
+        Err(e) => {
+            assert!(
+                std::env::var_os("SSMC_REQUIRE_GPU").is_none(),
+                "SSMC_REQUIRE_GPU is set, but the GPU cannot be used: {e}"
+            );
+            println!("skipped: no CUDA GPU ({e})");
+            None
+        }
+    }
+}
+
+fn rel_err(a: &[f64], b: &[f64]) -> f64 {
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f64>()
+        .sqrt();
+    num / b.iter().map(|y| y * y).sum::<f64>().sqrt().max(1e-300)
+}
+
+/// Runs the GPU layer on `inputs` (as f32) and returns its outputs as f64.
+fn run_gpu(
+    lib: &GpuLayer,
+    inputs: &tensors::TensorMap,
+    outputs: &tensors::TensorMap,
+) -> Result<tensors::TensorMap, Error> {
+    let f32s: BTreeMap<&str, Vec<f32>> = inputs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.data.iter().map(|x| *x as f32).collect()))
+        .collect();
+    // Poisoned: an element the kernel does not write stays NaN and fails the comparison.
+    let mut outs: BTreeMap<&str, Vec<f32>> = outputs
+        .iter()
+        .map(|(k, v)| (k.as_str(), vec![f32::NAN; v.data.len()]))
+        .collect();
+    {
+        let mut refs: Vec<TensorRef> = inputs
+            .iter()
+            .map(|(k, v)| TensorRef::input(k, &f32s[k.as_str()], &v.shape))
+            .collect();
+        for (k, buf) in outs.iter_mut() {
+            refs.push(TensorRef::output(k, buf, &outputs[*k].shape));
+        }
+        lib.run(&refs)?;
+    }
+    Ok(outs
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                tensors::TensorData {
+                    shape: outputs[k].shape.clone(),
+                    data: v.into_iter().map(f64::from).collect(),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Seeded inputs at the given sizes, rounded to f32 so that both sides see the same values.
+fn inputs(
+    layer: &Layer,
+    dims: &[(&str, usize)],
+) -> (ssmc_compiler::bind::Sizes, tensors::TensorMap) {
+    let dims: BTreeMap<String, usize> = dims
+        .iter()
+        .filter(|(k, _)| layer.dims.iter().any(|(_, d)| d.name == *k))
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+    let sizes = sizes_from_dims(layer, &dims).expect("sizes");
+    let inputs = tensors::generate_inputs(layer, &sizes, 11)
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.data.iter_mut().for_each(|x| *x = *x as f32 as f64);
+            (k, v)
+        })
+        .collect();
+    (sizes, inputs)
+}
+
+#[test]
+fn stdlib_layers_match_the_interpreter_on_the_gpu() {
+    let Some(gpu_name) = gpu() else { return };
+    println!("GPU: {gpu_name}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut worst = Vec::new();
+    for name in STDLIB {
+        let layer = layer(name);
+        let out = dir.path().join(name);
+        artifact::build(&layer, &BuildTarget::Ptx, &out).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let lib = GpuLayer::load(&out).expect("loads");
+        let heads = if name == "mamba2" { 5 } else { 37 };
+        // Awkward lengths at a few dozen sequences, then about 900 sequences: several
+        // blocks of 128 threads, the last one partly idle.
+        let mut cases: Vec<Vec<(&str, usize)>> = [1usize, 7, 63, 500]
+            .iter()
+            .map(|&l| vec![("L", l), ("D", 37), ("H", heads)])
+            .collect();
+        cases.push(vec![
+            ("L", 20),
+            ("B", 3),
+            ("D", 300),
+            ("H", if name == "mamba2" { 19 } else { 300 }),
+        ]);
+        let mut max = 0f64;
+        for dims in cases {
+            let (sizes, inputs) = inputs(&layer, &dims);
+            let want = interp::run(&layer, &sizes, &inputs);
+            let got =
+                run_gpu(&lib, &inputs, &want).unwrap_or_else(|e| panic!("{name} {dims:?}: {e}"));
+            for (k, w) in &want {
+                let e = rel_err(&got[k].data, &w.data);
+                println!("{name} {dims:?} {k}: rel err {e:.2e}");
+                assert!(e < 1e-5, "{name} {dims:?} output {k}: relative error {e:e}");
+                max = max.max(e);
+            }
+        }
+        worst.push(format!("{name} {max:.2e}"));
+    }
+    println!("max rel err per layer on {gpu_name}: {}", worst.join(", "));
+}
+
+/// Tensors are checked against the manifest before the GPU is touched, so a wrong shape is
+/// reported the same with or without a GPU; right tensors either run or get a clear error.
+#[test]
+fn gpu_layer_checks_tensors_first_and_never_panics_without_a_gpu() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layer = layer("mamba1");
+    let out = dir.path().join("mamba1");
+    artifact::build(&layer, &BuildTarget::Ptx, &out).expect("builds");
+    let lib = GpuLayer::load(&out).expect("loads");
+    assert_eq!(lib.manifest().target, "ptx");
+    let (sizes, inputs) = inputs(&layer, &[("L", 7), ("D", 5)]);
+    let want = interp::run(&layer, &sizes, &inputs);
+
+    // A mis-shaped output: the error names it, whatever the machine.
+    let mut wrong = want.clone();
+    let o = wrong.get_mut("out").expect("output out");
+    o.shape[2] += 1;
+    o.data.push(0.0);
+    let e = run_gpu(&lib, &inputs, &wrong).expect_err("a mis-shaped output is refused");
+    assert!(
+        matches!(&e, Error::Tensors(p) if p.iter().any(|l| l.starts_with("tensor `out`: expected shape"))),
+        "{e}"
+    );
+
+    match (run_gpu(&lib, &inputs, &want), cuda_device()) {
+        (Ok(got), Ok(_)) => assert!(rel_err(&got["out"].data, &want["out"].data) < 1e-5),
+        (Err(e), Err(_)) => {
+            let msg = e.to_string();
+            assert!(
+                matches!(e, Error::NotCompiledWithCuda) || msg.starts_with("no CUDA driver/GPU: "),
+                "a missing GPU is reported clearly, got: {msg}"
+            );
+            gpu();
+        }
+        (Ok(_), Err(e)) => panic!("ran although cuda_device says: {e}"),
+        (Err(e), Ok(name)) => panic!("failed on {name}: {e}"),
+    }
+
+    // A CPU artifact is not a GPU one.
+    let cpu = dir.path().join("cpu");
+    artifact::build(
+        &layer,
+        &BuildTarget::Cpu {
+            cpu: "x86-64-v3".into(),
+        },
+        &cpu,
+    )
+    .expect("builds");
+    let e = GpuLayer::load(&cpu)
+        .err()
+        .expect("a cpu artifact is refused");
+    assert!(e.to_string().contains("not a ptx one"), "{e}");
+}
+
+/// The `ssmc` binary: `$SSMC_BIN`, else built next to this test (a no-op when fresh).
+fn ssmc_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("SSMC_BIN") {
+            return PathBuf::from(bin);
+        }
+        // target/<profile>/deps/gpu-<hash>  ->  target/<profile>/ssmc
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>/deps")
+            .to_path_buf();
+        let profile = profile_dir
+            .file_name()
+            .and_then(OsStr::to_str)
+            .unwrap_or("debug")
+            .to_string();
+        let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+        build
+            .args([
+                "build",
+                "--quiet",
+                "--bin",
+                "ssmc",
+                "-p",
+                "ssmc-compiler",
+                "--manifest-path",
+            ])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
+            .env(
+                "CARGO_TARGET_DIR",
+                profile_dir.parent().expect("target dir"),
+            );
+        match profile.as_str() {
+            "debug" => {}
+            "release" => {
+                build.arg("--release");
+            }
+            other => {
+                build.args(["--profile", other]);
+            }
+        }
+        assert!(
+            build.status().expect("run cargo build").success(),
+            "cargo build --bin ssmc failed"
+        );
+        profile_dir.join(format!("ssmc{}", std::env::consts::EXE_SUFFIX))
+    })
+}
+
+#[test]
+fn ssmc_run_target_cuda_matches_interp_or_says_why_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = repo().join("stdlib/mamba2.ssm");
+    let run = |target: &str| {
+        let out = dir.path().join(format!("{target}.safetensors"));
+        let o = Command::new(ssmc_bin())
+            .args([
+                "run", "--dim", "L=63", "--dim", "H=3", "--seed", "5", "--target", target,
+                "--output",
+            ])
+            .arg(&out)
+            .arg(&file)
+            .env("SSMC_CACHE", dir.path().join("cache"))
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .expect("run ssmc");
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(
+            !stderr.contains("panicked") && o.status.code() != Some(101),
+            "ssmc panicked:\n{stderr}"
+        );
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr,
+            out,
+        )
+    };
+    let (code, stdout, stderr, cuda_out) = run("cuda");
+    if gpu().is_none() {
+        assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+        assert_eq!(stderr.lines().count(), 1, "one line:\n{stderr}");
+        assert!(
+            stderr.starts_with("error: no CUDA driver/GPU: ")
+                || stderr.contains("without its `cuda` feature"),
+            "{stderr}"
+        );
+        assert!(!cuda_out.exists(), "no output file after a failure");
+        return;
+    }
+    assert_eq!(code, Some(0), "stderr:\n{stderr}");
+    assert!(stdout.contains("target  cuda, form recurrent"), "{stdout}");
+    let (code, _, stderr, interp_out) = run("interp");
+    assert_eq!(code, Some(0), "stderr:\n{stderr}");
+    let (got, want) = (
+        tensors::read_safetensors(&cuda_out).expect("cuda output"),
+        tensors::read_safetensors(&interp_out).expect("interp output"),
+    );
+    let e = rel_err(&got["out"].data, &want["out"].data);
+    println!("ssmc run --target cuda, mamba2 L=63 H=3: rel err {e:.2e} against --target interp");
+    assert!(e < 1e-5, "relative error {e:e}");
+}
