@@ -5,6 +5,7 @@
 use crate::codegen::{self, Arch};
 use crate::ir::{Axis, DType, DimSize, Io, Layer};
 use crate::lower;
+use ssmc_kernels::Mapping;
 use ssmc_loops::Kernel;
 use ssmc_runtime::manifest::{self as mf, DimInfo, Manifest, TensorInfo};
 use std::collections::BTreeMap;
@@ -34,13 +35,16 @@ impl BuildTarget {
 
 /// The loop-IR kernel of a layer for a target (the `recurrent` schedule).
 pub fn kernel(layer: &Layer, target: &BuildTarget) -> Result<Kernel, String> {
-    let head_lanes = matches!(target, BuildTarget::Cpu { .. });
-    let spec = lower::scan_spec(layer, target.arch().max_lanes(), head_lanes).map_err(|e| e.to_string())?;
-    Ok(ssmc_kernels::recurrent(&spec))
+    Ok(ssmc_kernels::recurrent(&spec(layer, target)?))
+}
+
+fn spec(layer: &Layer, target: &BuildTarget) -> Result<ssmc_kernels::ScanSpec, String> {
+    let cpu = matches!(target, BuildTarget::Cpu { .. });
+    lower::scan_spec(layer, target.arch().max_lanes(), cpu).map_err(|e| e.to_string())
 }
 
 /// The manifest of a layer's artifact.
-pub fn manifest(layer: &Layer, target: &BuildTarget, kernel_lanes: u32, files: BTreeMap<String, String>) -> Manifest {
+pub fn manifest(layer: &Layer, target: &BuildTarget, mapping: Mapping, files: BTreeMap<String, String>) -> Manifest {
     let axis = |a: &Axis| match a {
         Axis::Dim { dim, divisor: 1 } => layer.dims[*dim].name.clone(),
         Axis::Dim { dim, divisor } => format!("{}/{divisor}", layer.dims[*dim].name),
@@ -65,11 +69,13 @@ pub fn manifest(layer: &Layer, target: &BuildTarget, kernel_lanes: u32, files: B
     }
     let ax = &layer.axes;
     let name = |d: crate::arena::Handle<crate::ir::Dim>| layer.dims[d].name.clone();
-    let (sequences, head_lanes) = match kernel_lanes {
-        1 => ([Some(ax.batch), Some(ax.head), ax.headdim].into_iter().flatten().map(name).collect(), None),
-        lanes => (
+    // What one work item of the kernel covers (see the schedule templates).
+    let (sequences, head_lanes) = match mapping {
+        Mapping::StateLanes => ([Some(ax.batch), Some(ax.head), ax.headdim].into_iter().flatten().map(name).collect(), None),
+        Mapping::StateTiles { .. } => (vec![name(ax.batch), name(ax.head)], None),
+        Mapping::HeadLanes { lanes } => (
             [Some(ax.batch), ax.group].into_iter().flatten().map(name).collect(),
-            Some(mf::HeadLanes { heads: name(ax.head), groups: ax.group.map(name), lanes: lanes as u64 }),
+            Some(mf::HeadLanes { heads: name(ax.head), groups: ax.group.map(name), lanes: u64::from(lanes) }),
         ),
     };
     let (target_name, arch) = match target {
@@ -168,7 +174,8 @@ pub fn header(m: &Manifest) -> String {
 
 /// Builds the artifact of `layer` into `dir` (created if needed; its files replaced).
 pub fn build(layer: &Layer, target: &BuildTarget, dir: &Path) -> Result<Manifest, String> {
-    let kernel = kernel(layer, target)?;
+    let spec = spec(layer, target)?;
+    let kernel = ssmc_kernels::recurrent(&spec);
     let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     let work = tempfile::Builder::new().prefix(".ssmc-build").tempdir_in(parent).map_err(|e| format!("cannot write in {}: {e}", parent.display()))?;
@@ -194,7 +201,7 @@ pub fn build(layer: &Layer, target: &BuildTarget, dir: &Path) -> Result<Manifest
         }
     }
     files.insert("header".to_string(), format!("{name}.h"));
-    let m = manifest(layer, target, kernel.seq_lanes, files);
+    let m = manifest(layer, target, spec.mapping, files);
     std::fs::write(work.path().join(format!("{name}.h")), header(&m)).map_err(|e| e.to_string())?;
     let json = serde_json::to_string_pretty(&m).map_err(|e| e.to_string())?;
     std::fs::write(work.path().join("manifest.json"), json + "\n").map_err(|e| e.to_string())?;

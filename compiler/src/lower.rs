@@ -164,6 +164,7 @@ impl Lowerer<'_> {
             gate: s.gate.map(|e| self.expr(e, 1)),
             decay_invariant: !(self.varies_in_time(s.dt) || t(s.a) || t(s.b)),
             a_invariant: !t(s.a),
+            a_shared: [Some(s.a.re), s.a.im].into_iter().flatten().all(|e| !self.layer.axes_of(e).iter().any(|a| self.layer.axis_slot(*a) == AxisRole::State.slot())),
             b_invariant: !t(s.b),
             c_invariant: !t(s.c),
             skip_invariant: !self.varies_in_time(s.skip),
@@ -214,10 +215,18 @@ pub fn scan_spec(layer: &Layer, max_lanes: u32, head_lanes: bool) -> Result<Scan
     };
     // Without a headdim (Mamba-1, S4D, Vim) lanes hold heads: one sequence per lane, the
     // state a loop of scalars; with one (Mamba-2) lanes hold state indices of one sequence.
-    let mapping = if head_lanes && ax.headdim.is_none() { Mapping::HeadLanes { lanes: max_lanes } } else { Mapping::StateLanes };
+    // With one on the CPU, each work item walks a whole head in time tiles, so B and C are
+    // read once per head, not once per element.
+    let mapping = match (head_lanes, ax.headdim) {
+        (true, None) => Mapping::HeadLanes { lanes: max_lanes },
+        (true, Some(_)) => Mapping::StateTiles { time_tile: 32 },
+        (false, _) => Mapping::StateLanes,
+    };
     let lanes = match mapping {
         Mapping::HeadLanes { .. } => 1,
-        Mapping::StateLanes => (0..=max_lanes.trailing_zeros()).rev().map(|k| 1u32 << k).find(|l| state % l == 0).unwrap_or(1),
+        Mapping::StateLanes | Mapping::StateTiles { .. } => {
+            (0..=max_lanes.trailing_zeros()).rev().map(|k| 1u32 << k).find(|l| state % l == 0).unwrap_or(1)
+        }
     };
     let size = |d: Option<Handle<Dim>>| d.map_or(Index::Const(1), |d| lw.dim(d));
     let scans = crate::roles::scans(layer).into_iter().map(|(s, rev)| lw.scan(s, rev, lanes)).collect();

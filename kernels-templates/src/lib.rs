@@ -49,6 +49,8 @@ pub struct ScanVals {
     pub decay_invariant: bool,
     /// A does not depend on time.
     pub a_invariant: bool,
+    /// A is the same for every state index (a scalar per head): Abar is computed once per step.
+    pub a_shared: bool,
     /// B does not depend on time.
     pub b_invariant: bool,
     /// C does not depend on time.
@@ -75,6 +77,14 @@ pub struct Place {
 pub enum Mapping {
     /// `lanes` consecutive state indices of one sequence (large states, e.g. Mamba-2).
     StateLanes,
+    /// `lanes` consecutive state indices, all elements of one head per work item, time in
+    /// tiles of `time_tile` steps: each element's state goes to a scratch tile between
+    /// tiles, so B and C of a tile are read from memory once for the whole head (large
+    /// states with a headdim on the CPU, e.g. Mamba-2).
+    StateTiles {
+        /// Steps per tile.
+        time_tile: u32,
+    },
     /// `lanes` heads of one batch row and group, one state index at a time (small states
     /// and many channels, e.g. Mamba-1): per-step work such as softplus and the gate is
     /// vectorized too, and B and C are loaded once for all lanes.

@@ -64,76 +64,186 @@ pub fn recurrent(spec: &ScanSpec) -> Kernel {
     let lanes = spec.lanes;
     let chunks = spec.state / lanes;
     let (mut body, work_items, seq_lanes, lane_limit) = decode(spec, seq, &mut bld);
-    let state_at = |j: u32| Stmt::LetIndex { var: axis::STATE, value: Index::Const((j * lanes) as i64) };
     let complex = spec.pairs;
+    let mut scratch = Vec::new();
     for (k, scan) in spec.scans.iter().enumerate() {
-        // The state, one vector (two if complex) per chunk of lanes.
-        let mut h: Vec<Cx> = Vec::new();
-        for j in 0..chunks {
-            body.push(state_at(j));
-            let start = match &spec.h0 {
-                Some(p) => Val::Load { buf: p.buf, index: p.index.clone(), lanes, stride: p.state_stride.clone() },
-                None => Val::splat(Val::Const(0.0), lanes),
-            };
-            let re = bld.bind(&mut body, lanes, start);
-            let im = complex.then(|| bld.bind(&mut body, lanes, Val::splat(Val::Const(0.0), lanes)));
-            h.push(Cx { re, im });
-        }
-        let pre = hoist(&mut bld, &mut body, spec, scan, chunks);
-        let skip = match (&scan.skip, scan.skip_invariant) {
-            (Some(d), true) => Some(bld.bind(&mut body, 1, d.clone())),
-            (d, _) => d.clone(),
-        };
-        let mut step = Vec::new();
-        let x = bld.bind(&mut step, 1, scan.x.clone());
-        let dt = match (&scan.dt, scan.decay_invariant) {
-            (Some(dt), false) => Some(bld.bind(&mut step, 1, dt.clone())),
-            _ => None,
-        };
-        let mut acc = bld.bind(&mut step, lanes, Val::splat(Val::Const(0.0), lanes));
-        let acc_var = var_of(&acc);
-        for (j, pre) in pre.iter().enumerate() {
-            step.push(state_at(j as u32));
-            let (abar, bbar) = match &pre.discrete {
-                Some(d) => d.clone(),
-                None => {
-                    let a = pre.a.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.a.clone()));
-                    let b = pre.b.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.b.clone()));
-                    discretize(spec.discretization, dt.as_ref(), &a, &b, lanes)
+        match spec.mapping {
+            Mapping::StateTiles { time_tile } => {
+                let parts = if complex { 2 } else { 1 };
+                let size = Index::mul(spec.headdim.clone(), Index::Const(i64::from(spec.state) * parts));
+                if scratch.is_empty() {
+                    scratch.push(size);
                 }
-            };
-            let c = pre.c.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.c.clone()));
-            let next = abar.mul(&h[j]).add(&bbar.scale(&Val::splat(x.clone(), lanes)));
-            let next = bld.bind_cx(&mut step, lanes, next);
-            step.push(Stmt::Set { var: var_of(&h[j].re), value: next.re });
-            if let (Some(him), Some(nim)) = (&h[j].im, next.im) {
-                step.push(Stmt::Set { var: var_of(him), value: nim });
+                tiled_scan(&mut bld, &mut body, spec, scan, k, time_tile);
             }
-            step.push(Stmt::Set { var: acc_var, value: Val::add(acc.clone(), c.mul_re(&h[j])) });
-            acc = Val::Var(acc_var);
-        }
-        let scale = if spec.pairs { 2.0 } else { 1.0 };
-        let sum = if lanes > 1 { Val::ReduceAdd(Box::new(acc)) } else { acc };
-        let mut y = Val::mul(sum, Val::Const(scale));
-        if let Some(d) = &skip {
-            y = Val::add(y, Val::mul(d.clone(), x.clone()));
-        }
-        if let Some(z) = &scan.gate {
-            let z = bld.bind(&mut step, 1, z.clone());
-            let sig = Val::div(Val::Const(1.0), Val::add(Val::Const(1.0), Val::un(UnOp::Exp, Val::un(UnOp::Neg, z.clone()))));
-            y = Val::mul(y, Val::mul(z, sig));
-        }
-        let (buf, index) = (spec.y.buf, spec.y.index.clone());
-        step.push(if k == 0 { Stmt::Store { buf, index, value: y } } else { Stmt::StoreAdd { buf, index, value: y } });
-        body.push(Stmt::For { var: axis::TIME, lo: Index::Const(0), hi: spec.time.clone(), reverse: scan.reversed, body: step });
-        if let Some(p) = &spec.h_final {
-            for (j, hj) in h.iter().enumerate() {
-                body.push(state_at(j as u32));
-                body.push(Stmt::StoreLanes { buf: p.buf, index: p.index.clone(), stride: p.state_stride.clone(), lanes, value: hj.re.clone() });
+            Mapping::StateLanes | Mapping::HeadLanes { .. } => {
+                // The state, one vector (two if complex) per chunk of lanes.
+                let mut h: Vec<Cx> = Vec::new();
+                for j in 0..chunks {
+                    body.push(state_at(j, lanes));
+                    let start = match &spec.h0 {
+                        Some(p) => Val::Load { buf: p.buf, index: p.index.clone(), lanes, stride: p.state_stride.clone() },
+                        None => Val::splat(Val::Const(0.0), lanes),
+                    };
+                    let re = bld.bind(&mut body, lanes, start);
+                    let im = complex.then(|| bld.bind(&mut body, lanes, Val::splat(Val::Const(0.0), lanes)));
+                    h.push(Cx { re, im });
+                }
+                let time = (Index::Const(0), spec.time.clone());
+                let steps = scan_steps(&mut bld, spec, scan, k, &h, time);
+                body.extend(steps);
+                if let Some(p) = &spec.h_final {
+                    for (j, hj) in h.iter().enumerate() {
+                        body.push(state_at(j as u32, lanes));
+                        body.push(Stmt::StoreLanes { buf: p.buf, index: p.index.clone(), stride: p.state_stride.clone(), lanes, value: hj.re.clone() });
+                    }
+                }
             }
         }
     }
-    Kernel { name: spec.name.clone(), buffers: spec.buffers.clone(), dims: spec.dims.clone(), seq, sequences: work_items, seq_lanes, lane_limit, body }
+    Kernel {
+        name: spec.name.clone(),
+        buffers: spec.buffers.clone(),
+        dims: spec.dims.clone(),
+        seq,
+        sequences: work_items,
+        seq_lanes,
+        lane_limit,
+        scratch,
+        body,
+    }
+}
+
+fn state_at(j: u32, lanes: u32) -> Stmt {
+    Stmt::LetIndex { var: axis::STATE, value: Index::Const((j * lanes) as i64) }
+}
+
+/// The hoisted values and the time loop `lo..hi` of scan `k`, updating the state `h`.
+fn scan_steps(bld: &mut Builder, spec: &ScanSpec, scan: &ScanVals, k: usize, h: &[Cx], (lo, hi): (Index, Index)) -> Vec<Stmt> {
+    let lanes = spec.lanes;
+    let mut body = Vec::new();
+    let pre = hoist(bld, &mut body, spec, scan, h.len() as u32);
+    let skip = match (&scan.skip, scan.skip_invariant) {
+        (Some(d), true) => Some(bld.bind(&mut body, 1, d.clone())),
+        (d, _) => d.clone(),
+    };
+    let mut step = Vec::new();
+    let x = bld.bind(&mut step, 1, scan.x.clone());
+    let dt = match (&scan.dt, scan.decay_invariant) {
+        (Some(dt), false) => Some(bld.bind(&mut step, 1, dt.clone())),
+        _ => None,
+    };
+    let mut acc = bld.bind(&mut step, lanes, Val::splat(Val::Const(0.0), lanes));
+    let acc_var = var_of(&acc);
+    // One A for the whole state (Mamba-2): its Abar once per step, not once per chunk.
+    let shared = match (&pre[0].discrete, scan.a_shared) {
+        (None, true) => {
+            step.push(state_at(0, lanes));
+            let a = pre[0].a.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.a.clone()));
+            let (abar, _) = discretize(spec.discretization, dt.as_ref(), &a, &a, lanes);
+            Some((a, bld.bind_cx(&mut step, lanes, abar)))
+        }
+        _ => None,
+    };
+    for (j, pre) in pre.iter().enumerate() {
+        step.push(state_at(j as u32, lanes));
+        let (abar, bbar) = match (&pre.discrete, &shared) {
+            (Some(d), _) => d.clone(),
+            (None, Some((a, abar))) => {
+                let b = pre.b.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.b.clone()));
+                (abar.clone(), discretize(spec.discretization, dt.as_ref(), a, &b, lanes).1)
+            }
+            (None, None) => {
+                let a = pre.a.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.a.clone()));
+                let b = pre.b.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.b.clone()));
+                discretize(spec.discretization, dt.as_ref(), &a, &b, lanes)
+            }
+        };
+        let c = pre.c.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.c.clone()));
+        let next = abar.mul(&h[j]).add(&bbar.scale(&Val::splat(x.clone(), lanes)));
+        let next = bld.bind_cx(&mut step, lanes, next);
+        step.push(Stmt::Set { var: var_of(&h[j].re), value: next.re });
+        if let (Some(him), Some(nim)) = (&h[j].im, next.im) {
+            step.push(Stmt::Set { var: var_of(him), value: nim });
+        }
+        step.push(Stmt::Set { var: acc_var, value: Val::add(acc.clone(), c.mul_re(&h[j])) });
+        acc = Val::Var(acc_var);
+    }
+    let scale = if spec.pairs { 2.0 } else { 1.0 };
+    let sum = if lanes > 1 { Val::ReduceAdd(Box::new(acc)) } else { acc };
+    let mut y = Val::mul(sum, Val::Const(scale));
+    if let Some(d) = &skip {
+        y = Val::add(y, Val::mul(d.clone(), x.clone()));
+    }
+    if let Some(z) = &scan.gate {
+        let z = bld.bind(&mut step, 1, z.clone());
+        let sig = Val::div(Val::Const(1.0), Val::add(Val::Const(1.0), Val::un(UnOp::Exp, Val::un(UnOp::Neg, z.clone()))));
+        y = Val::mul(y, Val::mul(z, sig));
+    }
+    let (buf, index) = (spec.y.buf, spec.y.index.clone());
+    step.push(if k == 0 { Stmt::Store { buf, index, value: y } } else { Stmt::StoreAdd { buf, index, value: y } });
+    body.push(Stmt::For { var: axis::TIME, lo, hi, reverse: scan.reversed, body: step });
+    body
+}
+
+/// Scan `k` over time tiles: for each tile, every element p of the head in turn, its state
+/// loaded from and stored back to a scratch tile of P x N, so that B and C of the tile stay
+/// in cache for all P elements.
+fn tiled_scan(bld: &mut Builder, body: &mut Vec<Stmt>, spec: &ScanSpec, scan: &ScanVals, k: usize, tile: u32) {
+    let (lanes, chunks) = (spec.lanes, spec.state / spec.lanes);
+    let scratch = spec.buffers.len();
+    let n = i64::from(spec.state);
+    let plane = Index::mul(spec.headdim.clone(), Index::Const(n));
+    let at = |j: u32, part: i64| {
+        let base = Index::add(Index::mul(Index::Var(axis::HEADDIM), Index::Const(n)), Index::Const(i64::from(j * lanes)));
+        Index::add(base, Index::mul(plane.clone(), Index::Const(part)))
+    };
+    let parts: &[i64] = if spec.pairs { &[0, 1] } else { &[0] };
+    // The initial state of every element into the scratch tile.
+    let mut init = Vec::new();
+    for j in 0..chunks {
+        init.push(state_at(j, lanes));
+        for &part in parts {
+            let value = match (&spec.h0, part) {
+                (Some(p), 0) => Val::Load { buf: p.buf, index: p.index.clone(), lanes, stride: p.state_stride.clone() },
+                _ => Val::splat(Val::Const(0.0), lanes),
+            };
+            init.push(Stmt::StoreLanes { buf: scratch, index: at(j, part), stride: Index::Const(1), lanes, value });
+        }
+    }
+    body.push(Stmt::For { var: axis::HEADDIM, lo: Index::Const(0), hi: spec.headdim.clone(), reverse: false, body: init });
+    let t = i64::from(tile);
+    let tiles = Index::div(Index::add(spec.time.clone(), Index::Const(t - 1)), Index::Const(t));
+    let tile_var = bld.var();
+    let mut per_element = Vec::new();
+    let mut h = Vec::new();
+    for j in 0..chunks {
+        per_element.push(state_at(j, lanes));
+        let load = |part: i64| Val::Load { buf: scratch, index: at(j, part), lanes, stride: Index::Const(1) };
+        let re = bld.bind(&mut per_element, lanes, load(0));
+        let im = spec.pairs.then(|| bld.bind(&mut per_element, lanes, load(1)));
+        h.push(Cx { re, im });
+    }
+    let lo = Index::mul(Index::Var(tile_var), Index::Const(t));
+    let hi = Index::min(Index::add(lo.clone(), Index::Const(t)), spec.time.clone());
+    per_element.extend(scan_steps(bld, spec, scan, k, &h, (lo, hi)));
+    for (j, hj) in h.iter().enumerate() {
+        per_element.push(state_at(j as u32, lanes));
+        for (&part, v) in parts.iter().zip([Some(&hj.re), hj.im.as_ref()].into_iter().flatten()) {
+            per_element.push(Stmt::StoreLanes { buf: scratch, index: at(j as u32, part), stride: Index::Const(1), lanes, value: v.clone() });
+        }
+    }
+    let elements = Stmt::For { var: axis::HEADDIM, lo: Index::Const(0), hi: spec.headdim.clone(), reverse: false, body: per_element };
+    body.push(Stmt::For { var: tile_var, lo: Index::Const(0), hi: tiles, reverse: scan.reversed, body: vec![elements] });
+    if let Some(p) = &spec.h_final {
+        let mut fin = Vec::new();
+        for j in 0..chunks {
+            fin.push(state_at(j, lanes));
+            let value = Val::Load { buf: scratch, index: at(j, 0), lanes, stride: Index::Const(1) };
+            fin.push(Stmt::StoreLanes { buf: p.buf, index: p.index.clone(), stride: p.state_stride.clone(), lanes, value });
+        }
+        body.push(Stmt::For { var: axis::HEADDIM, lo: Index::Const(0), hi: spec.headdim.clone(), reverse: false, body: fin });
+    }
 }
 
 /// Binds the axis variables of work item `seq`; returns the statements, the number of
@@ -151,6 +261,15 @@ fn decode(spec: &ScanSpec, seq: Var, bld: &mut Builder) -> (Vec<Stmt>, Index, u3
             ];
             let items = Index::mul(Index::mul(spec.batch.clone(), spec.heads.clone()), pd);
             (body, items, 1, None)
+        }
+        Mapping::StateTiles { .. } => {
+            // Work item (b, h): every element of the head, walked in time tiles.
+            let body = vec![
+                Stmt::LetIndex { var: axis::HEAD, value: Index::rem(w.clone(), spec.heads.clone()) },
+                Stmt::LetIndex { var: axis::BATCH, value: Index::div(w, spec.heads.clone()) },
+                Stmt::LetIndex { var: axis::GROUP, value: Index::div(Index::Var(axis::HEAD), spec.heads_per_group.clone()) },
+            ];
+            (body, Index::mul(spec.batch.clone(), spec.heads.clone()), 1, None)
         }
         Mapping::HeadLanes { lanes } => {
             // Work item (b, g, c): heads g*hpg + c*lanes + lane of batch row b, clamped to the

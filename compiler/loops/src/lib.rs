@@ -319,6 +319,9 @@ pub struct Kernel {
     /// Lane k holds a sequence of its own only if `a < b` at lane k; the other lanes repeat
     /// one (their `StoreAdd`s add nothing).
     pub lane_limit: Option<(Index, Index)>,
+    /// Scratch arrays of f32 private to one call (sizes in elements), addressed as buffers
+    /// `buffers.len()`, `buffers.len() + 1`, ...
+    pub scratch: Vec<Index>,
     /// Statements run for each sequence.
     pub body: Vec<Stmt>,
 }
@@ -387,6 +390,9 @@ impl fmt::Display for Kernel {
         }
         for (i, d) in self.dims.iter().enumerate() {
             writeln!(f, "  d{i} = {d}")?;
+        }
+        for (i, s) in self.scratch.iter().enumerate() {
+            writeln!(f, "  b{} scratch f32[{s}]", self.buffers.len() + i)?;
         }
         writeln!(f, "  for i{} in 0..{} (work items of {} sequences) {{", self.seq.0, self.sequences, self.seq_lanes)?;
         write_block(f, &self.body, 2)?;

@@ -112,6 +112,12 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
             let slot = unsafe { self.b.build_in_bounds_gep(self.i64, dims, &[self.i64.const_int(i as u64, false)], "") }.map_err(err)?;
             self.dims.push(self.b.build_load(self.i64, slot, name).map_err(err)?.into_int_value());
         }
+        // Scratch arrays live on the stack of the call, after the tensors in buffer order.
+        for size in &k.scratch {
+            let n = self.index(size)?;
+            let p = self.b.build_array_alloca(self.f32, n, "scratch").map_err(err)?;
+            self.bufs.push((p, Elem::F32));
+        }
         // Every float variable lives in an entry-block slot; mem2reg makes them registers.
         let mut lets = Vec::new();
         collect_lets(&k.body, &mut lets);
