@@ -9,131 +9,12 @@ use ssmc_compiler::check_source;
 use ssmc_compiler::tensors::{
     generate_inputs, read_safetensors, write_safetensors, OutDType, TensorData, TensorMap,
 };
+use ssmc_tests::{ssmc_bin, stdlib, Out, STDLIB};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
-
-const STDLIB: [&str; 4] = ["mamba1", "mamba2", "s4d", "vim"];
-
-fn stdlib(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../stdlib")
-        .join(format!("{name}.ssm"))
-        .canonicalize()
-        .expect("stdlib file")
-}
-
-/// The `ssmc` binary of the profile this test was built with, built if needed.
-fn ssmc_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("SSMC_BIN") {
-            return PathBuf::from(bin);
-        }
-        // target/<profile>/deps/cli-<hash>  ->  target/<profile>/ssmc
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/deps")
-            .to_path_buf();
-        let bin = profile_dir.join(format!("ssmc{}", std::env::consts::EXE_SUFFIX));
-        let target_dir = profile_dir.parent().expect("target dir");
-        let profile = profile_dir
-            .file_name()
-            .and_then(OsStr::to_str)
-            .unwrap_or("debug");
-        let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-        build
-            .args([
-                "build",
-                "--quiet",
-                "--bin",
-                "ssmc",
-                "-p",
-                "ssmc-compiler",
-                "--manifest-path",
-            ])
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
-            .env("CARGO_TARGET_DIR", target_dir);
-        match profile {
-            "debug" => {}
-            "release" => {
-                build.arg("--release");
-            }
-            other => {
-                build.args(["--profile", other]);
-            }
-        }
-        // Always build: the tests of this package do not depend on the binary, so an
-        // existing one may predate the sources.
-        let status = build.status().expect("run cargo build");
-        assert!(status.success(), "cargo build --bin ssmc failed");
-        assert!(bin.is_file(), "no binary at {}", bin.display());
-        bin
-    })
-}
-
-/// What one run of `ssmc` did.
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    wall: Duration,
-}
-
-impl Out {
-    fn ok(&self) -> &Self {
-        assert_eq!(
-            self.code,
-            Some(0),
-            "expected success\nstdout:\n{}\nstderr:\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    /// Exit 1, something on stderr starting with `error`, nothing on stdout.
-    fn fails(&self) -> &Self {
-        assert_eq!(
-            self.code,
-            Some(1),
-            "expected exit 1\nstdout:\n{}\nstderr:\n{}",
-            self.stdout,
-            self.stderr
-        );
-        assert!(
-            self.stderr.contains("error"),
-            "no error on stderr:\n{}",
-            self.stderr
-        );
-        self
-    }
-
-    fn stderr_has(&self, needles: &[&str]) -> &Self {
-        for n in needles {
-            assert!(
-                self.stderr.contains(n),
-                "stderr lacks {n:?}:\n{}",
-                self.stderr
-            );
-        }
-        self
-    }
-
-    fn no_stdout(&self) -> &Self {
-        assert!(
-            self.stdout.is_empty(),
-            "unexpected stdout:\n{}",
-            self.stdout
-        );
-        self
-    }
-}
+use std::time::Duration;
 
 /// Runs `ssmc args...` in `dir`. Whatever happens, it must not panic.
 fn ssmc<I, S>(dir: &Path, args: I) -> Out
@@ -141,25 +22,13 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let start = Instant::now();
-    let out = Command::new(ssmc_bin())
-        .args(args)
-        .current_dir(dir)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("run ssmc");
-    let wall = start.elapsed();
-    let out = Out {
-        code: out.status.code(),
-        stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
-        stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
-        wall,
-    };
-    assert!(
-        !out.stderr.contains("panicked"),
-        "ssmc panicked:\n{}",
-        out.stderr
+    let out = Out::run(
+        Command::new(ssmc_bin())
+            .args(args)
+            .current_dir(dir)
+            .env_remove("RUST_BACKTRACE"),
     );
+    out.not_panicked("ssmc");
     assert_ne!(out.code, Some(101), "ssmc panicked:\n{}", out.stderr);
     out
 }
@@ -229,7 +98,7 @@ fn check_reports_file_line_col_and_caret() {
     let (line, col) = line_col(&broken, "dleta");
 
     let out = ssmc(dir.path(), ["check", "broken.ssm"]);
-    out.fails()
+    out.errs()
         .no_stdout()
         .stderr_has(&[&format!("broken.ssm:{line}:{col}"), "^", "dleta"]);
     // The caret line sits under the name: `^` at the column of `dleta` in the quoted source.
@@ -249,7 +118,7 @@ fn check_reports_file_line_col_and_caret() {
             OsStr::new("broken.ssm"),
         ],
     );
-    out.fails()
+    out.errs()
         .stderr_has(&[&format!("broken.ssm:{line}:{col}")]);
     assert!(out.stdout.contains("s4d.ssm: ok (s4d)"), "{}", out.stdout);
 }
@@ -262,7 +131,7 @@ fn check_syntax_error_points_at_the_token() {
     std::fs::write(dir.path().join("syntax.ssm"), text).expect("write");
     let (line, col) = line_col(text, "L]");
     let out = ssmc(dir.path(), ["check", "syntax.ssm"]);
-    out.fails()
+    out.errs()
         .no_stdout()
         .stderr_has(&[&format!("syntax.ssm:{line}:{col}"), "^"]);
 }
@@ -276,7 +145,7 @@ fn check_binary_file_is_one_clear_error() {
     )
     .expect("write");
     let out = ssmc(dir.path(), ["check", "bin.ssm"]);
-    out.fails()
+    out.errs()
         .no_stdout()
         .stderr_has(&["bin.ssm:1:5", "not valid UTF-8", "^"]);
 }
@@ -285,7 +154,7 @@ fn check_binary_file_is_one_clear_error() {
 fn check_missing_file_says_cannot_read() {
     let dir = tempdir();
     let out = ssmc(dir.path(), ["check", "missing.ssm"]);
-    out.fails()
+    out.errs()
         .no_stdout()
         .stderr_has(&["cannot read `missing.ssm`"]);
     // Other files are still checked.
@@ -297,15 +166,15 @@ fn check_missing_file_says_cannot_read() {
             stdlib("vim").as_os_str(),
         ],
     );
-    out.fails().stderr_has(&["cannot read `missing.ssm`"]);
+    out.errs().stderr_has(&["cannot read `missing.ssm`"]);
     assert!(out.stdout.contains("vim.ssm: ok (vim)"), "{}", out.stdout);
     // `ir` and `run` say the same.
     ssmc(dir.path(), ["ir", "missing.ssm"])
-        .fails()
+        .errs()
         .no_stdout()
         .stderr_has(&["cannot read `missing.ssm`"]);
     ssmc(dir.path(), ["run", "missing.ssm"])
-        .fails()
+        .errs()
         .no_stdout()
         .stderr_has(&["cannot read `missing.ssm`"]);
 }
@@ -597,7 +466,7 @@ fn rejected_inputs(layer: &str, dir: &Path, file: &str) -> Out {
         ],
     );
     eprintln!("--inputs {file}:\n{}", out.stderr);
-    out.fails().no_stdout();
+    out.errs().no_stdout();
     assert!(
         !dir.join("out.safetensors").exists(),
         "an output was written for rejected inputs:\n{}",
@@ -794,30 +663,30 @@ fn dim_overrides_are_checked() {
         ssmc(d, all)
     };
     run(&["--dim", "N=32", "--output", "o.safetensors"])
-        .fails()
+        .errs()
         .no_stdout()
         .stderr_has(&["N=32", "`N` is a compile-time constant", "16"]);
     // The constant's own value is fine.
     run(&["--dim", "N=16", "--dim", "L=3", "--json"]).ok();
     run(&["--dim", "Q=3"])
-        .fails()
+        .errs()
         .no_stdout()
         .stderr_has(&["`Q`", "no dim", "B, D, L, G, N"]);
     run(&["--dim", "L=0"])
-        .fails()
+        .errs()
         .no_stdout()
         .stderr_has(&["L=0", "at least 1"]);
     // Every problem at once.
     run(&["--dim", "Q=3", "--dim", "N=8"])
-        .fails()
+        .errs()
         .stderr_has(&["`Q`", "`N`"]);
     // Sizes too large to hold, or to count, are errors, not crashes.
     run(&["--dim", "L=1000000000000"])
-        .fails()
+        .errs()
         .no_stdout()
         .stderr_has(&["`u`", "[B, D, L]", "elements"]);
     run(&["--dim", "L=99999999999999999", "--dim", "D=99999999999"])
-        .fails()
+        .errs()
         .no_stdout()
         .stderr_has(&["[B, D, L]", "elements"]);
 
@@ -857,12 +726,12 @@ fn two_layer_file_needs_layer() {
     );
 
     ssmc(d, ["run", "two.ssm", "--output", "o.safetensors"])
-        .fails()
+        .errs()
         .no_stdout()
         .stderr_has(&["2 layers", "mamba1", "s4d", "--layer"]);
     assert!(!d.join("o.safetensors").exists());
     ssmc(d, ["run", "two.ssm", "--layer", "s5"])
-        .fails()
+        .errs()
         .no_stdout()
         .stderr_has(&["`s5`", "mamba1, s4d"]);
 
@@ -894,11 +763,11 @@ fn unwritable_outputs_fail_before_writing_anything() {
         ssmc(d, all)
     };
     run(&["--output", "nodir/out.safetensors"])
-        .fails()
+        .errs()
         .no_stdout()
         .stderr_has(&["nodir/out.safetensors", "`nodir` does not exist"]);
     run(&["--save-inputs", "nodir/in.safetensors"])
-        .fails()
+        .errs()
         .no_stdout()
         .stderr_has(&["nodir/in.safetensors", "does not exist"]);
     // --save-inputs would succeed, but the output cannot: neither is written.
@@ -908,19 +777,19 @@ fn unwritable_outputs_fail_before_writing_anything() {
         "--output",
         "nodir/out.safetensors",
     ])
-    .fails()
+    .errs()
     .no_stdout()
     .stderr_has(&["nodir"]);
     // An output path that is a directory.
     std::fs::create_dir(d.join("sub")).expect("mkdir");
     run(&["--output", "sub"])
-        .fails()
+        .errs()
         .no_stdout()
         .stderr_has(&["sub", "directory"]);
     // A directory path through a file.
     std::fs::write(d.join("plain"), "x").expect("write");
     run(&["--output", "plain/out.safetensors"])
-        .fails()
+        .errs()
         .no_stdout()
         .stderr_has(&["plain/out.safetensors", "not a directory"]);
     assert_eq!(listing(d), ["plain", "sub"], "files written by failed runs");

@@ -8,11 +8,11 @@ use ssmc_compiler::forms::{self, cost::Target, egraph, CHUNK_SIZES};
 use ssmc_compiler::ir::Layer;
 use ssmc_compiler::tensors::{generate_inputs, read_safetensors, TensorMap};
 use ssmc_compiler::{interp, Checked};
+use ssmc_tests::{rel_err, root, ssmc_bin, stdlib_source, Out};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 
 const TOL: f64 = 1e-9;
 
@@ -24,99 +24,16 @@ const CASES: [(&str, &[(&str, usize)]); 4] = [
     ("vim", &[("L", 13), ("D", 6)]),
 ];
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .expect("repository root")
-}
-
-/// The `ssmc` binary of the profile this test was built with, built once per process
-/// (`cargo build` is a no-op when it is fresh; an existing binary may predate the sources).
-fn ssmc_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("SSMC_BIN") {
-            return PathBuf::from(bin);
-        }
-        // target/<profile>/deps/cli_forms-<hash>  ->  target/<profile>/ssmc
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/deps")
-            .to_path_buf();
-        let bin = profile_dir.join(format!("ssmc{}", std::env::consts::EXE_SUFFIX));
-        let target_dir = profile_dir.parent().expect("target dir");
-        let profile = profile_dir
-            .file_name()
-            .and_then(OsStr::to_str)
-            .unwrap_or("debug");
-        let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-        build
-            .args([
-                "build",
-                "--quiet",
-                "--bin",
-                "ssmc",
-                "-p",
-                "ssmc-compiler",
-                "--manifest-path",
-            ])
-            .arg(root().join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", target_dir);
-        match profile {
-            "debug" => {}
-            "release" => {
-                build.arg("--release");
-            }
-            other => {
-                build.args(["--profile", other]);
-            }
-        }
-        let status = build.status().expect("run cargo build");
-        assert!(status.success(), "cargo build --bin ssmc failed");
-        assert!(bin.is_file(), "no binary at {}", bin.display());
-        bin
-    })
-}
-
-/// What one run of `ssmc` did.
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs `ssmc args...` from the repository root; it must not panic.
 fn ssmc<S: AsRef<OsStr>>(args: &[S]) -> Out {
-    let out = Command::new(ssmc_bin())
-        .args(args)
-        .current_dir(root())
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("run ssmc");
-    let out = Out {
-        code: out.status.code(),
-        stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
-        stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
-    };
-    assert!(
-        !out.stderr.contains("panicked"),
-        "ssmc panicked:\n{}",
-        out.stderr
+    let out = Out::run(
+        Command::new(ssmc_bin())
+            .args(args)
+            .current_dir(root())
+            .env_remove("RUST_BACKTRACE"),
     );
+    out.not_panicked("ssmc");
     out
-}
-
-fn ok(out: &Out, what: &str) {
-    assert_eq!(
-        out.code,
-        Some(0),
-        "{what}: expected success\nstdout:\n{}\nstderr:\n{}",
-        out.stdout,
-        out.stderr
-    );
 }
 
 fn stdlib_path(name: &str) -> String {
@@ -124,7 +41,7 @@ fn stdlib_path(name: &str) -> String {
 }
 
 fn load(name: &str) -> (Layer, String) {
-    let text = std::fs::read_to_string(root().join(stdlib_path(name))).expect("read stdlib");
+    let text = stdlib_source(name);
     let Checked { result, .. } = ssmc_compiler::check_source(name, text.as_bytes());
     let (mut module, _) = result.unwrap_or_else(|_| panic!("{name} compiles"));
     (module.layers.remove(0), text)
@@ -145,18 +62,6 @@ fn line_of(text: &str, prefix: &str) -> usize {
         + 1
 }
 
-fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len(), "lengths differ");
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum::<f64>()
-        .sqrt();
-    let den: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
-    num / den.max(1e-300)
-}
-
 /// Runs `ssmc run FILE --form FORM --output PATH --dtype f64 --json`; returns the outputs
 /// read back and the form the summary reports.
 fn run_form(name: &str, dims: &[(&str, usize)], form: &str, dir: &Path) -> (TensorMap, String) {
@@ -172,7 +77,7 @@ fn run_form(name: &str, dims: &[(&str, usize)], form: &str, dir: &Path) -> (Tens
     ]);
     args.extend(["--output".into(), path.display().to_string()]);
     let out = ssmc(&args);
-    ok(&out, &format!("{name} --form {form}"));
+    out.ok_for(&format!("{name} --form {form}"));
     let summary: serde_json::Value = serde_json::from_str(out.stdout.trim())
         .unwrap_or_else(|e| panic!("summary is not JSON ({e}):\n{}", out.stdout));
     let reported = summary["form"]
@@ -286,10 +191,7 @@ fn conv_on_a_selective_layer_names_the_selective_roles() {
         "an output was written for a refused form"
     );
     // s4d is time-invariant: conv runs.
-    ok(
-        &ssmc(&["run", "stdlib/s4d.ssm", "--dim", "L=8", "--form", "conv"]),
-        "s4d conv",
-    );
+    ssmc(&["run", "stdlib/s4d.ssm", "--dim", "L=8", "--form", "conv"]).ok_for("s4d conv");
 }
 
 #[test]
@@ -327,7 +229,7 @@ fn emit_matrix_writes_m_of_batch_channel_l_l() {
         let mut args = vec!["run".to_string(), stdlib_path(name)];
         args.extend(dim_args(&dims));
         args.extend(["--emit-matrix".to_string(), path.display().to_string()]);
-        ok(&ssmc(&args), &format!("{name} --emit-matrix"));
+        ssmc(&args).ok_for(&format!("{name} --emit-matrix"));
         let m = read_safetensors(&path).expect("read M");
         assert_eq!(
             m.keys().collect::<Vec<_>>(),

@@ -33,7 +33,7 @@ fn fail() {
 
 #[test]
 fn stdlib_files_check_without_errors() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../stdlib");
+    let dir = ssmc_tests::repo().join("stdlib");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).expect("stdlib/ exists") {
         let path = entry.expect("a directory entry").path();

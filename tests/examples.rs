@@ -6,6 +6,7 @@
 //! (a no-op when fresh), in the profile this test was built with.
 
 use ssmc_compiler::tensors::{read_safetensors, write_safetensors, OutDType, TensorMap};
+use ssmc_tests::{cargo_build, repo, Out};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,26 +16,12 @@ use std::sync::OnceLock;
 fn profile_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        // target/<profile>/deps/examples-<hash>  ->  target/<profile>
-        let exe = std::env::current_exe().expect("test executable path");
-        let dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/deps")
-            .to_path_buf();
-        let target_dir = dir.parent().expect("target dir");
-        let profile = dir.file_name().and_then(OsStr::to_str).unwrap_or("debug");
-        let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-        build
-            .args([
-                "build",
-                "--quiet",
+        let dir = cargo_build(
+            &[
                 "-p",
                 "ssmc-compiler",
                 "-p",
                 "ssmc-runtime",
-            ])
-            .args([
                 "-p",
                 "ssmc-example",
                 "--lib",
@@ -42,23 +29,8 @@ fn profile_dir() -> &'static Path {
                 "ssmc",
                 "--bin",
                 "ssmc-example",
-            ])
-            .arg("--manifest-path")
-            .arg(repo().join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", target_dir);
-        match profile {
-            "debug" => {}
-            "release" => {
-                build.arg("--release");
-            }
-            other => {
-                build.args(["--profile", other]);
-            }
-        }
-        let status = build.status().expect("run cargo build");
-        assert!(
-            status.success(),
-            "cargo build of ssmc, ssmc-runtime and ssmc-example failed"
+            ],
+            "cargo build of ssmc, ssmc-runtime and ssmc-example failed",
         );
         for file in ["ssmc", "ssmc-example", "libssmc_runtime.a"] {
             assert!(dir.join(file).is_file(), "no {file} in {}", dir.display());
@@ -67,58 +39,11 @@ fn profile_dir() -> &'static Path {
     })
 }
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// What one program did.
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
+/// Runs `program args...`; whatever happens, it must not panic.
 fn run(program: &Path, args: &[&OsStr]) -> Out {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
-    let out = Out {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert!(
-        !out.stderr.contains("panicked"),
-        "{} panicked:\n{}",
-        program.display(),
-        out.stderr
-    );
+    let out = Out::run_lossy(Command::new(program).args(args));
+    out.not_panicked(&program.display().to_string());
     out
-}
-
-impl Out {
-    fn ok(&self) -> &Self {
-        assert_eq!(
-            self.code,
-            Some(0),
-            "expected success\nstdout:\n{}\nstderr:\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    fn fails(&self) -> &Self {
-        assert_eq!(
-            self.code,
-            Some(1),
-            "expected exit 1\nstdout:\n{}\nstderr:\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
 }
 
 /// The artifact, inputs and reference of the examples, in a temporary directory.

@@ -7,68 +7,8 @@
 //! from the repository root with relative paths: snapshots do not depend on where the
 //! repository lives.
 
-use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use ssmc_tests::{root, ssmc_bin};
 use std::process::Command;
-use std::sync::OnceLock;
-
-/// The repository root.
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .expect("repository root")
-}
-
-/// The `ssmc` binary of the profile this test was built with, built once per process
-/// (`cargo build` is a no-op when it is fresh; an existing binary may predate the sources).
-fn ssmc_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("SSMC_BIN") {
-            return PathBuf::from(bin);
-        }
-        // target/<profile>/deps/explain-<hash>  ->  target/<profile>/ssmc
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/deps")
-            .to_path_buf();
-        let bin = profile_dir.join(format!("ssmc{}", std::env::consts::EXE_SUFFIX));
-        let target_dir = profile_dir.parent().expect("target dir");
-        let profile = profile_dir
-            .file_name()
-            .and_then(OsStr::to_str)
-            .unwrap_or("debug");
-        let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-        build
-            .args([
-                "build",
-                "--quiet",
-                "--bin",
-                "ssmc",
-                "-p",
-                "ssmc-compiler",
-                "--manifest-path",
-            ])
-            .arg(root().join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", target_dir);
-        match profile {
-            "debug" => {}
-            "release" => {
-                build.arg("--release");
-            }
-            other => {
-                build.args(["--profile", other]);
-            }
-        }
-        let status = build.status().expect("run cargo build");
-        assert!(status.success(), "cargo build --bin ssmc failed");
-        assert!(bin.is_file(), "no binary at {}", bin.display());
-        bin
-    })
-}
 
 /// `ssmc explain args...` from the repository root; must succeed with nothing on stderr.
 fn explain(args: &[&str]) -> String {

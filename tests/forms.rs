@@ -12,6 +12,7 @@ use ssmc_compiler::ir::Layer;
 use ssmc_compiler::roles::{self, silu, ScanRoles};
 use ssmc_compiler::tensors::{TensorData, TensorMap};
 use ssmc_compiler::{interp, tensors};
+use ssmc_tests::{rel_err, stdlib_layer, stdlib_source, STDLIB};
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -37,18 +38,6 @@ fn report(test: &'static str) {
     );
 }
 
-fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len(), "lengths differ");
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum::<f64>()
-        .sqrt();
-    let den: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
-    num / den.max(1e-300)
-}
-
 /// Asserts that `got` has exactly the outputs of `want`, each within [`TOL`]; returns the
 /// largest error.
 fn assert_agree(got: &TensorMap, want: &TensorMap, what: &dyn Fn() -> String) -> f64 {
@@ -69,17 +58,10 @@ fn assert_agree(got: &TensorMap, want: &TensorMap, what: &dyn Fn() -> String) ->
     worst
 }
 
-
 #[test]
 fn stdlib_forms_agree_with_interpreter() {
-    for name in ["mamba1", "mamba2", "s4d", "vim"] {
-        let src = std::fs::read_to_string(format!(
-            "{}/../stdlib/{name}.ssm",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .expect("read");
-        let (module, _) = ssmc_compiler::compile(&src).expect("compiles");
-        let layer = &module.layers[0];
+    for name in STDLIB {
+        let layer = &stdlib_layer(name);
         for l in [1usize, 7, 37, 100] {
             let mut dims = BTreeMap::new();
             dims.insert("L".to_string(), l);
@@ -342,12 +324,7 @@ fn check_mixer(cfg: &LayerCfg, d: Dims, seed: u64) -> bool {
 }
 
 fn stdlib_case(name: &str, l: usize) -> (Layer, Sizes, TensorMap) {
-    let src = std::fs::read_to_string(format!(
-        "{}/../stdlib/{name}.ssm",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .expect("read");
-    let layer = compile_or_panic(&src);
+    let layer = compile_or_panic(&stdlib_source(name));
     let mut dims = BTreeMap::new();
     dims.insert("L".to_string(), l);
     match name {

@@ -14,38 +14,10 @@ use ssmc_compiler::bind::sizes_from_dims;
 use ssmc_compiler::ir::Layer;
 use ssmc_compiler::{interp, tensors};
 use ssmc_runtime::{cuda_device, Error, GpuLayer, TensorRef};
+use ssmc_tests::{rel_err, repo, ssmc_bin, stdlib_layer, STDLIB};
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-
-const STDLIB: [&str; 4] = ["mamba1", "mamba2", "s4d", "vim"];
-
-/// The repository: `$SSMC_REPO`, else the one this test was built in.
-fn repo() -> PathBuf {
-    std::env::var_os("SSMC_REPO")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-}
-
-fn source(name: &str) -> String {
-    let path = repo().join(format!("stdlib/{name}.ssm"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {} (set SSMC_REPO to the repository): {e}",
-            path.display()
-        )
-    })
-}
-
-fn layer(name: &str) -> Layer {
-    ssmc_compiler::compile(&source(name))
-        .expect("compiles")
-        .0
-        .layers
-        .remove(0)
-}
 
 /// The GPU's name, or `None` after printing why the GPU checks are skipped.
 fn gpu() -> Option<String> {
@@ -61,16 +33,6 @@ fn gpu() -> Option<String> {
             None
         }
     }
-}
-
-fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum::<f64>()
-        .sqrt();
-    num / b.iter().map(|y| y * y).sum::<f64>().sqrt().max(1e-300)
 }
 
 /// Runs the GPU layer on `inputs` (as f32) and returns its outputs as f64.
@@ -140,7 +102,7 @@ fn stdlib_layers_match_the_interpreter_on_the_gpu() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut worst = Vec::new();
     for name in STDLIB {
-        let layer = layer(name);
+        let layer = stdlib_layer(name);
         let out = dir.path().join(name);
         artifact::build(&layer, &BuildTarget::Ptx, &out).unwrap_or_else(|e| panic!("{name}: {e}"));
         let lib = GpuLayer::load(&out).expect("loads");
@@ -180,7 +142,7 @@ fn stdlib_layers_match_the_interpreter_on_the_gpu() {
 #[test]
 fn gpu_layer_checks_tensors_first_and_never_panics_without_a_gpu() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let layer = layer("mamba1");
+    let layer = stdlib_layer("mamba1");
     let out = dir.path().join("mamba1");
     artifact::build(&layer, &BuildTarget::Ptx, &out).expect("builds");
     let lib = GpuLayer::load(&out).expect("loads");
@@ -227,58 +189,6 @@ fn gpu_layer_checks_tensors_first_and_never_panics_without_a_gpu() {
         .err()
         .expect("a cpu artifact is refused");
     assert!(e.to_string().contains("not a ptx one"), "{e}");
-}
-
-/// The `ssmc` binary: `$SSMC_BIN`, else built next to this test (a no-op when fresh).
-fn ssmc_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("SSMC_BIN") {
-            return PathBuf::from(bin);
-        }
-        // target/<profile>/deps/gpu-<hash>  ->  target/<profile>/ssmc
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/deps")
-            .to_path_buf();
-        let profile = profile_dir
-            .file_name()
-            .and_then(OsStr::to_str)
-            .unwrap_or("debug")
-            .to_string();
-        let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-        build
-            .args([
-                "build",
-                "--quiet",
-                "--bin",
-                "ssmc",
-                "-p",
-                "ssmc-compiler",
-                "--manifest-path",
-            ])
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
-            .env(
-                "CARGO_TARGET_DIR",
-                profile_dir.parent().expect("target dir"),
-            );
-        match profile.as_str() {
-            "debug" => {}
-            "release" => {
-                build.arg("--release");
-            }
-            other => {
-                build.args(["--profile", other]);
-            }
-        }
-        assert!(
-            build.status().expect("run cargo build").success(),
-            "cargo build --bin ssmc failed"
-        );
-        profile_dir.join(format!("ssmc{}", std::env::consts::EXE_SUFFIX))
-    })
 }
 
 #[test]

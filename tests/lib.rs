@@ -1,1 +1,240 @@
-//! Shared helpers of the integration tests.
+//! Shared helpers of the integration tests: where the repository, the stdlib layers and the
+//! `ssmc` binary are, how to run a program and check what it did, and relative errors.
+//!
+//! `scripts/gpu-test` runs the `gpu` test binary, built elsewhere, on a machine without Rust:
+//! there `CARGO_MANIFEST_DIR` does not exist, `SSMC_REPO` names the repository and
+//! `SSMC_BIN` the `ssmc` binary, so every path below goes through [`repo`] and [`ssmc_bin`].
+
+use ssmc_compiler::ir::Layer;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The stdlib layers, by file stem (`stdlib/NAME.ssm`).
+pub const STDLIB: [&str; 4] = ["mamba1", "mamba2", "s4d", "vim"];
+
+/// The repository: `$SSMC_REPO`, else the one these tests were built in.
+pub fn repo() -> PathBuf {
+    std::env::var_os("SSMC_REPO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+}
+
+/// The repository ([`repo`]) as a canonical path.
+pub fn root() -> PathBuf {
+    repo().canonicalize().expect("repository root")
+}
+
+/// The canonical path of the stdlib file `stdlib/NAME.ssm`.
+pub fn stdlib(name: &str) -> PathBuf {
+    repo()
+        .join("stdlib")
+        .join(format!("{name}.ssm"))
+        .canonicalize()
+        .expect("stdlib file")
+}
+
+/// The text of the stdlib file `stdlib/NAME.ssm`.
+pub fn stdlib_source(name: &str) -> String {
+    let path = repo().join(format!("stdlib/{name}.ssm"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {} (set SSMC_REPO to the repository): {e}",
+            path.display()
+        )
+    })
+}
+
+/// The first layer of the stdlib file `stdlib/NAME.ssm`, compiled.
+pub fn stdlib_layer(name: &str) -> Layer {
+    ssmc_compiler::compile(&stdlib_source(name))
+        .expect("compiles")
+        .0
+        .layers
+        .remove(0)
+}
+
+/// Runs `cargo build --quiet ARGS` on the repository, into the target directory and profile
+/// of the running test, and returns `target/<profile>`; panics with `failed` if it fails.
+pub fn cargo_build(args: &[&str], failed: &str) -> PathBuf {
+    // target/<profile>/deps/NAME-<hash>  ->  target/<profile>
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .to_path_buf();
+    let target_dir = profile_dir.parent().expect("target dir");
+    let profile = profile_dir
+        .file_name()
+        .and_then(OsStr::to_str)
+        .unwrap_or("debug");
+    let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+    build
+        .args(["build", "--quiet"])
+        .args(args)
+        .arg("--manifest-path")
+        .arg(repo().join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", target_dir);
+    match profile {
+        "debug" => {}
+        "release" => {
+            build.arg("--release");
+        }
+        other => {
+            build.args(["--profile", other]);
+        }
+    }
+    let status = build.status().expect("run cargo build");
+    assert!(status.success(), "{failed}");
+    profile_dir
+}
+
+/// The `ssmc` binary: `$SSMC_BIN`, else the one of the running test's profile, built once
+/// per process (a no-op when fresh: the tests do not depend on the binary, so an existing
+/// one may predate the sources).
+pub fn ssmc_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("SSMC_BIN") {
+            return PathBuf::from(bin);
+        }
+        let bin = cargo_build(
+            &["--bin", "ssmc", "-p", "ssmc-compiler"],
+            "cargo build --bin ssmc failed",
+        )
+        .join(format!("ssmc{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.is_file(), "no binary at {}", bin.display());
+        bin
+    })
+}
+
+/// What one run of a program did.
+pub struct Out {
+    /// The exit status, `None` if a signal ended it.
+    pub code: Option<i32>,
+    /// What it wrote on stdout.
+    pub stdout: String,
+    /// What it wrote on stderr.
+    pub stderr: String,
+    /// How long it ran.
+    pub wall: Duration,
+}
+
+impl Out {
+    /// Runs `cmd` to the end; what it writes on stdout and stderr must be UTF-8.
+    pub fn run(cmd: &mut Command) -> Self {
+        let (out, wall) = output(cmd);
+        Out {
+            code: out.status.code(),
+            stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
+            stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
+            wall,
+        }
+    }
+
+    /// Runs `cmd` to the end; what is not UTF-8 on stdout and stderr is replaced.
+    pub fn run_lossy(cmd: &mut Command) -> Self {
+        let (out, wall) = output(cmd);
+        Out {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            wall,
+        }
+    }
+
+    /// Asserts that nothing on stderr says `panicked`; `what` names the program.
+    pub fn not_panicked(&self, what: &str) -> &Self {
+        assert!(
+            !self.stderr.contains("panicked"),
+            "{what} panicked:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    /// Asserts exit status 0.
+    pub fn ok(&self) -> &Self {
+        self.exits(0, "expected success")
+    }
+
+    /// Asserts exit status 0; `what` starts the message if not.
+    pub fn ok_for(&self, what: &str) -> &Self {
+        self.exits(0, &format!("{what}: expected success"))
+    }
+
+    /// Asserts exit status 1.
+    pub fn fails(&self) -> &Self {
+        self.exits(1, "expected exit 1")
+    }
+
+    /// Asserts exit status 1 and something on stderr that says `error`.
+    pub fn errs(&self) -> &Self {
+        self.fails();
+        assert!(
+            self.stderr.contains("error"),
+            "no error on stderr:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    /// Asserts that stderr holds every one of `needles`.
+    pub fn stderr_has(&self, needles: &[&str]) -> &Self {
+        for n in needles {
+            assert!(
+                self.stderr.contains(n),
+                "stderr lacks {n:?}:\n{}",
+                self.stderr
+            );
+        }
+        self
+    }
+
+    /// Asserts that nothing was written on stdout.
+    pub fn no_stdout(&self) -> &Self {
+        assert!(
+            self.stdout.is_empty(),
+            "unexpected stdout:\n{}",
+            self.stdout
+        );
+        self
+    }
+
+    /// Asserts exit status `code`, with `message`, stdout and stderr if not.
+    fn exits(&self, code: i32, message: &str) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "{message}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Runs `cmd` to the end; returns its output and how long it ran.
+fn output(cmd: &mut Command) -> (Output, Duration) {
+    let start = Instant::now();
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", Path::new(cmd.get_program()).display()));
+    (out, start.elapsed())
+}
+
+/// ||a - b|| / max(||b||, 1e-300) of two flat vectors, which must have the same length.
+pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f64>()
+        .sqrt();
+    let den: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    num / den.max(1e-300)
+}

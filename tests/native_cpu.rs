@@ -5,20 +5,11 @@ use ssmc_compiler::bind::sizes_from_dims;
 use ssmc_compiler::ir::Layer;
 use ssmc_compiler::{interp, tensors};
 use ssmc_runtime::{CpuLayer, TensorRef};
+use ssmc_tests::{rel_err, stdlib_layer, STDLIB};
 use std::collections::BTreeMap;
 
 #[path = "random_layers.rs"]
 mod random_layers;
-
-fn layer(name: &str) -> Layer {
-    let src = std::fs::read_to_string(format!("{}/../stdlib/{name}.ssm", env!("CARGO_MANIFEST_DIR"))).expect("read");
-    ssmc_compiler::compile(&src).expect("compiles").0.layers.remove(0)
-}
-
-fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt();
-    num / b.iter().map(|y| y * y).sum::<f64>().sqrt().max(1e-300)
-}
 
 /// Runs the native layer on `inputs` (as f32) and returns its outputs as f64.
 fn run_native(lib: &CpuLayer, inputs: &tensors::TensorMap, outputs: &tensors::TensorMap, threads: usize) -> tensors::TensorMap {
@@ -40,8 +31,8 @@ fn run_native(lib: &CpuLayer, inputs: &tensors::TensorMap, outputs: &tensors::Te
 #[test]
 fn stdlib_layers_match_the_interpreter() {
     let dir = tempfile::tempdir().expect("tempdir");
-    for name in ["mamba1", "mamba2", "s4d", "vim"] {
-        let layer = layer(name);
+    for name in STDLIB {
+        let layer = stdlib_layer(name);
         let out = dir.path().join(name);
         artifact::build(&layer, &BuildTarget::Cpu { cpu: "native".into() }, &out).unwrap_or_else(|e| panic!("{name}: {e}"));
         let lib = CpuLayer::load(&out).expect("loads");

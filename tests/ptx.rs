@@ -6,14 +6,9 @@
 //! where it fails.
 
 use ssmc_compiler::artifact::{self, BuildTarget};
-use std::path::{Path, PathBuf};
+use ssmc_tests::{repo, stdlib_layer, STDLIB};
+use std::path::PathBuf;
 use std::process::Command;
-
-const STDLIB: [&str; 4] = ["mamba1", "mamba2", "s4d", "vim"];
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// The ptxas of the setup script's virtual environment, if installed.
 fn venv_ptxas() -> Option<PathBuf> {
@@ -71,13 +66,7 @@ fn stdlib_ptx_assembles_for_sm_90() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     for name in STDLIB {
-        let src = std::fs::read_to_string(repo().join(format!("stdlib/{name}.ssm")))
-            .expect("read stdlib file");
-        let layer = ssmc_compiler::compile(&src)
-            .expect("compiles")
-            .0
-            .layers
-            .remove(0);
+        let layer = stdlib_layer(name);
         let out = dir.path().join(name);
         let m = artifact::build(&layer, &BuildTarget::Ptx, &out)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
