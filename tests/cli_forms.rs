@@ -26,12 +26,7 @@ const CASES: [(&str, &[(&str, usize)]); 4] = [
 
 /// Runs `ssmc args...` from the repository root; it must not panic.
 fn ssmc<S: AsRef<OsStr>>(args: &[S]) -> Out {
-    let out = Out::run(
-        Command::new(ssmc_bin())
-            .args(args)
-            .current_dir(root())
-            .env_remove("RUST_BACKTRACE"),
-    );
+    let out = Out::run(Command::new(ssmc_bin()).args(args).current_dir(root()).env_remove("RUST_BACKTRACE"));
     out.not_panicked("ssmc");
     out
 }
@@ -49,9 +44,7 @@ fn load(name: &str) -> (Layer, String) {
 
 /// `--dim NAME=SIZE` arguments.
 fn dim_args(dims: &[(&str, usize)]) -> Vec<String> {
-    dims.iter()
-        .flat_map(|(k, v)| ["--dim".to_string(), format!("{k}={v}")])
-        .collect()
+    dims.iter().flat_map(|(k, v)| ["--dim".to_string(), format!("{k}={v}")]).collect()
 }
 
 /// The 1-based line of the first line of `text` that starts (after spaces) with `prefix`.
@@ -68,22 +61,13 @@ fn run_form(name: &str, dims: &[(&str, usize)], form: &str, dir: &Path) -> (Tens
     let path = dir.join(format!("{}.safetensors", form.replace(':', "_")));
     let mut args = vec!["run".to_string(), stdlib_path(name)];
     args.extend(dim_args(dims));
-    args.extend([
-        "--form".into(),
-        form.into(),
-        "--dtype".into(),
-        "f64".into(),
-        "--json".into(),
-    ]);
+    args.extend(["--form".into(), form.into(), "--dtype".into(), "f64".into(), "--json".into()]);
     args.extend(["--output".into(), path.display().to_string()]);
     let out = ssmc(&args);
     out.ok_for(&format!("{name} --form {form}"));
     let summary: serde_json::Value = serde_json::from_str(out.stdout.trim())
         .unwrap_or_else(|e| panic!("summary is not JSON ({e}):\n{}", out.stdout));
-    let reported = summary["form"]
-        .as_str()
-        .expect("form in summary")
-        .to_string();
+    let reported = summary["form"].as_str().expect("form in summary").to_string();
     (read_safetensors(&path).expect("read output"), reported)
 }
 
@@ -97,19 +81,11 @@ fn every_legal_form_writes_the_recurrent_output() {
         let sizes = sizes_from_dims(&layer, &over).expect("sizes");
         let scans = if layer.backward.is_some() { 2 } else { 1 };
         let choice = egraph::choose(&layer, &sizes, Target::Cpu, &|_| 0);
-        let mut form_names: Vec<String> = choice
-            .candidates
-            .iter()
-            .filter(|c| c.legality.is_ok())
-            .map(|c| c.form.to_string())
-            .collect();
+        let mut form_names: Vec<String> =
+            choice.candidates.iter().filter(|c| c.legality.is_ok()).map(|c| c.form.to_string()).collect();
         assert!(form_names.len() >= 7, "{name}: legal forms {form_names:?}");
         // Any chunk size, and the cheapest one.
-        form_names.extend([
-            "chunked:5".to_string(),
-            "chunked:13".to_string(),
-            "chunked".to_string(),
-        ]);
+        form_names.extend(["chunked:5".to_string(), "chunked:13".to_string(), "chunked".to_string()]);
 
         let sub = dir.path().join(name);
         std::fs::create_dir(&sub).expect("mkdir");
@@ -117,18 +93,11 @@ fn every_legal_form_writes_the_recurrent_output() {
         assert_eq!(reported, vec!["recurrent"; scans].join(" + "));
         // The f64 file holds the interpreter's values exactly (seed 0, the CLI's default).
         let oracle = interp::run(&layer, &sizes, &generate_inputs(&layer, &sizes, 0));
-        assert_eq!(
-            want, oracle,
-            "{name}: --form recurrent --dtype f64 differs from interp::run"
-        );
+        assert_eq!(want, oracle, "{name}: --form recurrent --dtype f64 differs from interp::run");
         for form in &form_names {
             let (got, reported) = run_form(name, dims, form, &sub);
             let reported: Vec<&str> = reported.split(" + ").collect();
-            assert_eq!(
-                reported.len(),
-                scans,
-                "{name} --form {form}: summary says {reported:?}"
-            );
+            assert_eq!(reported.len(), scans, "{name} --form {form}: summary says {reported:?}");
             for r in &reported {
                 if form == "chunked" {
                     let q: usize = r
@@ -140,10 +109,7 @@ fn every_legal_form_writes_the_recurrent_output() {
                     assert_eq!(r, form, "{name}: --form {form} ran {r}");
                 }
             }
-            assert_eq!(
-                got.keys().collect::<Vec<_>>(),
-                want.keys().collect::<Vec<_>>()
-            );
+            assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
             for (k, w) in &want {
                 assert_eq!(got[k].shape, w.shape, "{name} --form {form}: {k}");
                 let e = rel_err(&got[k].data, &w.data);
@@ -180,16 +146,9 @@ fn conv_on_a_selective_layer_names_the_selective_roles() {
         "selective".to_string(),
     ];
     for w in &want {
-        assert!(
-            out.stderr.contains(w.as_str()),
-            "stderr lacks {w:?}:\n{}",
-            out.stderr
-        );
+        assert!(out.stderr.contains(w.as_str()), "stderr lacks {w:?}:\n{}", out.stderr);
     }
-    assert!(
-        !out_path.exists(),
-        "an output was written for a refused form"
-    );
+    assert!(!out_path.exists(), "an output was written for a refused form");
     // s4d is time-invariant: conv runs.
     ssmc(&["run", "stdlib/s4d.ssm", "--dim", "L=8", "--form", "conv"]).ok_for("s4d conv");
 }
@@ -204,16 +163,8 @@ fn malformed_forms_are_usage_errors() {
     ] {
         let out = ssmc(&["run", "stdlib/s4d.ssm", "--dim", "L=8", "--form", form]);
         assert_eq!(out.code, Some(2), "--form {form}: stderr:\n{}", out.stderr);
-        assert!(
-            out.stderr.contains(needle),
-            "--form {form}: stderr lacks {needle:?}:\n{}",
-            out.stderr
-        );
-        assert!(
-            out.stdout.is_empty(),
-            "--form {form}: stdout:\n{}",
-            out.stdout
-        );
+        assert!(out.stderr.contains(needle), "--form {form}: stderr lacks {needle:?}:\n{}", out.stderr);
+        assert!(out.stdout.is_empty(), "--form {form}: stdout:\n{}", out.stdout);
     }
 }
 
@@ -231,26 +182,18 @@ fn emit_matrix_writes_m_of_batch_channel_l_l() {
         args.extend(["--emit-matrix".to_string(), path.display().to_string()]);
         ssmc(&args).ok_for(&format!("{name} --emit-matrix"));
         let m = read_safetensors(&path).expect("read M");
-        assert_eq!(
-            m.keys().collect::<Vec<_>>(),
-            ["M"],
-            "{name}: tensors in the file"
-        );
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["M"], "{name}: tensors in the file");
         let over: BTreeMap<String, usize> = dims.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         let sizes = sizes_from_dims(&layer, &over).expect("sizes");
         let (b, c) = (sizes.dim(layer.axes.batch), sizes.dim(layer.axes.head));
         assert_eq!(m["M"].shape, vec![b, c, 9, 9], "{name}: shape of M");
         // The values are the library's M (of the same generated inputs), written as f32.
-        let want =
-            forms::mixer_matrix(&layer, &sizes, &generate_inputs(&layer, &sizes, 0)).expect("M");
+        let want = forms::mixer_matrix(&layer, &sizes, &generate_inputs(&layer, &sizes, 0)).expect("M");
         assert_eq!(want.shape, m["M"].shape);
         for (i, (g, w)) in m["M"].data.iter().zip(&want.data).enumerate() {
             assert_eq!(*g, *w as f32 as f64, "{name}: M[{i}]");
         }
-        assert!(
-            want.data.iter().any(|v| *v != 0.0),
-            "{name}: M is all zeros"
-        );
+        assert!(want.data.iter().any(|v| *v != 0.0), "{name}: M is all zeros");
     }
 }
 
@@ -270,11 +213,7 @@ fn emit_matrix_error_writes_nothing() {
         &out_path.display().to_string(),
     ]);
     assert_eq!(out.code, Some(1), "stderr:\n{}", out.stderr);
-    assert!(
-        out.stderr.contains("different x"),
-        "stderr:\n{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("different x"), "stderr:\n{}", out.stderr);
     assert!(out.stdout.is_empty(), "stdout:\n{}", out.stdout);
     let left: Vec<_> = std::fs::read_dir(dir.path()).expect("read dir").collect();
     assert!(left.is_empty(), "files were written: {left:?}");

@@ -7,10 +7,7 @@ use std::path::Path;
 /// do not depend on where the repository lives.
 fn check(path: &Path) -> ssmc_compiler::Checked {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let name = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
+    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     ssmc_compiler::check_source(&name, &bytes)
 }
 
@@ -22,11 +19,7 @@ fn fail() {
             Err(diags) => diags,
             Ok(_) => panic!("{} was accepted, but it holds a mistake", path.display()),
         };
-        assert!(
-            diags.has_errors(),
-            "{}: rejected without an error",
-            path.display()
-        );
+        assert!(diags.has_errors(), "{}: rejected without an error", path.display());
         insta::assert_snapshot!(diags.render(&checked.file, false));
     });
 }
@@ -42,11 +35,7 @@ fn stdlib_files_check_without_errors() {
         }
         let checked = check(&path);
         if let Err(diags) = &checked.result {
-            panic!(
-                "{} is rejected:\n{}",
-                path.display(),
-                diags.render(&checked.file, false)
-            );
+            panic!("{} is rejected:\n{}", path.display(), diags.render(&checked.file, false));
         }
         seen += 1;
     }

@@ -58,16 +58,7 @@ impl Fixture {
         let ssmc = profile_dir().join("ssmc");
         let mamba1 = repo().join("stdlib/mamba1.ssm");
         let f = Fixture { dir };
-        run(
-            &ssmc,
-            &[
-                OsStr::new("build"),
-                mamba1.as_os_str(),
-                OsStr::new("-o"),
-                f.path("mamba1").as_os_str(),
-            ],
-        )
-        .ok();
+        run(&ssmc, &[OsStr::new("build"), mamba1.as_os_str(), OsStr::new("-o"), f.path("mamba1").as_os_str()]).ok();
         let (inputs, reference) = (f.path("in.safetensors"), f.path("ref.safetensors"));
         let mut args: Vec<&OsStr> = vec![OsStr::new("run"), mamba1.as_os_str()];
         args.extend(["--dim", "L=63", "--dim", "D=37", "--dtype", "f32"].map(OsStr::new));
@@ -109,21 +100,16 @@ impl Fixture {
     /// A reference that no correct run matches: every value 1% off.
     fn wrong_reference(&self) -> PathBuf {
         self.edited("ref.safetensors", "wrong_ref.safetensors", |t| {
-            t.values_mut()
-                .for_each(|v| v.data.iter_mut().for_each(|x| *x *= 1.01));
+            t.values_mut().for_each(|v| v.data.iter_mut().for_each(|x| *x *= 1.01));
         })
     }
 }
 
 /// The relative error printed in `... max relative error E (tolerance ...`.
 fn printed_error(line: &str) -> f64 {
-    let rest = line
-        .split("max relative error ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no error in {line:?}"));
+    let rest = line.split("max relative error ").nth(1).unwrap_or_else(|| panic!("no error in {line:?}"));
     let e = rest.split_whitespace().next().unwrap_or("");
-    e.parse()
-        .unwrap_or_else(|_| panic!("bad error {e:?} in {line:?}"))
+    e.parse().unwrap_or_else(|_| panic!("bad error {e:?} in {line:?}"))
 }
 
 #[test]
@@ -137,15 +123,8 @@ fn c_examples_build_with_cc_and_match_the_reference() {
         .output()
         .expect("run sh");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "examples/c/build.sh failed:\n{stderr}"
-    );
-    assert_eq!(
-        stderr.matches("+ cc ").count(),
-        2,
-        "the cc lines are echoed:\n{stderr}"
-    );
+    assert!(out.status.success(), "examples/c/build.sh failed:\n{stderr}");
+    assert_eq!(stderr.matches("+ cc ").count(), 2, "the cc lines are echoed:\n{stderr}");
     let (inputs, reference) = (f.path("in.safetensors"), f.path("ref.safetensors"));
     let (main, checked) = (bin.join("main"), bin.join("checked"));
 
@@ -159,41 +138,21 @@ fn c_examples_build_with_cc_and_match_the_reference() {
         "{line}"
     );
     assert!(printed_error(line) < 1e-5, "{line}");
-    let out = run(
-        &main,
-        &[inputs.as_os_str(), f.wrong_reference().as_os_str()],
-    );
+    let out = run(&main, &[inputs.as_os_str(), f.wrong_reference().as_os_str()]);
     out.fails();
-    assert!(
-        out.stdout.trim_end().ends_with(": FAILED") && printed_error(&out.stdout) > 1e-3,
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.trim_end().ends_with(": FAILED") && printed_error(&out.stdout) > 1e-3, "{}", out.stdout);
     let out = run(&main, &[f.short_d().as_os_str(), reference.as_os_str()]);
     out.fails();
-    assert!(
-        out.stderr
-            .contains("tensor `D` is missing or does not have the shape mamba1.h gives"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("tensor `D` is missing or does not have the shape mamba1.h gives"), "{}", out.stderr);
 
     // Checked: through ssmc-runtime's C ABI, including its deliberate wrong shape.
     let artifact = f.path("mamba1");
-    let out = run(
-        &checked,
-        &[
-            artifact.as_os_str(),
-            inputs.as_os_str(),
-            reference.as_os_str(),
-        ],
-    );
+    let out = run(&checked, &[artifact.as_os_str(), inputs.as_os_str(), reference.as_os_str()]);
     out.ok();
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{}", out.stdout);
     assert!(
-        lines[0].starts_with("checked (ssmc-runtime 0.1.0): out max relative error ")
-            && lines[0].ends_with(": ok"),
+        lines[0].starts_with("checked (ssmc-runtime 0.1.0): out max relative error ") && lines[0].ends_with(": ok"),
         "{}",
         lines[0]
     );
@@ -204,117 +163,42 @@ fn c_examples_build_with_cc_and_match_the_reference() {
     );
 
     // Wrong inputs from a file: a code and a message naming the tensor, then exit 1.
-    let out = run(
-        &checked,
-        &[
-            artifact.as_os_str(),
-            f.short_d().as_os_str(),
-            reference.as_os_str(),
-        ],
-    );
+    let out = run(&checked, &[artifact.as_os_str(), f.short_d().as_os_str(), reference.as_os_str()]);
     out.fails();
     assert_eq!(
         out.stderr.trim_end(),
         "error (code 2): tensor `D`: expected shape [D] with D=37 (from tensor `u`), got [36]"
     );
-    let out = run(
-        &checked,
-        &[
-            artifact.as_os_str(),
-            f.without_z().as_os_str(),
-            reference.as_os_str(),
-        ],
-    );
+    let out = run(&checked, &[artifact.as_os_str(), f.without_z().as_os_str(), reference.as_os_str()]);
     out.fails();
-    assert_eq!(
-        out.stderr.trim_end(),
-        "error (code 2): missing input `z` with shape [B, D, L]"
-    );
-    let out = run(
-        &checked,
-        &[
-            f.path("nowhere").as_os_str(),
-            inputs.as_os_str(),
-            reference.as_os_str(),
-        ],
-    );
+    assert_eq!(out.stderr.trim_end(), "error (code 2): missing input `z` with shape [B, D, L]");
+    let out = run(&checked, &[f.path("nowhere").as_os_str(), inputs.as_os_str(), reference.as_os_str()]);
     out.fails();
-    assert!(
-        out.stderr.starts_with("error: cannot read ") && out.stderr.contains("manifest.json"),
-        "{}",
-        out.stderr
-    );
-    let out = run(
-        &checked,
-        &[
-            artifact.as_os_str(),
-            inputs.as_os_str(),
-            f.wrong_reference().as_os_str(),
-        ],
-    );
+    assert!(out.stderr.starts_with("error: cannot read ") && out.stderr.contains("manifest.json"), "{}", out.stderr);
+    let out = run(&checked, &[artifact.as_os_str(), inputs.as_os_str(), f.wrong_reference().as_os_str()]);
     out.fails();
-    assert!(
-        out.stdout
-            .lines()
-            .next()
-            .is_some_and(|l| l.ends_with(": FAILED")),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.lines().next().is_some_and(|l| l.ends_with(": FAILED")), "{}", out.stdout);
 }
 
 #[test]
 fn rust_example_runs_through_the_runtime_and_matches_the_reference() {
     let f = Fixture::new();
     let example = profile_dir().join("ssmc-example");
-    let (artifact, inputs, reference) = (
-        f.path("mamba1"),
-        f.path("in.safetensors"),
-        f.path("ref.safetensors"),
-    );
-    let out = run(
-        &example,
-        &[
-            artifact.as_os_str(),
-            inputs.as_os_str(),
-            reference.as_os_str(),
-        ],
-    );
+    let (artifact, inputs, reference) = (f.path("mamba1"), f.path("in.safetensors"), f.path("ref.safetensors"));
+    let out = run(&example, &[artifact.as_os_str(), inputs.as_os_str(), reference.as_os_str()]);
     out.ok();
     let line = out.stdout.trim_end();
     assert!(
-        line.starts_with("mamba1 rust: out [2, 37, 63] max relative error ")
-            && line.ends_with("(tolerance 1e-5): ok"),
+        line.starts_with("mamba1 rust: out [2, 37, 63] max relative error ") && line.ends_with("(tolerance 1e-5): ok"),
         "{line}"
     );
     assert!(printed_error(line) < 1e-5, "{line}");
 
-    let out = run(
-        &example,
-        &[
-            artifact.as_os_str(),
-            inputs.as_os_str(),
-            f.wrong_reference().as_os_str(),
-        ],
-    );
+    let out = run(&example, &[artifact.as_os_str(), inputs.as_os_str(), f.wrong_reference().as_os_str()]);
     out.fails();
-    assert!(
-        out.stdout.trim_end().ends_with(": FAILED") && printed_error(&out.stdout) > 1e-3,
-        "{}",
-        out.stdout
-    );
-    let out = run(
-        &example,
-        &[
-            artifact.as_os_str(),
-            f.short_d().as_os_str(),
-            reference.as_os_str(),
-        ],
-    );
+    assert!(out.stdout.trim_end().ends_with(": FAILED") && printed_error(&out.stdout) > 1e-3, "{}", out.stdout);
+    let out = run(&example, &[artifact.as_os_str(), f.short_d().as_os_str(), reference.as_os_str()]);
     out.fails();
-    assert_eq!(
-        out.stderr.trim_end(),
-        "error: tensor `D`: expected shape [D] with D=37 (from tensor `u`), got [36]"
-    );
+    assert_eq!(out.stderr.trim_end(), "error: tensor `D`: expected shape [D] with D=37 (from tensor `u`), got [36]");
     assert!(out.stdout.is_empty(), "{}", out.stdout);
 }

@@ -21,21 +21,15 @@ fn explain(args: &[&str]) -> String {
         .expect("run ssmc");
     let stdout = String::from_utf8(out.stdout).expect("stdout is UTF-8");
     let stderr = String::from_utf8(out.stderr).expect("stderr is UTF-8");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "ssmc explain {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    assert_eq!(out.status.code(), Some(0), "ssmc explain {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stderr.is_empty(), "unexpected stderr:\n{stderr}");
     stdout
 }
 
 /// The forms of the `chosen` line, one per scan: `chosen  recurrent + recurrent   (...)`.
 fn chosen(text: &str) -> Vec<String> {
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("chosen "))
-        .unwrap_or_else(|| panic!("no `chosen` line:\n{text}"));
+    let line =
+        text.lines().find_map(|l| l.strip_prefix("chosen ")).unwrap_or_else(|| panic!("no `chosen` line:\n{text}"));
     let plan = line.split("(extracted term").next().expect("split").trim();
     plan.split(" + ").map(str::to_string).collect()
 }
@@ -48,10 +42,7 @@ struct Row {
 }
 
 fn rows(text: &str) -> Vec<Row> {
-    let table = text
-        .split_once("\nform ")
-        .unwrap_or_else(|| panic!("no table:\n{text}"))
-        .1;
+    let table = text.split_once("\nform ").unwrap_or_else(|| panic!("no table:\n{text}")).1;
     table
         .lines()
         .skip(1)
@@ -72,11 +63,7 @@ fn rows(text: &str) -> Vec<Row> {
                 };
                 Some(v * scale)
             };
-            Row {
-                form,
-                seconds,
-                marked: l.ends_with("<- chosen"),
-            }
+            Row { form, seconds, marked: l.ends_with("<- chosen") }
         })
         .collect()
 }
@@ -94,27 +81,16 @@ fn check(snapshot: &str, args: &[&str]) -> Vec<String> {
     assert_eq!(rows.len(), 8, "every form is listed:\n{text}");
     let marked: Vec<&Row> = rows.iter().filter(|r| r.marked).collect();
     for f in &forms {
-        let row = rows
-            .iter()
-            .find(|r| &r.form == f)
-            .unwrap_or_else(|| panic!("chosen {f} is not in the table:\n{text}"));
+        let row =
+            rows.iter().find(|r| &r.form == f).unwrap_or_else(|| panic!("chosen {f} is not in the table:\n{text}"));
         assert!(row.marked, "chosen {f} is not marked:\n{text}");
         assert!(row.seconds.is_some(), "chosen {f} is illegal:\n{text}");
     }
-    assert!(
-        marked.iter().all(|r| forms.contains(&r.form)),
-        "a row is marked but not chosen:\n{text}"
-    );
+    assert!(marked.iter().all(|r| forms.contains(&r.form)), "a row is marked but not chosen:\n{text}");
     // With the same form on every scan, the cheapest row is the cheapest plan.
     if forms.iter().all(|f| *f == forms[0]) {
-        let cheapest = rows
-            .iter()
-            .filter_map(|r| r.seconds)
-            .fold(f64::INFINITY, f64::min);
-        let own = rows
-            .iter()
-            .find(|r| r.form == forms[0])
-            .and_then(|r| r.seconds);
+        let cheapest = rows.iter().filter_map(|r| r.seconds).fold(f64::INFINITY, f64::min);
+        let own = rows.iter().find(|r| r.form == forms[0]).and_then(|r| r.seconds);
         assert_eq!(own, Some(cheapest), "chosen is not the cheapest:\n{text}");
     }
     forms
@@ -122,39 +98,20 @@ fn check(snapshot: &str, args: &[&str]) -> Vec<String> {
 
 #[test]
 fn s4d_long_sequence_chooses_conv() {
-    let forms = check(
-        "s4d_cpu_L65536",
-        &["stdlib/s4d.ssm", "--dim", "L=65536", "--target", "cpu"],
-    );
+    let forms = check("s4d_cpu_L65536", &["stdlib/s4d.ssm", "--dim", "L=65536", "--target", "cpu"]);
     assert_eq!(forms, ["conv"]);
 }
 
 #[test]
 fn mamba2_training_chooses_chunked() {
-    let args = [
-        "stdlib/mamba2.ssm",
-        "--dim",
-        "B=1",
-        "--dim",
-        "L=2048",
-        "--dim",
-        "H=24",
-        "--dim",
-        "P=64",
-        "--target",
-        "cpu",
-    ];
+    let args =
+        ["stdlib/mamba2.ssm", "--dim", "B=1", "--dim", "L=2048", "--dim", "H=24", "--dim", "P=64", "--target", "cpu"];
     let forms = check("mamba2_cpu_b1_L2048_h24_p64", &args);
     assert_eq!(forms.len(), 1);
     assert!(forms[0].starts_with("chunked:"), "chosen {forms:?}");
     // conv is illegal, and the reason points at the selective roles in the file.
     let src = std::fs::read_to_string(root().join("stdlib/mamba2.ssm")).expect("read");
-    let line = |prefix: &str| {
-        1 + src
-            .lines()
-            .position(|l| l.trim_start().starts_with(prefix))
-            .expect("role line")
-    };
+    let line = |prefix: &str| 1 + src.lines().position(|l| l.trim_start().starts_with(prefix)).expect("role line");
     let reason = format!(
         "conv           illegal: dt (line {}), B (line {}) and C (line {}) are selective",
         line("dt ="),
@@ -173,26 +130,13 @@ fn mamba1_decode_step_chooses_recurrent() {
 
 #[test]
 fn mamba1_gpu_batch() {
-    let args = [
-        "stdlib/mamba1.ssm",
-        "--dim",
-        "B=8",
-        "--dim",
-        "D=4096",
-        "--dim",
-        "L=2048",
-        "--target",
-        "ptx",
-    ];
+    let args = ["stdlib/mamba1.ssm", "--dim", "B=8", "--dim", "D=4096", "--dim", "L=2048", "--target", "ptx"];
     let forms = check("mamba1_ptx_b8_d4096_L2048", &args);
     assert_eq!(forms.len(), 1);
     assert_ne!(forms[0], "conv", "mamba1 is selective");
     let text = explain(&args);
     assert!(text.contains("target  ptx"), "{text}");
-    assert!(
-        text.contains("dims    B=8 D=4096 G=1 L=2048 N=16"),
-        "{text}"
-    );
+    assert!(text.contains("dims    B=8 D=4096 G=1 L=2048 N=16"), "{text}");
 }
 
 #[test]

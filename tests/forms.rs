@@ -32,10 +32,7 @@ fn note_err(test: &'static str, e: f64) {
 
 fn report(test: &'static str) {
     let m = MAX_ERR.lock().unwrap_or_else(|p| p.into_inner());
-    eprintln!(
-        "{test}: max relative error {:.3e}",
-        m.get(test).copied().unwrap_or(0.0)
-    );
+    eprintln!("{test}: max relative error {:.3e}", m.get(test).copied().unwrap_or(0.0));
 }
 
 /// Asserts that `got` has exactly the outputs of `want`, each within [`TOL`]; returns the
@@ -48,11 +45,7 @@ fn assert_agree(got: &TensorMap, want: &TensorMap, what: &dyn Fn() -> String) ->
         let g = &got[k];
         assert_eq!(g.shape, w.shape, "output {k}: shapes differ: {}", what());
         let e = rel_err(&g.data, &w.data);
-        assert!(
-            e < TOL,
-            "output {k}: relative error {e:.3e} >= {TOL:e}: {}",
-            what()
-        );
+        assert!(e < TOL, "output {k}: relative error {e:.3e} >= {TOL:e}: {}", what());
         worst = worst.max(e);
     }
     worst
@@ -74,9 +67,7 @@ fn stdlib_forms_agree_with_interpreter() {
                 if c.legality.is_err() {
                     continue;
                 }
-                let plan = Plan {
-                    forms: vec![c.form; choice.plan.forms.len()],
-                };
+                let plan = Plan { forms: vec![c.form; choice.plan.forms.len()] };
                 let got = forms::run(layer, &sizes, &inputs, &plan);
                 let e = assert_agree(&got, &want, &|| format!("{name} L={l} form {}", c.form));
                 note_err("stdlib", e);
@@ -103,12 +94,7 @@ fn odd_chunks(l: usize) -> Vec<usize> {
 }
 
 fn check_forms(cfg: &LayerCfg, d: Dims, seed: u64, target: Target) {
-    let Case {
-        src,
-        layer,
-        sizes,
-        inputs,
-    } = build(cfg, d, seed);
+    let Case { src, layer, sizes, inputs } = build(cfg, d, seed);
     let ctx = |form: &str| format!("form {form}, {d:?}, seed {seed}, {cfg:?}\n{src}");
     let want = interp::run(&layer, &sizes, &inputs);
     for (k, t) in &want {
@@ -119,11 +105,7 @@ fn check_forms(cfg: &LayerCfg, d: Dims, seed: u64, target: Target) {
     }
     let mut names: Vec<&String> = want.keys().collect();
     names.sort();
-    let expected_names = if cfg.final_ {
-        vec!["hT", "out"]
-    } else {
-        vec!["out"]
-    };
+    let expected_names = if cfg.final_ { vec!["hT", "out"] } else { vec!["out"] };
     assert_eq!(names, expected_names, "{}", ctx("-"));
 
     let scans = if cfg.dir == Dir::Bidirectional { 2 } else { 1 };
@@ -133,17 +115,9 @@ fn check_forms(cfg: &LayerCfg, d: Dims, seed: u64, target: Target) {
     let mut plans: Vec<Plan> = Vec::new();
     for c in &choice.candidates {
         match (&c.legality, c.form) {
-            (Ok(_), Form::Conv) => assert!(
-                !selective,
-                "conv legal for a selective layer: {}",
-                ctx("conv")
-            ),
+            (Ok(_), Form::Conv) => assert!(!selective, "conv legal for a selective layer: {}", ctx("conv")),
             (Err(why), Form::Conv) => {
-                assert!(
-                    selective,
-                    "conv illegal for an LTI layer ({why}): {}",
-                    ctx("conv")
-                );
+                assert!(selective, "conv illegal for an LTI layer ({why}): {}", ctx("conv"));
                 assert!(why.contains("selective"), "reason: {why}");
             }
             (Ok(e), _) => assert!(e.seconds.is_finite() && e.seconds > 0.0, "estimate {e:?}"),
@@ -151,29 +125,17 @@ fn check_forms(cfg: &LayerCfg, d: Dims, seed: u64, target: Target) {
             (Err(why), f) => panic!("{f} illegal ({why}): {}", ctx("-")),
         }
         if c.legality.is_ok() {
-            plans.push(Plan {
-                forms: vec![c.form; scans],
-            });
+            plans.push(Plan { forms: vec![c.form; scans] });
         }
     }
-    assert_eq!(
-        choice.force(Form::Conv).is_ok(),
-        !selective,
-        "{}",
-        ctx("force conv")
-    );
+    assert_eq!(choice.force(Form::Conv).is_ok(), !selective, "{}", ctx("force conv"));
     for q in odd_chunks(d.l) {
         let plan = choice.force(Form::Chunked { q }).expect("chunked is legal");
         assert_eq!(plan.forms, vec![Form::Chunked { q }; scans]);
         plans.push(plan);
     }
-    let any_q = choice
-        .force(Form::Chunked { q: 0 })
-        .expect("chunked is legal");
-    assert!(any_q
-        .forms
-        .iter()
-        .all(|f| matches!(f, Form::Chunked { q } if CHUNK_SIZES.contains(q))));
+    let any_q = choice.force(Form::Chunked { q: 0 }).expect("chunked is legal");
+    assert!(any_q.forms.iter().all(|f| matches!(f, Form::Chunked { q } if CHUNK_SIZES.contains(q))));
     plans.push(choice.plan.clone());
     if scans == 2 {
         // Each scan its own form; conv only where that scan is time-invariant.
@@ -181,12 +143,7 @@ fn check_forms(cfg: &LayerCfg, d: Dims, seed: u64, target: Target) {
             .scans()
             .iter()
             .map(|s| {
-                let mut f = vec![
-                    Form::Recurrent,
-                    Form::Scan,
-                    Form::Chunked { q: 5 },
-                    Form::Quadratic,
-                ];
+                let mut f = vec![Form::Recurrent, Form::Scan, Form::Chunked { q: 5 }, Form::Quadratic];
                 if !cfg.scan_selective(s) {
                     f.push(Form::Conv);
                 }
@@ -194,9 +151,7 @@ fn check_forms(cfg: &LayerCfg, d: Dims, seed: u64, target: Target) {
             })
             .collect();
         let pick = |v: &Vec<Form>, k: usize| v[(seed as usize / (k + 1)) % v.len()];
-        plans.push(Plan {
-            forms: vec![pick(&per_scan[0], 0), pick(&per_scan[1], 7)],
-        });
+        plans.push(Plan { forms: vec![pick(&per_scan[0], 0), pick(&per_scan[1], 7)] });
     }
     for plan in &plans {
         let got = forms::run(&layer, &sizes, &inputs, plan);
@@ -231,11 +186,7 @@ fn random_layers_agree_in_every_form() {
 fn random_layers_mixer_matrix() {
     let (checked, refused) = (Cell::new(0), Cell::new(0));
     let result = runner(64).run(&(config(), dims(), any::<u64>()), |(cfg, d, seed)| {
-        let c = if check_mixer(&cfg, d, seed) {
-            &checked
-        } else {
-            &refused
-        };
+        let c = if check_mixer(&cfg, d, seed) { &checked } else { &refused };
         c.set(c.get() + 1);
         Ok(())
     });
@@ -243,10 +194,7 @@ fn random_layers_mixer_matrix() {
         panic!("{e}");
     }
     // Neither branch may be vacuous (each has a chance of about one half per case).
-    assert!(
-        checked.get() >= 8 && refused.get() >= 1,
-        "checked {checked:?}, refused {refused:?}"
-    );
+    assert!(checked.get() >= 8 && refused.get() >= 1, "checked {checked:?}, refused {refused:?}");
     report("mixer");
 }
 
@@ -277,21 +225,11 @@ fn y_from_matrix(layer: &Layer, sizes: &Sizes, inputs: &TensorMap, m: &TensorDat
 
 /// Checks `mixer_matrix` on a generated layer; true if it gave M (and M was checked).
 fn check_mixer(cfg: &LayerCfg, d: Dims, seed: u64) -> bool {
-    let Case {
-        src,
-        layer,
-        sizes,
-        inputs,
-    } = build(cfg, d, seed);
+    let Case { src, layer, sizes, inputs } = build(cfg, d, seed);
     let got = forms::mixer_matrix(&layer, &sizes, &inputs);
     if let Some(word) = cfg.mixer_refusal() {
-        let why = got.expect_err(&format!(
-            "no one M maps x to y ({word}), yet mixer_matrix gave one:\n{src}"
-        ));
-        assert!(
-            why.contains(word),
-            "refused for another reason: {why}\n{src}"
-        );
+        let why = got.expect_err(&format!("no one M maps x to y ({word}), yet mixer_matrix gave one:\n{src}"));
+        assert!(why.contains(word), "refused for another reason: {why}\n{src}");
         return false;
     }
     let m = got.unwrap_or_else(|e| panic!("mixer_matrix refused ({e}):\n{src}"));
@@ -301,10 +239,7 @@ fn check_mixer(cfg: &LayerCfg, d: Dims, seed: u64) -> bool {
     let out = &want["out"];
     assert_eq!(y.shape, out.shape);
     let e = rel_err(&y.data, &out.data);
-    assert!(
-        e < TOL,
-        "y = M x: relative error {e:.3e}, {d:?}, seed {seed}\n{src}"
-    );
+    assert!(e < TOL, "y = M x: relative error {e:.3e}, {d:?}, seed {seed}\n{src}");
     note_err("mixer", e);
     // Causal scans give a lower triangular M, reverse ones an upper triangular M.
     let l = d.l;
@@ -315,10 +250,7 @@ fn check_mixer(cfg: &LayerCfg, d: Dims, seed: u64) -> bool {
             Dir::Reverse => s < t,
             Dir::Bidirectional => false,
         };
-        assert!(
-            !zero || *v == 0.0,
-            "M[.., {t}, {s}] = {v} outside the triangle\n{src}"
-        );
+        assert!(!zero || *v == 0.0, "M[.., {t}, {s}] = {v} outside the triangle\n{src}");
     }
     true
 }
@@ -415,11 +347,7 @@ fn mixer_matrix_accepts_roles_written_twice_alike() {
     let e = rel_err(&y.data, &want["out"].data);
     assert!(e < TOL, "y = M x off by {e:.3e}");
     // A different gate in the block has no one M.
-    let other = src.replacen(
-        "    gate silu(z - 0.5)\n  }",
-        "    gate silu(z + 0.5)\n  }",
-        1,
-    );
+    let other = src.replacen("    gate silu(z - 0.5)\n  }", "    gate silu(z + 0.5)\n  }", 1);
     assert_ne!(other, src);
     let layer = compile_or_panic(&other);
     let why = forms::mixer_matrix(&layer, &sizes, &inputs).expect_err("gates differ");
@@ -460,14 +388,7 @@ fn group_only_in_reverse_block() {
     let sizes = sizes_from_dims(&layer, &dims).expect("sizes");
     let inputs = tensors::generate_inputs(&layer, &sizes, 1);
     let want = interp::run(&layer, &sizes, &inputs);
-    let got = forms::run(
-        &layer,
-        &sizes,
-        &inputs,
-        &Plan {
-            forms: vec![Form::Scan; 2],
-        },
-    );
+    let got = forms::run(&layer, &sizes, &inputs, &Plan { forms: vec![Form::Scan; 2] });
     assert_agree(&got, &want, &|| "scan".into());
     // Heads 0, 1 read group 0 and heads 2, 3 group 1: with Cb's groups swapped, y changes
     // for every head.

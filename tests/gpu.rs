@@ -41,20 +41,14 @@ fn run_gpu(
     inputs: &tensors::TensorMap,
     outputs: &tensors::TensorMap,
 ) -> Result<tensors::TensorMap, Error> {
-    let f32s: BTreeMap<&str, Vec<f32>> = inputs
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.data.iter().map(|x| *x as f32).collect()))
-        .collect();
+    let f32s: BTreeMap<&str, Vec<f32>> =
+        inputs.iter().map(|(k, v)| (k.as_str(), v.data.iter().map(|x| *x as f32).collect())).collect();
     // Poisoned: an element the kernel does not write stays NaN and fails the comparison.
-    let mut outs: BTreeMap<&str, Vec<f32>> = outputs
-        .iter()
-        .map(|(k, v)| (k.as_str(), vec![f32::NAN; v.data.len()]))
-        .collect();
+    let mut outs: BTreeMap<&str, Vec<f32>> =
+        outputs.iter().map(|(k, v)| (k.as_str(), vec![f32::NAN; v.data.len()])).collect();
     {
-        let mut refs: Vec<TensorRef> = inputs
-            .iter()
-            .map(|(k, v)| TensorRef::input(k, &f32s[k.as_str()], &v.shape))
-            .collect();
+        let mut refs: Vec<TensorRef> =
+            inputs.iter().map(|(k, v)| TensorRef::input(k, &f32s[k.as_str()], &v.shape)).collect();
         for (k, buf) in outs.iter_mut() {
             refs.push(TensorRef::output(k, buf, &outputs[*k].shape));
         }
@@ -65,20 +59,14 @@ fn run_gpu(
         .map(|(k, v)| {
             (
                 k.to_string(),
-                tensors::TensorData {
-                    shape: outputs[k].shape.clone(),
-                    data: v.into_iter().map(f64::from).collect(),
-                },
+                tensors::TensorData { shape: outputs[k].shape.clone(), data: v.into_iter().map(f64::from).collect() },
             )
         })
         .collect())
 }
 
 /// Seeded inputs at the given sizes, rounded to f32 so that both sides see the same values.
-fn inputs(
-    layer: &Layer,
-    dims: &[(&str, usize)],
-) -> (ssmc_compiler::bind::Sizes, tensors::TensorMap) {
+fn inputs(layer: &Layer, dims: &[(&str, usize)]) -> (ssmc_compiler::bind::Sizes, tensors::TensorMap) {
     let dims: BTreeMap<String, usize> = dims
         .iter()
         .filter(|(k, _)| layer.dims.iter().any(|(_, d)| d.name == *k))
@@ -109,22 +97,14 @@ fn stdlib_layers_match_the_interpreter_on_the_gpu() {
         let heads = if name == "mamba2" { 5 } else { 37 };
         // Awkward lengths at a few dozen sequences, then about 900 sequences: several
         // blocks of 128 threads, the last one partly idle.
-        let mut cases: Vec<Vec<(&str, usize)>> = [1usize, 7, 63, 500]
-            .iter()
-            .map(|&l| vec![("L", l), ("D", 37), ("H", heads)])
-            .collect();
-        cases.push(vec![
-            ("L", 20),
-            ("B", 3),
-            ("D", 300),
-            ("H", if name == "mamba2" { 19 } else { 300 }),
-        ]);
+        let mut cases: Vec<Vec<(&str, usize)>> =
+            [1usize, 7, 63, 500].iter().map(|&l| vec![("L", l), ("D", 37), ("H", heads)]).collect();
+        cases.push(vec![("L", 20), ("B", 3), ("D", 300), ("H", if name == "mamba2" { 19 } else { 300 })]);
         let mut max = 0f64;
         for dims in cases {
             let (sizes, inputs) = inputs(&layer, &dims);
             let want = interp::run(&layer, &sizes, &inputs);
-            let got =
-                run_gpu(&lib, &inputs, &want).unwrap_or_else(|e| panic!("{name} {dims:?}: {e}"));
+            let got = run_gpu(&lib, &inputs, &want).unwrap_or_else(|e| panic!("{name} {dims:?}: {e}"));
             for (k, w) in &want {
                 let e = rel_err(&got[k].data, &w.data);
                 println!("{name} {dims:?} {k}: rel err {e:.2e}");
@@ -156,10 +136,7 @@ fn gpu_layer_checks_tensors_first_and_never_panics_without_a_gpu() {
     o.shape[2] += 1;
     o.data.push(0.0);
     let e = run_gpu(&lib, &inputs, &wrong).expect_err("a mis-shaped output is refused");
-    assert!(
-        matches!(&e, Error::Tensors(p) if p.iter().any(|l| l.starts_with("tensor `out`: expected shape"))),
-        "{e}"
-    );
+    assert!(matches!(&e, Error::Tensors(p) if p.iter().any(|l| l.starts_with("tensor `out`: expected shape"))), "{e}");
 
     match (run_gpu(&lib, &inputs, &want), cuda_device()) {
         (Ok(got), Ok(_)) => assert!(rel_err(&got["out"].data, &want["out"].data) < 1e-5),
@@ -177,17 +154,8 @@ fn gpu_layer_checks_tensors_first_and_never_panics_without_a_gpu() {
 
     // A CPU artifact is not a GPU one.
     let cpu = dir.path().join("cpu");
-    artifact::build(
-        &layer,
-        &BuildTarget::Cpu {
-            cpu: "x86-64-v3".into(),
-        },
-        &cpu,
-    )
-    .expect("builds");
-    let e = GpuLayer::load(&cpu)
-        .err()
-        .expect("a cpu artifact is refused");
+    artifact::build(&layer, &BuildTarget::Cpu { cpu: "x86-64-v3".into() }, &cpu).expect("builds");
+    let e = GpuLayer::load(&cpu).err().expect("a cpu artifact is refused");
     assert!(e.to_string().contains("not a ptx one"), "{e}");
 }
 
@@ -198,10 +166,7 @@ fn ssmc_run_target_cuda_matches_interp_or_says_why_not() {
     let run = |target: &str| {
         let out = dir.path().join(format!("{target}.safetensors"));
         let o = Command::new(ssmc_bin())
-            .args([
-                "run", "--dim", "L=63", "--dim", "H=3", "--seed", "5", "--target", target,
-                "--output",
-            ])
+            .args(["run", "--dim", "L=63", "--dim", "H=3", "--seed", "5", "--target", target, "--output"])
             .arg(&out)
             .arg(&file)
             .env("SSMC_CACHE", dir.path().join("cache"))
@@ -209,16 +174,8 @@ fn ssmc_run_target_cuda_matches_interp_or_says_why_not() {
             .output()
             .expect("run ssmc");
         let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert!(
-            !stderr.contains("panicked") && o.status.code() != Some(101),
-            "ssmc panicked:\n{stderr}"
-        );
-        (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr,
-            out,
-        )
+        assert!(!stderr.contains("panicked") && o.status.code() != Some(101), "ssmc panicked:\n{stderr}");
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned(), stderr, out)
     };
     let (code, stdout, stderr, cuda_out) = run("cuda");
     if gpu().is_none() {
@@ -226,8 +183,7 @@ fn ssmc_run_target_cuda_matches_interp_or_says_why_not() {
         assert!(stdout.is_empty(), "{stdout}");
         assert_eq!(stderr.lines().count(), 1, "one line:\n{stderr}");
         assert!(
-            stderr.starts_with("error: no CUDA driver/GPU: ")
-                || stderr.contains("without its `cuda` feature"),
+            stderr.starts_with("error: no CUDA driver/GPU: ") || stderr.contains("without its `cuda` feature"),
             "{stderr}"
         );
         assert!(!cuda_out.exists(), "no output file after a failure");

@@ -17,9 +17,7 @@ pub const STDLIB: [&str; 4] = ["mamba1", "mamba2", "s4d", "vim"];
 
 /// The repository: `$SSMC_REPO`, else the one these tests were built in.
 pub fn repo() -> PathBuf {
-    std::env::var_os("SSMC_REPO")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+    std::env::var_os("SSMC_REPO").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
 }
 
 /// The repository ([`repo`]) as a canonical path.
@@ -29,31 +27,19 @@ pub fn root() -> PathBuf {
 
 /// The canonical path of the stdlib file `stdlib/NAME.ssm`.
 pub fn stdlib(name: &str) -> PathBuf {
-    repo()
-        .join("stdlib")
-        .join(format!("{name}.ssm"))
-        .canonicalize()
-        .expect("stdlib file")
+    repo().join("stdlib").join(format!("{name}.ssm")).canonicalize().expect("stdlib file")
 }
 
 /// The text of the stdlib file `stdlib/NAME.ssm`.
 pub fn stdlib_source(name: &str) -> String {
     let path = repo().join(format!("stdlib/{name}.ssm"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {} (set SSMC_REPO to the repository): {e}",
-            path.display()
-        )
-    })
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {} (set SSMC_REPO to the repository): {e}", path.display()))
 }
 
 /// The first layer of the stdlib file `stdlib/NAME.ssm`, compiled.
 pub fn stdlib_layer(name: &str) -> Layer {
-    ssmc_compiler::compile(&stdlib_source(name))
-        .expect("compiles")
-        .0
-        .layers
-        .remove(0)
+    ssmc_compiler::compile(&stdlib_source(name)).expect("compiles").0.layers.remove(0)
 }
 
 /// Runs `cargo build --quiet ARGS` on the repository, into the target directory and profile
@@ -61,16 +47,9 @@ pub fn stdlib_layer(name: &str) -> Layer {
 pub fn cargo_build(args: &[&str], failed: &str) -> PathBuf {
     // target/<profile>/deps/NAME-<hash>  ->  target/<profile>
     let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps")
-        .to_path_buf();
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_path_buf();
     let target_dir = profile_dir.parent().expect("target dir");
-    let profile = profile_dir
-        .file_name()
-        .and_then(OsStr::to_str)
-        .unwrap_or("debug");
+    let profile = profile_dir.file_name().and_then(OsStr::to_str).unwrap_or("debug");
     let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
     build
         .args(["build", "--quiet"])
@@ -101,11 +80,8 @@ pub fn ssmc_bin() -> &'static Path {
         if let Some(bin) = std::env::var_os("SSMC_BIN") {
             return PathBuf::from(bin);
         }
-        let bin = cargo_build(
-            &["--bin", "ssmc", "-p", "ssmc-compiler"],
-            "cargo build --bin ssmc failed",
-        )
-        .join(format!("ssmc{}", std::env::consts::EXE_SUFFIX));
+        let bin = cargo_build(&["--bin", "ssmc", "-p", "ssmc-compiler"], "cargo build --bin ssmc failed")
+            .join(format!("ssmc{}", std::env::consts::EXE_SUFFIX));
         assert!(bin.is_file(), "no binary at {}", bin.display());
         bin
     })
@@ -148,11 +124,7 @@ impl Out {
 
     /// Asserts that nothing on stderr says `panicked`; `what` names the program.
     pub fn not_panicked(&self, what: &str) -> &Self {
-        assert!(
-            !self.stderr.contains("panicked"),
-            "{what} panicked:\n{}",
-            self.stderr
-        );
+        assert!(!self.stderr.contains("panicked"), "{what} panicked:\n{}", self.stderr);
         self
     }
 
@@ -174,45 +146,27 @@ impl Out {
     /// Asserts exit status 1 and something on stderr that says `error`.
     pub fn errs(&self) -> &Self {
         self.fails();
-        assert!(
-            self.stderr.contains("error"),
-            "no error on stderr:\n{}",
-            self.stderr
-        );
+        assert!(self.stderr.contains("error"), "no error on stderr:\n{}", self.stderr);
         self
     }
 
     /// Asserts that stderr holds every one of `needles`.
     pub fn stderr_has(&self, needles: &[&str]) -> &Self {
         for n in needles {
-            assert!(
-                self.stderr.contains(n),
-                "stderr lacks {n:?}:\n{}",
-                self.stderr
-            );
+            assert!(self.stderr.contains(n), "stderr lacks {n:?}:\n{}", self.stderr);
         }
         self
     }
 
     /// Asserts that nothing was written on stdout.
     pub fn no_stdout(&self) -> &Self {
-        assert!(
-            self.stdout.is_empty(),
-            "unexpected stdout:\n{}",
-            self.stdout
-        );
+        assert!(self.stdout.is_empty(), "unexpected stdout:\n{}", self.stdout);
         self
     }
 
     /// Asserts exit status `code`, with `message`, stdout and stderr if not.
     fn exits(&self, code: i32, message: &str) -> &Self {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "{message}\nstdout:\n{}\nstderr:\n{}",
-            self.stdout,
-            self.stderr
-        );
+        assert_eq!(self.code, Some(code), "{message}\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
         self
     }
 }
@@ -220,21 +174,14 @@ impl Out {
 /// Runs `cmd` to the end; returns its output and how long it ran.
 fn output(cmd: &mut Command) -> (Output, Duration) {
     let start = Instant::now();
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", Path::new(cmd.get_program()).display()));
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {}: {e}", Path::new(cmd.get_program()).display()));
     (out, start.elapsed())
 }
 
 /// ||a - b|| / max(||b||, 1e-300) of two flat vectors, which must have the same length.
 pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "lengths differ");
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum::<f64>()
-        .sqrt();
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt();
     let den: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
     num / den.max(1e-300)
 }

@@ -12,19 +12,32 @@ use std::collections::BTreeMap;
 mod random_layers;
 
 /// Runs the native layer on `inputs` (as f32) and returns its outputs as f64.
-fn run_native(lib: &CpuLayer, inputs: &tensors::TensorMap, outputs: &tensors::TensorMap, threads: usize) -> tensors::TensorMap {
-    let f32s: BTreeMap<&str, Vec<f32>> = inputs.iter().map(|(k, v)| (k.as_str(), v.data.iter().map(|x| *x as f32).collect())).collect();
+fn run_native(
+    lib: &CpuLayer,
+    inputs: &tensors::TensorMap,
+    outputs: &tensors::TensorMap,
+    threads: usize,
+) -> tensors::TensorMap {
+    let f32s: BTreeMap<&str, Vec<f32>> =
+        inputs.iter().map(|(k, v)| (k.as_str(), v.data.iter().map(|x| *x as f32).collect())).collect();
     // Poisoned: an element the kernel does not write stays NaN and fails the comparison.
-    let mut outs: BTreeMap<&str, Vec<f32>> = outputs.iter().map(|(k, v)| (k.as_str(), vec![f32::NAN; v.data.len()])).collect();
+    let mut outs: BTreeMap<&str, Vec<f32>> =
+        outputs.iter().map(|(k, v)| (k.as_str(), vec![f32::NAN; v.data.len()])).collect();
     {
-        let mut refs: Vec<TensorRef> = inputs.iter().map(|(k, v)| TensorRef::input(k, &f32s[k.as_str()], &v.shape)).collect();
+        let mut refs: Vec<TensorRef> =
+            inputs.iter().map(|(k, v)| TensorRef::input(k, &f32s[k.as_str()], &v.shape)).collect();
         for (k, buf) in outs.iter_mut() {
             refs.push(TensorRef::output(k, buf, &outputs[*k].shape));
         }
         lib.run(&refs, threads).expect("runs");
     }
     outs.into_iter()
-        .map(|(k, v)| (k.to_string(), tensors::TensorData { shape: outputs[k].shape.clone(), data: v.into_iter().map(f64::from).collect() }))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                tensors::TensorData { shape: outputs[k].shape.clone(), data: v.into_iter().map(f64::from).collect() },
+            )
+        })
         .collect()
 }
 
@@ -34,20 +47,25 @@ fn stdlib_layers_match_the_interpreter() {
     for name in STDLIB {
         let layer = stdlib_layer(name);
         let out = dir.path().join(name);
-        artifact::build(&layer, &BuildTarget::Cpu { cpu: "native".into() }, &out).unwrap_or_else(|e| panic!("{name}: {e}"));
+        artifact::build(&layer, &BuildTarget::Cpu { cpu: "native".into() }, &out)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         let lib = CpuLayer::load(&out).expect("loads");
         for l in [1usize, 7, 63, 500] {
-            let dims: BTreeMap<String, usize> = [("L".to_string(), l), ("D".to_string(), 37), ("H".to_string(), if name == "mamba2" { 5 } else { 37 })]
-                .into_iter()
-                .filter(|(k, _)| layer.dims.iter().any(|(_, d)| &d.name == k))
-                .collect();
+            let dims: BTreeMap<String, usize> =
+                [("L".to_string(), l), ("D".to_string(), 37), ("H".to_string(), if name == "mamba2" { 5 } else { 37 })]
+                    .into_iter()
+                    .filter(|(k, _)| layer.dims.iter().any(|(_, d)| &d.name == k))
+                    .collect();
             let sizes = sizes_from_dims(&layer, &dims).expect("sizes");
             let inputs = tensors::generate_inputs(&layer, &sizes, 11);
             // Round inputs to f32 first so both sides see the same values.
-            let inputs: tensors::TensorMap = inputs.into_iter().map(|(k, mut v)| {
-                v.data.iter_mut().for_each(|x| *x = *x as f32 as f64);
-                (k, v)
-            }).collect();
+            let inputs: tensors::TensorMap = inputs
+                .into_iter()
+                .map(|(k, mut v)| {
+                    v.data.iter_mut().for_each(|x| *x = *x as f32 as f64);
+                    (k, v)
+                })
+                .collect();
             let want = interp::run(&layer, &sizes, &inputs);
             let got = run_native(&lib, &inputs, &want, 0);
             for (k, w) in &want {
@@ -65,7 +83,11 @@ fn stdlib_layers_match_the_interpreter() {
 fn random_layers_match_the_interpreter() {
     use proptest::prelude::*;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config { cases: 48, failure_persistence: None, ..Default::default() });
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 48,
+        failure_persistence: None,
+        ..Default::default()
+    });
     let count = std::cell::Cell::new(0);
     runner
         .run(&(random_layers::config(), random_layers::dims(), any::<u64>()), |(mut cfg, d, seed)| {
@@ -75,7 +97,11 @@ fn random_layers_match_the_interpreter() {
                 src.lines()
                     .map(|l| {
                         let l = l.replace(": f64[", ": f32[").replace(": f16[", ": f32[");
-                        if l.trim_start().starts_with("output") { l.replace(": bf16[", ": f32[") } else { l }
+                        if l.trim_start().starts_with("output") {
+                            l.replace(": bf16[", ": f32[")
+                        } else {
+                            l
+                        }
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
@@ -83,15 +109,21 @@ fn random_layers_match_the_interpreter() {
             let k = count.get();
             count.set(k + 1);
             let out = dir.path().join(format!("case{k}"));
-            artifact::build(&case.layer, &BuildTarget::Cpu { cpu: "native".into() }, &out).unwrap_or_else(|e| panic!("{e}\n{}", case.src));
+            artifact::build(&case.layer, &BuildTarget::Cpu { cpu: "native".into() }, &out)
+                .unwrap_or_else(|e| panic!("{e}\n{}", case.src));
             let lib = CpuLayer::load(&out).expect("loads");
             // Both sides see the inputs as the kernel does: rounded to f32 or bf16.
             let inputs: tensors::TensorMap = case
                 .inputs
                 .iter()
                 .map(|(name, v)| {
-                    let bf16 = case.layer.inputs().any(|(_, t)| &t.name == name && t.dtype == ssmc_compiler::ir::DType::Bf16);
-                    let data = v.data.iter().map(|x| if bf16 { half::bf16::from_f64(*x).to_f64() } else { *x as f32 as f64 }).collect();
+                    let bf16 =
+                        case.layer.inputs().any(|(_, t)| &t.name == name && t.dtype == ssmc_compiler::ir::DType::Bf16);
+                    let data = v
+                        .data
+                        .iter()
+                        .map(|x| if bf16 { half::bf16::from_f64(*x).to_f64() } else { *x as f32 as f64 })
+                        .collect();
                     (name.clone(), tensors::TensorData { shape: v.shape.clone(), data })
                 })
                 .collect();
@@ -107,7 +139,12 @@ fn random_layers_match_the_interpreter() {
 }
 
 /// Like `run_native`, with inputs in their declared dtypes (bf16 as raw bits).
-fn run_native_any(lib: &CpuLayer, layer: &Layer, inputs: &tensors::TensorMap, outputs: &tensors::TensorMap) -> tensors::TensorMap {
+fn run_native_any(
+    lib: &CpuLayer,
+    layer: &Layer,
+    inputs: &tensors::TensorMap,
+    outputs: &tensors::TensorMap,
+) -> tensors::TensorMap {
     enum Buf {
         F32(Vec<f32>),
         Bf16(Vec<u16>),
@@ -116,11 +153,16 @@ fn run_native_any(lib: &CpuLayer, layer: &Layer, inputs: &tensors::TensorMap, ou
         .iter()
         .map(|(k, v)| {
             let bf16 = layer.inputs().any(|(_, t)| &t.name == k && t.dtype == ssmc_compiler::ir::DType::Bf16);
-            let b = if bf16 { Buf::Bf16(v.data.iter().map(|x| half::bf16::from_f64(*x).to_bits()).collect()) } else { Buf::F32(v.data.iter().map(|x| *x as f32).collect()) };
+            let b = if bf16 {
+                Buf::Bf16(v.data.iter().map(|x| half::bf16::from_f64(*x).to_bits()).collect())
+            } else {
+                Buf::F32(v.data.iter().map(|x| *x as f32).collect())
+            };
             (k.as_str(), b)
         })
         .collect();
-    let mut outs: BTreeMap<&str, Vec<f32>> = outputs.iter().map(|(k, v)| (k.as_str(), vec![f32::NAN; v.data.len()])).collect();
+    let mut outs: BTreeMap<&str, Vec<f32>> =
+        outputs.iter().map(|(k, v)| (k.as_str(), vec![f32::NAN; v.data.len()])).collect();
     {
         let mut refs: Vec<TensorRef> = inputs
             .iter()
@@ -135,6 +177,11 @@ fn run_native_any(lib: &CpuLayer, layer: &Layer, inputs: &tensors::TensorMap, ou
         lib.run(&refs, 2).expect("runs");
     }
     outs.into_iter()
-        .map(|(k, v)| (k.to_string(), tensors::TensorData { shape: outputs[k].shape.clone(), data: v.into_iter().map(f64::from).collect() }))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                tensors::TensorData { shape: outputs[k].shape.clone(), data: v.into_iter().map(f64::from).collect() },
+            )
+        })
         .collect()
 }

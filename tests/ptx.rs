@@ -31,10 +31,7 @@ fn ptxas() -> Option<PathBuf> {
     if let Some(p) = venv_ptxas() {
         return Some(p);
     }
-    let on_path = Command::new("ptxas")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let on_path = Command::new("ptxas").arg("--version").output().is_ok_and(|o| o.status.success());
     on_path.then(|| PathBuf::from("ptxas"))
 }
 
@@ -59,17 +56,12 @@ fn stdlib_ptx_assembles_for_sm_90() {
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", ptxas.display()));
     let version = String::from_utf8_lossy(&version.stdout);
-    println!(
-        "{}: {}",
-        ptxas.display(),
-        version.lines().last().unwrap_or("?")
-    );
+    println!("{}: {}", ptxas.display(), version.lines().last().unwrap_or("?"));
     let dir = tempfile::tempdir().expect("tempdir");
     for name in STDLIB {
         let layer = stdlib_layer(name);
         let out = dir.path().join(name);
-        let m = artifact::build(&layer, &BuildTarget::Ptx, &out)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let m = artifact::build(&layer, &BuildTarget::Ptx, &out).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!((m.target.as_str(), m.arch.as_str()), ("ptx", "sm_90"));
         let ptx = out.join(&m.files["ptx"]);
         let cubin = dir.path().join(format!("{name}.cubin"));
@@ -80,28 +72,14 @@ fn stdlib_ptx_assembles_for_sm_90() {
             .arg(&cubin)
             .output()
             .expect("run ptxas");
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&run.stdout),
-            String::from_utf8_lossy(&run.stderr)
-        );
+        let report = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+        assert!(run.status.success(), "{name}: ptxas -arch=sm_90 failed on {}:\n{report}", ptx.display());
         assert!(
-            run.status.success(),
-            "{name}: ptxas -arch=sm_90 failed on {}:\n{report}",
-            ptx.display()
-        );
-        assert!(
-            report.contains(&format!(
-                "Compiling entry function '{}' for 'sm_90'",
-                m.entry
-            )),
+            report.contains(&format!("Compiling entry function '{}' for 'sm_90'", m.entry)),
             "{name}: no entry `{}` in:\n{report}",
             m.entry
         );
-        assert!(
-            std::fs::metadata(&cubin).is_ok_and(|c| c.len() > 0),
-            "{name}: ptxas wrote no cubin"
-        );
+        assert!(std::fs::metadata(&cubin).is_ok_and(|c| c.len() > 0), "{name}: ptxas wrote no cubin");
         let f = |what| figure(&report, what).map_or("?".to_string(), |n| n.to_string());
         println!(
             "{name}: {} registers, {} bytes stack, {} bytes spill stores, {} bytes spill loads",

@@ -197,9 +197,7 @@ impl LayerCfg {
     }
 
     pub fn uses_group(&self) -> bool {
-        self.scans()
-            .iter()
-            .any(|s| (!s.b.one && s.b.head == BcHead::Group) || s.c.head == BcHead::Group)
+        self.scans().iter().any(|s| (!s.b.one && s.b.head == BcHead::Group) || s.c.head == BcHead::Group)
     }
 
     /// Why no one matrix M with y = silu(z) (M x) exists (a word of `mixer_matrix`'s
@@ -239,13 +237,8 @@ impl Writer {
             axes.push("2");
         }
         let dtype = ["f32", "f64", "bf16", "f16"][self.rng.gen_range(0..4)];
-        let init = if init.is_empty() {
-            String::new()
-        } else {
-            format!(" ~ {init}")
-        };
-        self.decls
-            .push(format!("  {io} {name}: {dtype}[{}]{init}", axes.join(", ")));
+        let init = if init.is_empty() { String::new() } else { format!(" ~ {init}") };
+        self.decls.push(format!("  {io} {name}: {dtype}[{}]{init}", axes.join(", ")));
     }
 
     pub fn input(&mut self, name: &str, axes: &[&str], init: &str) {
@@ -276,18 +269,10 @@ pub fn source(cfg: &LayerCfg, n_const: usize) -> String {
     if cfg.uses_group() {
         w.dims.push("group G".into());
     }
-    w.dims.push(if cfg.n_const {
-        format!("state N = {n_const}")
-    } else {
-        "state N".into()
-    });
+    w.dims.push(if cfg.n_const { format!("state N = {n_const}") } else { "state N".into() });
     let mut dims = std::mem::take(&mut w.dims);
     dims.shuffle(&mut w.rng);
-    let x_axes: Vec<&str> = if cfg.headdim {
-        vec!["B", "L", "H", "P"]
-    } else {
-        vec!["B", "L", "H"]
-    };
+    let x_axes: Vec<&str> = if cfg.headdim { vec!["B", "L", "H", "P"] } else { vec!["B", "L", "H"] };
 
     // The forward scan's roles, then the reverse block's.
     let o = cfg.block.unwrap_or([false; 7]);
@@ -308,11 +293,7 @@ pub fn source(cfg: &LayerCfg, n_const: usize) -> String {
                     roles.push(format!("dt = exp(log_dt{suffix})"));
                 }
                 Var::Batch | Var::Selective => {
-                    let axes: &[&str] = if s.dt == Var::Batch {
-                        &["B", "H"]
-                    } else {
-                        &["B", "L", "H"]
-                    };
+                    let axes: &[&str] = if s.dt == Var::Batch { &["B", "H"] } else { &["B", "L", "H"] };
                     w.input(&delta, axes, "");
                     w.input(&bias, &["H"], "uniform(-3, -1)");
                     roles.push(format!("dt = softplus({delta} + {bias})"));
@@ -454,83 +435,29 @@ pub fn bc() -> impl Strategy<Value = Bc> {
         prop_oneof![Just(BcHead::None), Just(BcHead::Head), Just(BcHead::Group)],
         prop_oneof![Just(Cplx::Real), Just(Cplx::Pair), Just(Cplx::View)],
     )
-        .prop_map(|(one, var, head, cplx)| Bc {
-            one,
-            var,
-            head,
-            cplx,
-        })
+        .prop_map(|(one, var, head, cplx)| Bc { one, var, head, cplx })
 }
 
 pub fn scan_cfg() -> impl Strategy<Value = ScanCfg> {
-    (
-        var(),
-        any::<bool>(),
-        bc(),
-        bc(),
-        prop::option::of(any::<bool>()),
-        any::<bool>(),
-    )
-        .prop_map(|(dt, a_per_head, b, c, skip, gate)| ScanCfg {
-            dt,
-            a_per_head,
-            b,
-            c,
-            skip,
-            gate,
-        })
+    (var(), any::<bool>(), bc(), bc(), prop::option::of(any::<bool>()), any::<bool>())
+        .prop_map(|(dt, a_per_head, b, c, skip, gate)| ScanCfg { dt, a_per_head, b, c, skip, gate })
 }
 
 pub fn config() -> impl Strategy<Value = LayerCfg> {
     let kinds = (
-        prop_oneof![
-            Just(AKind::Scalar),
-            Just(AKind::Diagonal),
-            Just(AKind::Complex)
-        ],
-        prop_oneof![
-            Just(Disc::Zoh),
-            Just(Disc::ZohEuler),
-            Just(Disc::Bilinear),
-            Just(Disc::Discrete)
-        ],
+        prop_oneof![Just(AKind::Scalar), Just(AKind::Diagonal), Just(AKind::Complex)],
+        prop_oneof![Just(Disc::Zoh), Just(Disc::ZohEuler), Just(Disc::Bilinear), Just(Disc::Discrete)],
         any::<bool>(),
         any::<bool>(),
         prop::bool::weighted(0.25),
-        prop_oneof![
-            Just(Dir::Causal),
-            Just(Dir::Reverse),
-            Just(Dir::Bidirectional)
-        ],
+        prop_oneof![Just(Dir::Causal), Just(Dir::Reverse), Just(Dir::Bidirectional)],
         prop::option::of(any::<[bool; 7]>()),
     );
-    let rest = (
-        scan_cfg(),
-        scan_cfg(),
-        any::<bool>(),
-        any::<bool>(),
-        any::<u64>(),
-    );
+    let rest = (scan_cfg(), scan_cfg(), any::<bool>(), any::<bool>(), any::<u64>());
     (kinds, rest).prop_map(
-        |(
-            (a, disc, headdim, head_keyword, n_const, dir, block),
-            (fwd, bwd, initial, final_, layout_seed),
-        )| {
-            LayerCfg {
-                a,
-                disc,
-                headdim,
-                head_keyword,
-                n_const,
-                dir,
-                block,
-                fwd,
-                bwd,
-                initial,
-                final_,
-                layout_seed,
-            }
-            .normalize()
+        |((a, disc, headdim, head_keyword, n_const, dir, block), (fwd, bwd, initial, final_, layout_seed))| {
+            LayerCfg { a, disc, headdim, head_keyword, n_const, dir, block, fwd, bwd, initial, final_, layout_seed }
+                .normalize()
         },
     )
 }
@@ -557,14 +484,7 @@ pub fn dims() -> impl Strategy<Value = Dims> {
     )
         .prop_map(|(b, l, h, p, g, n)| {
             let divisors: Vec<usize> = (1..=h).filter(|d| h % d == 0).collect();
-            Dims {
-                b,
-                l,
-                h,
-                p,
-                g: *g.get(&divisors),
-                n,
-            }
+            Dims { b, l, h, p, g: *g.get(&divisors), n }
         })
 }
 
@@ -583,11 +503,7 @@ pub fn build(cfg: &LayerCfg, d: Dims, seed: u64) -> Case {
 /// Like [`build`], with the source text passed through `edit` before it is compiled.
 pub fn build_with(cfg: &LayerCfg, d: Dims, seed: u64, edit: impl Fn(String) -> String) -> Case {
     // A complex state holds N/2 conjugate pairs.
-    let n = if cfg.a == AKind::Complex {
-        d.n.div_ceil(2) * 2
-    } else {
-        d.n
-    };
+    let n = if cfg.a == AKind::Complex { d.n.div_ceil(2) * 2 } else { d.n };
     let src = edit(source(cfg, n));
     let layer = compile_or_panic(&src);
     let mut over = BTreeMap::new();
@@ -606,11 +522,5 @@ pub fn build_with(cfg: &LayerCfg, d: Dims, seed: u64, edit: impl Fn(String) -> S
     let sizes = sizes_from_dims(&layer, &over)
         .unwrap_or_else(|e| panic!("sizes {over:?} do not fit (generator bug): {e}\n{src}"));
     let inputs = tensors::generate_inputs(&layer, &sizes, seed);
-    Case {
-        src,
-        layer,
-        sizes,
-        inputs,
-    }
+    Case { src, layer, sizes, inputs }
 }
-

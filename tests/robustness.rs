@@ -26,9 +26,8 @@ const STDLIB: [(&str, &str); 4] = [
 
 /// Tokens the mutations insert: punctuation, numbers, keywords and names of the language.
 const TOKENS: &[&str] = &[
-    "{", "}", "[", "]", ",", "=", ":", "/", "-", "~", "(", ")", "0", "-3", "N/0", "dims", "input",
-    "output", "reverse", "complex(", "x", "Q", "delta", " ", "\n", "#", "1e309", "f64", "layer",
-    "*", "+", "2",
+    "{", "}", "[", "]", ",", "=", ":", "/", "-", "~", "(", ")", "0", "-3", "N/0", "dims", "input", "output", "reverse",
+    "complex(", "x", "Q", "delta", " ", "\n", "#", "1e309", "f64", "layer", "*", "+", "2",
 ];
 
 /// Checks a source and renders its diagnostics; returns the check result, or the panic
@@ -59,53 +58,26 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 
 /// The properties every check result has: a rejected file has errors, rendered with a
 /// location; an accepted one has no errors among its warnings.
-fn assert_well_formed(
-    name: &str,
-    source: &[u8],
-    checked: &Checked,
-    rendered: &str,
-) -> Result<(), TestCaseError> {
+fn assert_well_formed(name: &str, source: &[u8], checked: &Checked, rendered: &str) -> Result<(), TestCaseError> {
     let shown = String::from_utf8_lossy(source);
     match &checked.result {
         Err(diags) => {
-            prop_assert!(
-                !diags.0.is_empty(),
-                "rejected with no diagnostics:\n{shown}"
-            );
-            prop_assert!(
-                diags.has_errors(),
-                "rejected with warnings only:\n{shown}\n{rendered}"
-            );
+            prop_assert!(!diags.0.is_empty(), "rejected with no diagnostics:\n{shown}");
+            prop_assert!(diags.has_errors(), "rejected with warnings only:\n{shown}\n{rendered}");
             prop_assert!(diags.error_count() >= 1);
-            prop_assert!(
-                rendered.contains("error"),
-                "rendering lost the errors:\n{shown}\n---\n{rendered}"
-            );
-            prop_assert!(
-                rendered.contains(name),
-                "rendering names no file:\n{rendered}"
-            );
+            prop_assert!(rendered.contains("error"), "rendering lost the errors:\n{shown}\n---\n{rendered}");
+            prop_assert!(rendered.contains(name), "rendering names no file:\n{rendered}");
         }
         Ok((module, warnings)) => {
-            prop_assert!(
-                !warnings.has_errors(),
-                "accepted with errors:\n{shown}\n{rendered}"
-            );
-            prop_assert!(
-                !module.layers.is_empty(),
-                "accepted with no layer:\n{shown}"
-            );
+            prop_assert!(!warnings.has_errors(), "accepted with errors:\n{shown}\n{rendered}");
+            prop_assert!(!module.layers.is_empty(), "accepted with no layer:\n{shown}");
         }
     }
     Ok(())
 }
 
 fn config(cases: u32) -> Config {
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
+    Config { cases, failure_persistence: None, ..Config::default() }
 }
 
 proptest! {
@@ -165,8 +137,7 @@ enum Mutation {
 fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (any::<Index>(), 1usize..24).prop_map(|(at, len)| Mutation::Delete { at, len }),
-        (any::<Index>(), proptest::sample::select(TOKENS))
-            .prop_map(|(at, token)| Mutation::Insert { at, token }),
+        (any::<Index>(), proptest::sample::select(TOKENS)).prop_map(|(at, token)| Mutation::Insert { at, token }),
         any::<Index>().prop_map(|line| Mutation::DuplicateLine { line }),
         (any::<Index>(), any::<Index>()).prop_map(|(a, b)| Mutation::SwapLines { a, b }),
     ]
@@ -211,10 +182,7 @@ fn apply(source: &str, mutations: &[Mutation]) -> Vec<u8> {
 
 /// Lines with their newlines; at least one (possibly empty) line.
 fn split_lines(bytes: &[u8]) -> Vec<Vec<u8>> {
-    let mut lines: Vec<Vec<u8>> = bytes
-        .split_inclusive(|b| *b == b'\n')
-        .map(<[u8]>::to_vec)
-        .collect();
+    let mut lines: Vec<Vec<u8>> = bytes.split_inclusive(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
     if lines.is_empty() {
         lines.push(Vec::new());
     }
@@ -242,16 +210,7 @@ fn run_tiny(layer: &Layer, threes: &[bool], seed: u64) -> Result<Ran, String> {
         .iter()
         .filter(|(_, d)| d.size == DimSize::Runtime)
         .enumerate()
-        .map(|(i, (_, d))| {
-            (
-                d.name.clone(),
-                if threes.get(i).copied().unwrap_or(false) {
-                    3
-                } else {
-                    2
-                },
-            )
-        })
+        .map(|(i, (_, d))| (d.name.clone(), if threes.get(i).copied().unwrap_or(false) { 3 } else { 2 }))
         .collect();
     let sizes = match sizes_from_dims(layer, &overrides) {
         Ok(s) => s,
@@ -267,21 +226,14 @@ fn run_tiny(layer: &Layer, threes: &[bool], seed: u64) -> Result<Ran, String> {
             }
         }
     };
-    let work = layer
-        .dims
-        .iter()
-        .try_fold(1usize, |w, (h, _)| w.checked_mul(sizes.dim(h).max(1)));
+    let work = layer.dims.iter().try_fold(1usize, |w, (h, _)| w.checked_mul(sizes.dim(h).max(1)));
     if work.is_none_or(|w| w > MAX_WORK) {
         return Ok(Ran::TooLarge);
     }
     let inputs = tensors::generate_inputs(layer, &sizes, seed);
     for (_, t) in layer.inputs() {
-        let given = inputs
-            .get(&t.name)
-            .ok_or_else(|| format!("input `{}` not generated", t.name))?;
-        if given.shape != sizes.shape(&t.shape)
-            || given.data.len() != given.shape.iter().product::<usize>()
-        {
+        let given = inputs.get(&t.name).ok_or_else(|| format!("input `{}` not generated", t.name))?;
+        if given.shape != sizes.shape(&t.shape) || given.data.len() != given.shape.iter().product::<usize>() {
             return Err(format!(
                 "input `{}` generated with shape {:?} and {} values",
                 t.name,
@@ -292,18 +244,9 @@ fn run_tiny(layer: &Layer, threes: &[bool], seed: u64) -> Result<Ran, String> {
     }
     let outputs = interp::run(layer, &sizes, &inputs);
     for (_, t) in layer.outputs() {
-        let out = outputs
-            .get(&t.name)
-            .ok_or_else(|| format!("output `{}` missing", t.name))?;
-        if out.shape != sizes.shape(&t.shape)
-            || out.data.len() != out.shape.iter().product::<usize>()
-        {
-            return Err(format!(
-                "output `{}` has shape {:?} and {} values",
-                t.name,
-                out.shape,
-                out.data.len()
-            ));
+        let out = outputs.get(&t.name).ok_or_else(|| format!("output `{}` missing", t.name))?;
+        if out.shape != sizes.shape(&t.shape) || out.data.len() != out.shape.iter().product::<usize>() {
+            return Err(format!("output `{}` has shape {:?} and {} values", t.name, out.shape, out.data.len()));
         }
     }
     Ok(Ran::Ok)
@@ -331,14 +274,21 @@ fn mutate_and_check(cases: u32, max_mutations: usize) -> Counts {
         let bytes = apply(source, &mutations);
         let shown = String::from_utf8_lossy(&bytes).into_owned();
         counts.cases.fetch_add(1, Ordering::Relaxed);
-        let (checked, rendered) =
-            check_and_render(name, &bytes).map_err(|p| TestCaseError::fail(format!("check panicked: {p}\nmutations of {name}: {mutations:?}\nsource:\n{shown}")))?;
+        let (checked, rendered) = check_and_render(name, &bytes).map_err(|p| {
+            TestCaseError::fail(format!("check panicked: {p}\nmutations of {name}: {mutations:?}\nsource:\n{shown}"))
+        })?;
         assert_well_formed(name, &bytes, &checked, &rendered)?;
         let Ok((module, _)) = &checked.result else { return Ok(()) };
         counts.accepted.fetch_add(1, Ordering::Relaxed);
         for layer in &module.layers {
             let ran = catch_unwind(AssertUnwindSafe(|| run_tiny(layer, &threes, seed)))
-                .map_err(|p| TestCaseError::fail(format!("run of layer `{}` panicked: {}\nmutations of {name}: {mutations:?}\nsource:\n{shown}", layer.name, panic_message(p))))?
+                .map_err(|p| {
+                    TestCaseError::fail(format!(
+                        "run of layer `{}` panicked: {}\nmutations of {name}: {mutations:?}\nsource:\n{shown}",
+                        layer.name,
+                        panic_message(p)
+                    ))
+                })?
                 .map_err(|e| TestCaseError::fail(format!("layer `{}`: {e}\nsource:\n{shown}", layer.name)))?;
             if let Ran::Ok = ran {
                 counts.ran.fetch_add(1, Ordering::Relaxed);
@@ -357,18 +307,11 @@ fn mutate_and_check(cases: u32, max_mutations: usize) -> Counts {
 #[test]
 fn small_mutations_of_the_stdlib_never_panic() {
     let counts = mutate_and_check(512, 2);
-    let (cases, accepted, ran) = (
-        counts.cases.into_inner(),
-        counts.accepted.into_inner(),
-        counts.ran.into_inner(),
-    );
+    let (cases, accepted, ran) = (counts.cases.into_inner(), counts.accepted.into_inner(), counts.ran.into_inner());
     eprintln!("{cases} mutated files: {accepted} accepted, {ran} layers run");
     // Guard against a vacuous property: some mutations (a duplicated comment line, a
     // swapped pair of inputs, a space) must survive checking and reach the interpreter.
-    assert!(
-        accepted > 0 && ran > 0,
-        "no mutated file reached the interpreter ({accepted} of {cases} accepted)"
-    );
+    assert!(accepted > 0 && ran > 0, "no mutated file reached the interpreter ({accepted} of {cases} accepted)");
 }
 
 /// (b): heavier damage, several edits per file.
@@ -383,9 +326,7 @@ fn heavy_mutations_of_the_stdlib_never_panic() {
 fn stdlib_layers_run_at_tiny_sizes() {
     for (name, source) in STDLIB {
         let c = check_source(name, source.as_bytes());
-        let (module, _) = c
-            .result
-            .unwrap_or_else(|d| panic!("{name} does not check:\n{}", d.render(&c.file, false)));
+        let (module, _) = c.result.unwrap_or_else(|d| panic!("{name} does not check:\n{}", d.render(&c.file, false)));
         for layer in &module.layers {
             let mut ran = 0;
             for mask in 0u32..32 {
@@ -396,7 +337,11 @@ fn stdlib_layers_run_at_tiny_sizes() {
                     Err(e) => panic!("{name} layer `{}`: {e}", layer.name),
                 }
             }
-            assert_eq!(ran, 32, "{name}: layer `{}` ran at every mix of 2s and 3s (or at all 2s where 3s do not bind)", layer.name);
+            assert_eq!(
+                ran, 32,
+                "{name}: layer `{}` ran at every mix of 2s and 3s (or at all 2s where 3s do not bind)",
+                layer.name
+            );
         }
     }
 }

@@ -21,12 +21,9 @@ const TOLERANCE: f64 = 1e-10;
 type Reference = fn(&TensorMap) -> Vec<f64>;
 
 fn load(source: &str, name: &str) -> Layer {
-    let (module, _) = ssmc_compiler::compile(source)
-        .unwrap_or_else(|d| panic!("stdlib/{name}.ssm does not compile: {d:?}"));
-    module
-        .layer(name)
-        .unwrap_or_else(|| panic!("stdlib/{name}.ssm has no layer `{name}`"))
-        .clone()
+    let (module, _) =
+        ssmc_compiler::compile(source).unwrap_or_else(|d| panic!("stdlib/{name}.ssm does not compile: {d:?}"));
+    module.layer(name).unwrap_or_else(|| panic!("stdlib/{name}.ssm has no layer `{name}`")).clone()
 }
 
 fn mamba1_layer() -> Layer {
@@ -70,66 +67,28 @@ fn compare(layer: &Layer, dims: &[(&str, usize)], seed: u64, reference: Referenc
     let theirs = &theirs["out"];
     let ours = reference(&inputs);
     let expected_len: usize = theirs.shape.iter().product();
-    assert_eq!(
-        ours.len(),
-        expected_len,
-        "{} {dims:?}: reference output has the wrong size",
-        layer.name
-    );
-    assert!(
-        ours.iter().all(|v| v.is_finite()),
-        "{} {dims:?} seed {seed}: reference output not finite",
-        layer.name
-    );
-    assert!(
-        theirs.data.iter().all(|v| v.is_finite()),
-        "{} {dims:?} seed {seed}: ssmc output not finite",
-        layer.name
-    );
-    assert!(
-        norm(&ours) > 0.0,
-        "{} {dims:?} seed {seed}: reference output is all zero",
-        layer.name
-    );
+    assert_eq!(ours.len(), expected_len, "{} {dims:?}: reference output has the wrong size", layer.name);
+    assert!(ours.iter().all(|v| v.is_finite()), "{} {dims:?} seed {seed}: reference output not finite", layer.name);
+    assert!(theirs.data.iter().all(|v| v.is_finite()), "{} {dims:?} seed {seed}: ssmc output not finite", layer.name);
+    assert!(norm(&ours) > 0.0, "{} {dims:?} seed {seed}: reference output is all zero", layer.name);
     let err = rel_err(&ours, &theirs.data);
-    assert!(
-        err < TOLERANCE,
-        "{} {dims:?} seed {seed}: relative error {err:e} >= {TOLERANCE:e}",
-        layer.name
-    );
+    assert!(err < TOLERANCE, "{} {dims:?} seed {seed}: relative error {err:e} >= {TOLERANCE:e}", layer.name);
     every_legal_form_agrees(layer, &sizes, &inputs, &ours, dims);
     err
 }
 
 /// Every form the e-graph finds legal, and a chunk size that divides no L here, matches
 /// the reference too (forms reassociate sums, hence the looser 1e-9).
-fn every_legal_form_agrees(
-    layer: &Layer,
-    sizes: &Sizes,
-    inputs: &TensorMap,
-    ours: &[f64],
-    dims: &[(&str, usize)],
-) {
+fn every_legal_form_agrees(layer: &Layer, sizes: &Sizes, inputs: &TensorMap, ours: &[f64], dims: &[(&str, usize)]) {
     let choice = egraph::choose(layer, sizes, Target::Cpu, &|_| 0);
-    let mut forms: Vec<Form> = choice
-        .candidates
-        .iter()
-        .filter(|c| c.legality.is_ok())
-        .map(|c| c.form)
-        .collect();
+    let mut forms: Vec<Form> = choice.candidates.iter().filter(|c| c.legality.is_ok()).map(|c| c.form).collect();
     forms.push(Form::Chunked { q: 3 });
     assert!(forms.len() >= 6, "{}: only {forms:?} are legal", layer.name);
     for form in forms {
-        let plan = choice
-            .force(form)
-            .unwrap_or_else(|e| panic!("{}: {e}", layer.name));
+        let plan = choice.force(form).unwrap_or_else(|e| panic!("{}: {e}", layer.name));
         let got = forms::run(layer, sizes, inputs, &plan);
         let err = rel_err(ours, &got["out"].data);
-        assert!(
-            err < 1e-9,
-            "{} {dims:?} form {form}: relative error {err:e} against the reference",
-            layer.name
-        );
+        assert!(err < 1e-9, "{} {dims:?} form {form}: relative error {err:e} against the reference", layer.name);
     }
 }
 
@@ -146,18 +105,10 @@ fn perturbation_moves_output(layer: &Layer, dims: &[(&str, usize)], reference: R
         t.data[i] += 0.25;
         let after = interp::run(layer, &sizes, &inputs)["out"].data.clone();
         let moved = rel_err(&before, &after);
-        assert!(
-            moved > 1e3 * TOLERANCE,
-            "{}: perturbing `{name}`[{i}] moved the output by only {moved:e}",
-            layer.name
-        );
+        assert!(moved > 1e3 * TOLERANCE, "{}: perturbing `{name}`[{i}] moved the output by only {moved:e}", layer.name);
         let ours = reference(&inputs);
         let err = rel_err(&ours, &after);
-        assert!(
-            err < TOLERANCE,
-            "{}: after perturbing `{name}`[{i}], relative error {err:e}",
-            layer.name
-        );
+        assert!(err < TOLERANCE, "{}: after perturbing `{name}`[{i}], relative error {err:e}", layer.name);
     }
 }
 
@@ -213,8 +164,7 @@ fn selective_scan_ref(s: &ScanArgs) -> Vec<f64> {
     }
     // B = repeat(B, "B G N L -> B (G H) N L", H = dim // G): channel d reads group d / H.
     let per_group = dim / s.groups;
-    let bgnl =
-        |b: usize, d: usize, n: usize, l: usize| ((b * s.groups + d / per_group) * n_ + n) * l_ + l;
+    let bgnl = |b: usize, d: usize, n: usize, l: usize| ((b * s.groups + d / per_group) * n_ + n) * l_ + l;
     // deltaA = exp(einsum('bdl,dn->bdln')), deltaB_u = einsum('bdl,bdnl,bdl->bdln')
     let bdln = |b: usize, d: usize, l: usize, n: usize| ((b * dim + d) * l_ + l) * n_ + n;
     let mut delta_a = vec![0.0; bs * dim * l_ * n_];
@@ -260,9 +210,7 @@ fn selective_scan_ref(s: &ScanArgs) -> Vec<f64> {
 }
 
 fn mamba1_reference(t: &TensorMap) -> Vec<f64> {
-    let [batch, groups, dstate, len] = t["B"].shape[..] else {
-        panic!("B is (B, G, N, L)")
-    };
+    let [batch, groups, dstate, len] = t["B"].shape[..] else { panic!("B is (B, G, N, L)") };
     selective_scan_ref(&ScanArgs {
         u: &t["u"].data,
         delta: &t["delta"].data,
@@ -300,12 +248,8 @@ fn mamba2_reference(t: &TensorMap) -> Vec<f64> {
 
 /// The SSD algorithm with chunks of `q` steps, the last one ragged.
 fn mamba2_chunked(t: &TensorMap, q: usize) -> Vec<f64> {
-    let [bs, l_, hs, ps] = t["x"].shape[..] else {
-        panic!("x is (B, L, H, P)")
-    };
-    let [_, _, gs, ns] = t["B"].shape[..] else {
-        panic!("B is (B, L, G, N)")
-    };
+    let [bs, l_, hs, ps] = t["x"].shape[..] else { panic!("x is (B, L, H, P)") };
+    let [_, _, gs, ns] = t["B"].shape[..] else { panic!("B is (B, L, G, N)") };
     let (x, dt_in, a, bm, cm, dd, z, dt_bias) = (
         &t["x"].data,
         &t["dt"].data,
@@ -323,20 +267,11 @@ fn mamba2_chunked(t: &TensorMap, q: usize) -> Vec<f64> {
         for h in 0..hs {
             let g = h / (hs / gs);
             // Discrete inputs of ssd_minimal_discrete: X = x dt, A = A dt.
-            let dt: Vec<f64> = (0..l_)
-                .map(|l| softplus(dt_in[(b * l_ + l) * hs + h] + dt_bias[h]))
-                .collect();
+            let dt: Vec<f64> = (0..l_).map(|l| softplus(dt_in[(b * l_ + l) * hs + h] + dt_bias[h])).collect();
             let ad: Vec<f64> = dt.iter().map(|d| a[h] * d).collect();
             let xd = |l: usize, p: usize| x[xi(b, l, h, p)] * dt[l];
-            let cb = |l: usize, s: usize| {
-                (0..ns)
-                    .map(|n| cm[gi(b, l, g, n)] * bm[gi(b, s, g, n)])
-                    .sum::<f64>()
-            };
-            let chunks: Vec<(usize, usize)> = (0..l_)
-                .step_by(q)
-                .map(|s0| (s0, (s0 + q).min(l_)))
-                .collect();
+            let cb = |l: usize, s: usize| (0..ns).map(|n| cm[gi(b, l, g, n)] * bm[gi(b, s, g, n)]).sum::<f64>();
+            let chunks: Vec<(usize, usize)> = (0..l_).step_by(q).map(|s0| (s0, (s0 + q).min(l_))).collect();
             // A_cumsum within each chunk.
             let cumsum: Vec<Vec<f64>> = chunks
                 .iter()
@@ -395,9 +330,7 @@ fn mamba2_chunked(t: &TensorMap, q: usize) -> Vec<f64> {
                 for l in s0..s1 {
                     let decay = cumsum[c][l - s0].exp();
                     for p in 0..ps {
-                        let cs: f64 = (0..ns)
-                            .map(|n| cm[gi(b, l, g, n)] * entering[c][p * ns + n])
-                            .sum();
+                        let cs: f64 = (0..ns).map(|n| cm[gi(b, l, g, n)] * entering[c][p * ns + n]).sum();
                         y[l * ps + p] += cs * decay;
                     }
                 }
@@ -426,10 +359,7 @@ impl Cx {
     }
     fn div(self, o: Cx) -> Cx {
         let den = o.0 * o.0 + o.1 * o.1;
-        Cx(
-            (self.0 * o.0 + self.1 * o.1) / den,
-            (self.1 * o.0 - self.0 * o.1) / den,
-        )
+        Cx((self.0 * o.0 + self.1 * o.1) / den, (self.1 * o.0 - self.0 * o.1) / den)
     }
     fn exp(self) -> Cx {
         let r = self.0.exp();
@@ -441,18 +371,10 @@ impl Cx {
 }
 
 fn s4d_reference(t: &TensorMap) -> Vec<f64> {
-    let [bs, hs, l_] = t["u"].shape[..] else {
-        panic!("u is (B, H, L)")
-    };
+    let [bs, hs, l_] = t["u"].shape[..] else { panic!("u is (B, H, L)") };
     let half = t["log_A_real"].shape[1];
-    let (u, log_dt, log_a_real, a_imag, c_view, dd) = (
-        &t["u"].data,
-        &t["log_dt"].data,
-        &t["log_A_real"].data,
-        &t["A_imag"].data,
-        &t["C"].data,
-        &t["D"].data,
-    );
+    let (u, log_dt, log_a_real, a_imag, c_view, dd) =
+        (&t["u"].data, &t["log_dt"].data, &t["log_A_real"].data, &t["A_imag"].data, &t["C"].data, &t["D"].data);
     // K[h, l] = 2 Re(sum_n C'_n exp(dtA_n l)), C' = C (exp(dtA) - 1) / A.
     let mut kernel = vec![0.0; hs * l_];
     for h in 0..hs {
@@ -488,15 +410,11 @@ fn s4d_reference(t: &TensorMap) -> Vec<f64> {
 
 /// Reverses the last (time) axis of a row-major tensor.
 fn flip_last(data: &[f64], len: usize) -> Vec<f64> {
-    data.chunks(len)
-        .flat_map(|row| row.iter().rev().copied())
-        .collect()
+    data.chunks(len).flat_map(|row| row.iter().rev().copied()).collect()
 }
 
 fn vim_reference(t: &TensorMap) -> Vec<f64> {
-    let [batch, dstate, len] = t["B"].shape[..] else {
-        panic!("B is (B, N, L)")
-    };
+    let [batch, dstate, len] = t["B"].shape[..] else { panic!("B is (B, N, L)") };
     let dim = t["D"].shape[0];
     // B, C of shape (B, N, L) are selective_scan_ref's 3-d case: one group.
     let forward = selective_scan_ref(&ScanArgs {
@@ -530,11 +448,7 @@ fn vim_reference(t: &TensorMap) -> Vec<f64> {
         dstate,
         len,
     });
-    forward
-        .iter()
-        .zip(flip_last(&backward, len))
-        .map(|(a, b)| a + b)
-        .collect()
+    forward.iter().zip(flip_last(&backward, len)).map(|(a, b)| a + b).collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -543,12 +457,7 @@ fn vim_reference(t: &TensorMap) -> Vec<f64> {
 const LENGTHS: [usize; 3] = [1, 7, 37];
 const SEEDS: [u64; 3] = [1, 2, 3];
 
-fn sweep(
-    layer: &Layer,
-    shapes: &[&[(&str, usize)]],
-    long: &[&[(&str, usize)]],
-    reference: Reference,
-) {
+fn sweep(layer: &Layer, shapes: &[&[(&str, usize)]], long: &[&[(&str, usize)]], reference: Reference) {
     let mut worst = 0.0f64;
     for shape in shapes {
         for len in LENGTHS {
@@ -574,15 +483,8 @@ fn mamba1_matches_selective_scan_ref() {
     let layer = mamba1_layer();
     sweep(
         &layer,
-        &[
-            &[("B", 1), ("D", 5), ("G", 1)],
-            &[("B", 2), ("D", 6), ("G", 2)],
-            &[("B", 2), ("D", 7), ("G", 1)],
-        ],
-        &[
-            &[("B", 1), ("D", 3), ("G", 1)],
-            &[("B", 2), ("D", 2), ("G", 2)],
-        ],
+        &[&[("B", 1), ("D", 5), ("G", 1)], &[("B", 2), ("D", 6), ("G", 2)], &[("B", 2), ("D", 7), ("G", 1)]],
+        &[&[("B", 1), ("D", 3), ("G", 1)], &[("B", 2), ("D", 2), ("G", 2)]],
         mamba1_reference,
     );
 }
@@ -592,14 +494,8 @@ fn mamba2_matches_chunked_ssd() {
     let layer = mamba2_layer();
     sweep(
         &layer,
-        &[
-            &[("B", 1), ("H", 3), ("P", 2), ("G", 1)],
-            &[("B", 2), ("H", 4), ("P", 3), ("G", 2)],
-        ],
-        &[
-            &[("B", 1), ("H", 3), ("P", 2), ("G", 1)],
-            &[("B", 2), ("H", 4), ("P", 1), ("G", 2)],
-        ],
+        &[&[("B", 1), ("H", 3), ("P", 2), ("G", 1)], &[("B", 2), ("H", 4), ("P", 3), ("G", 2)]],
+        &[&[("B", 1), ("H", 3), ("P", 2), ("G", 1)], &[("B", 2), ("H", 4), ("P", 1), ("G", 2)]],
         mamba2_reference,
     );
 }
@@ -607,41 +503,23 @@ fn mamba2_matches_chunked_ssd() {
 #[test]
 fn s4d_matches_s4d_kernel_convolution() {
     let layer = s4d_layer();
-    sweep(
-        &layer,
-        &[&[("B", 1), ("H", 5)], &[("B", 2), ("H", 3)]],
-        &[&[("B", 2), ("H", 2)]],
-        s4d_reference,
-    );
+    sweep(&layer, &[&[("B", 1), ("H", 5)], &[("B", 2), ("H", 3)]], &[&[("B", 2), ("H", 2)]], s4d_reference);
 }
 
 #[test]
 fn vim_matches_two_flipped_selective_scans() {
     let layer = vim_layer();
-    sweep(
-        &layer,
-        &[&[("B", 1), ("D", 5)], &[("B", 2), ("D", 7)]],
-        &[&[("B", 1), ("D", 3)]],
-        vim_reference,
-    );
+    sweep(&layer, &[&[("B", 1), ("D", 5)], &[("B", 2), ("D", 7)]], &[&[("B", 1), ("D", 3)]], vim_reference);
 }
 
 #[test]
 fn mamba1_every_input_matters() {
-    perturbation_moves_output(
-        &mamba1_layer(),
-        &[("B", 2), ("D", 6), ("G", 2), ("L", 7)],
-        mamba1_reference,
-    );
+    perturbation_moves_output(&mamba1_layer(), &[("B", 2), ("D", 6), ("G", 2), ("L", 7)], mamba1_reference);
 }
 
 #[test]
 fn mamba2_every_input_matters() {
-    perturbation_moves_output(
-        &mamba2_layer(),
-        &[("B", 2), ("H", 4), ("P", 3), ("G", 2), ("L", 7)],
-        mamba2_reference,
-    );
+    perturbation_moves_output(&mamba2_layer(), &[("B", 2), ("H", 4), ("P", 3), ("G", 2), ("L", 7)], mamba2_reference);
 }
 
 #[test]
@@ -664,10 +542,6 @@ fn mamba2_reference_is_chunk_independent() {
     let base = mamba2_chunked(&t, chunk_size(37));
     for q in [1, 5, 37, 64] {
         let err = rel_err(&base, &mamba2_chunked(&t, q));
-        assert!(
-            err < TOLERANCE,
-            "chunk size {q} vs {}: relative error {err:e}",
-            chunk_size(37)
-        );
+        assert!(err < TOLERANCE, "chunk size {q} vs {}: relative error {err:e}", chunk_size(37));
     }
 }

@@ -8,7 +8,8 @@ fn main() {
     if args.get(2).map(String::as_str) == Some("loops") {
         print!("{k}");
     } else {
-        let ir = ssmc_compiler::codegen::llvm_ir(&[k], &ssmc_compiler::codegen::Arch::X86 { cpu: "native".into() }).expect("ir");
+        let ir = ssmc_compiler::codegen::llvm_ir(&[k], &ssmc_compiler::codegen::Arch::X86 { cpu: "native".into() })
+            .expect("ir");
         print!("{ir}");
     }
 }

@@ -71,7 +71,9 @@ pub fn manifest(layer: &Layer, target: &BuildTarget, mapping: Mapping, files: BT
     let name = |d: crate::arena::Handle<crate::ir::Dim>| layer.dims[d].name.clone();
     // What one work item of the kernel covers (see the schedule templates).
     let (sequences, head_lanes) = match mapping {
-        Mapping::StateLanes => ([Some(ax.batch), Some(ax.head), ax.headdim].into_iter().flatten().map(name).collect(), None),
+        Mapping::StateLanes => {
+            ([Some(ax.batch), Some(ax.head), ax.headdim].into_iter().flatten().map(name).collect(), None)
+        }
         Mapping::StateTiles { .. } => (vec![name(ax.batch), name(ax.head)], None),
         Mapping::HeadLanes { lanes } => (
             [Some(ax.batch), ax.group].into_iter().flatten().map(name).collect(),
@@ -178,7 +180,10 @@ pub fn build(layer: &Layer, target: &BuildTarget, dir: &Path) -> Result<Manifest
     let kernel = ssmc_kernels::recurrent(&spec);
     let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-    let work = tempfile::Builder::new().prefix(".ssmc-build").tempdir_in(parent).map_err(|e| format!("cannot write in {}: {e}", parent.display()))?;
+    let work = tempfile::Builder::new()
+        .prefix(".ssmc-build")
+        .tempdir_in(parent)
+        .map_err(|e| format!("cannot write in {}: {e}", parent.display()))?;
     let name = &layer.name;
     let mut files = BTreeMap::new();
     match target {
@@ -208,13 +213,16 @@ pub fn build(layer: &Layer, target: &BuildTarget, dir: &Path) -> Result<Manifest
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     for entry in std::fs::read_dir(work.path()).map_err(|e| e.to_string())? {
         let entry = entry.map_err(|e| e.to_string())?;
-        std::fs::rename(entry.path(), dir.join(entry.file_name())).map_err(|e| format!("cannot write into {}: {e}", dir.display()))?;
+        std::fs::rename(entry.path(), dir.join(entry.file_name()))
+            .map_err(|e| format!("cannot write into {}: {e}", dir.display()))?;
     }
     Ok(m)
 }
 
 fn run_tool(cmd: &mut Command) -> Result<(), String> {
-    let out = cmd.output().map_err(|e| format!("cannot run `{:?}`: {e} (is a C toolchain installed? scripts/setup.sh installs one)", cmd.get_program()))?;
+    let out = cmd.output().map_err(|e| {
+        format!("cannot run `{:?}`: {e} (is a C toolchain installed? scripts/setup.sh installs one)", cmd.get_program())
+    })?;
     if out.status.success() {
         Ok(())
     } else {

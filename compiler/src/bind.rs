@@ -76,14 +76,21 @@ pub fn sizes_from_dims(layer: &Layer, overrides: &BTreeMap<String, usize>) -> Re
     for name in overrides.keys() {
         if !layer.dims.iter().any(|(_, d)| &d.name == name) {
             let names: Vec<&str> = layer.dims.iter().map(|(_, d)| d.name.as_str()).collect();
-            problems.push(format!("--dim {name}: layer `{}` has no dim `{name}` (its dims: {})", layer.name, names.join(", ")));
+            problems.push(format!(
+                "--dim {name}: layer `{}` has no dim `{name}` (its dims: {})",
+                layer.name,
+                names.join(", ")
+            ));
         }
     }
     let mut sizes = Vec::new();
     for (_, d) in layer.dims.iter() {
         let size = match (d.size, overrides.get(&d.name)) {
             (DimSize::Const(n), Some(&v)) if v as u64 != n => {
-                problems.push(format!("--dim {}={v}: `{}` is a compile-time constant (= {n}) in the .ssm file", d.name, d.name));
+                problems.push(format!(
+                    "--dim {}={v}: `{}` is a compile-time constant (= {n}) in the .ssm file",
+                    d.name, d.name
+                ));
                 n as usize
             }
             (DimSize::Const(n), _) => n as usize,
@@ -137,14 +144,22 @@ pub fn sizes_from_inputs(layer: &Layer, inputs: &TensorMap) -> Result<Sizes, Bin
             let (dim, divisor) = match *axis {
                 Axis::Complex if n == 2 => continue,
                 Axis::Complex => {
-                    problems.push(format!("input `{}`: expected shape {declared}, got {:?}: the last axis holds re/im and must be 2", t.name, given.shape));
+                    problems.push(format!(
+                        "input `{}`: expected shape {declared}, got {:?}: the last axis holds re/im and must be 2",
+                        t.name, given.shape
+                    ));
                     continue;
                 }
                 Axis::Dim { dim, divisor } => (dim, divisor as usize),
             };
             let d = &layer.dims[dim];
             let Some(size) = n.checked_mul(divisor) else {
-                problems.push(format!("input `{}`: expected shape {declared}, got {:?}: axis `{}` is far too large", t.name, given.shape, layer.axis_name(*axis)));
+                problems.push(format!(
+                    "input `{}`: expected shape {declared}, got {:?}: axis `{}` is far too large",
+                    t.name,
+                    given.shape,
+                    layer.axis_name(*axis)
+                ));
                 continue;
             };
             let expected = match (d.size, &bound[dim.index()]) {
@@ -158,7 +173,8 @@ pub fn sizes_from_inputs(layer: &Layer, inputs: &TensorMap) -> Result<Sizes, Bin
                     t.name, d.name, given.shape
                 )),
                 Some(_) => {}
-                None if n == 0 => problems.push(format!("input `{}`: axis `{}` has size 0, got shape {:?}", t.name, d.name, given.shape)),
+                None if n == 0 => problems
+                    .push(format!("input `{}`: axis `{}` has size 0, got shape {:?}", t.name, d.name, given.shape)),
                 None => bound[dim.index()] = Some((size, t.name.clone())),
             }
         }
@@ -222,7 +238,11 @@ fn check_consistency(layer: &Layer, sizes: &Sizes, problems: &mut Vec<String>) {
             if let Axis::Dim { dim, divisor } = *a {
                 if divisor > 1 && sizes.dim(dim) % divisor as usize != 0 {
                     let d = &layer.dims[dim].name;
-                    problems.push(format!("`{}` uses {d}/{divisor}, but {d}={} is not a multiple of {divisor}", t.name, sizes.dim(dim)));
+                    problems.push(format!(
+                        "`{}` uses {d}/{divisor}, but {d}={} is not a multiple of {divisor}",
+                        t.name,
+                        sizes.dim(dim)
+                    ));
                 }
             }
         }
@@ -231,7 +251,9 @@ fn check_consistency(layer: &Layer, sizes: &Sizes, problems: &mut Vec<String>) {
         let (heads, groups) = (sizes.dim(layer.axes.head), sizes.dim(g));
         if groups == 0 || heads % groups != 0 {
             let (hn, gn) = (&layer.dims[layer.axes.head].name, &layer.dims[g].name);
-            problems.push(format!("{hn}={heads} is not a multiple of {gn}={groups}: each group must hold the same number of heads"));
+            problems.push(format!(
+                "{hn}={heads} is not a multiple of {gn}={groups}: each group must hold the same number of heads"
+            ));
         }
     }
 }

@@ -22,7 +22,5 @@ pub fn run_cuda(
         artifact::build(layer, &target, &dir)?;
     }
     let gpu = GpuLayer::load(&dir).map_err(|e| e.to_string())?;
-    native::run_with(layer, inputs, outputs_shape, bench, |refs| {
-        gpu.run(refs).map_err(|e| e.to_string())
-    })
+    native::run_with(layer, inputs, outputs_shape, bench, |refs| gpu.run(refs).map_err(|e| e.to_string()))
 }

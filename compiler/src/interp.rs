@@ -24,7 +24,15 @@ pub fn run(layer: &Layer, sizes: &Sizes, inputs: &TensorMap) -> TensorMap {
 
 /// h_t = Abar_t h_{t-1} + Bbar_t x_t ;  y_t += (C_t . h_t + D x_t) silu(z_t), for every
 /// (batch, head, head element), over time in scan order.
-fn recurrence(layer: &Layer, d: &Dims, r: &ScanRoles, h0: Option<&Field>, reversed: bool, y: &mut [f64], final_state: &mut [C64]) {
+fn recurrence(
+    layer: &Layer,
+    d: &Dims,
+    r: &ScanRoles,
+    h0: Option<&Field>,
+    reversed: bool,
+    y: &mut [f64],
+    final_state: &mut [C64],
+) {
     let pairs = if layer.a_structure == AStructure::Complex { 2.0 } else { 1.0 };
     for b in 0..d.batch {
         for head in 0..d.heads {

@@ -6,11 +6,11 @@
 
 pub mod arena;
 pub mod artifact;
-pub mod ir;
 pub mod bind;
 pub mod codegen;
 pub mod forms;
 pub mod interp;
+pub mod ir;
 pub mod lower;
 pub mod roles;
 pub mod sema;
@@ -33,8 +33,12 @@ pub fn check_source(name: &str, bytes: &[u8]) -> Checked {
         Ok(text) => Checked { file: SourceFile::new(name, text), result: compile(text) },
         Err(e) => {
             let at = e.valid_up_to();
-            let d = Diagnostic::error("the file is not valid UTF-8", ssmc_syntax::Span::new(at, at + 1), format!("byte 0x{:02x} here", bytes[at]))
-                .with_hint(".ssm files are UTF-8 text; was a binary file passed?");
+            let d = Diagnostic::error(
+                "the file is not valid UTF-8",
+                ssmc_syntax::Span::new(at, at + 1),
+                format!("byte 0x{:02x} here", bytes[at]),
+            )
+            .with_hint(".ssm files are UTF-8 text; was a binary file passed?");
             Checked { file: SourceFile::new(name, String::from_utf8_lossy(bytes)), result: Err(Diagnostics(vec![d])) }
         }
     }

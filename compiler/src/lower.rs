@@ -136,7 +136,11 @@ impl Lowerer<'_> {
                     ),
                     Func::Sigmoid => sigmoid(v[0].clone()),
                     Func::Silu => Val::mul(v[0].clone(), sigmoid(v[0].clone())),
-                    Func::Clamp => Val::bin(ssmc_loops::BinOp::Min, Val::bin(ssmc_loops::BinOp::Max, v[0].clone(), v[1].clone()), v[2].clone()),
+                    Func::Clamp => Val::bin(
+                        ssmc_loops::BinOp::Min,
+                        Val::bin(ssmc_loops::BinOp::Max, v[0].clone(), v[1].clone()),
+                        v[2].clone(),
+                    ),
                     Func::Min => Val::bin(ssmc_loops::BinOp::Min, v[0].clone(), v[1].clone()),
                     Func::Max => Val::bin(ssmc_loops::BinOp::Max, v[0].clone(), v[1].clone()),
                 }
@@ -164,7 +168,10 @@ impl Lowerer<'_> {
             gate: s.gate.map(|e| self.expr(e, 1)),
             decay_invariant: !(self.varies_in_time(s.dt) || t(s.a) || t(s.b)),
             a_invariant: !t(s.a),
-            a_shared: [Some(s.a.re), s.a.im].into_iter().flatten().all(|e| !self.layer.axes_of(e).iter().any(|a| self.layer.axis_slot(*a) == AxisRole::State.slot())),
+            a_shared: [Some(s.a.re), s.a.im]
+                .into_iter()
+                .flatten()
+                .all(|e| !self.layer.axes_of(e).iter().any(|a| self.layer.axis_slot(*a) == AxisRole::State.slot())),
             b_invariant: !t(s.b),
             c_invariant: !t(s.c),
             skip_invariant: !self.varies_in_time(s.skip),

@@ -6,9 +6,9 @@ mod summary;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ssmc_compiler::bind::{sizes_from_dims, sizes_from_inputs};
+use ssmc_compiler::forms::{self, cost, egraph};
 use ssmc_compiler::ir::Layer;
 use ssmc_compiler::tensors::{self, OutDType};
-use ssmc_compiler::forms::{self, cost, egraph};
 use ssmc_compiler::{check_source, Checked, SourceFile};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -239,7 +239,12 @@ fn load_with_source(path: &Path, color: bool) -> Result<(Vec<Layer>, SourceFile)
     let c = checked(path, color)?;
     match c.result {
         Ok((m, _)) => Ok((m.layers, c.file)),
-        Err(d) => Err(fail(format!("`{}`: {} error{}", path.display(), d.error_count(), if d.error_count() == 1 { "" } else { "s" }))),
+        Err(d) => Err(fail(format!(
+            "`{}`: {} error{}",
+            path.display(),
+            d.error_count(),
+            if d.error_count() == 1 { "" } else { "s" }
+        ))),
     }
 }
 
@@ -271,8 +276,9 @@ fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
     let (sizes, inputs, source) = match &args.inputs {
         Some(path) => {
             let inputs = tensors::read_safetensors(path).map_err(fail)?;
-            let sizes = sizes_from_inputs(layer, &inputs)
-                .map_err(|e| fail(format!("the inputs in `{}` do not fit layer `{}`:\n{e}", path.display(), layer.name)))?;
+            let sizes = sizes_from_inputs(layer, &inputs).map_err(|e| {
+                fail(format!("the inputs in `{}` do not fit layer `{}`:\n{e}", path.display(), layer.name))
+            })?;
             (sizes, inputs, summary::InputSource::File(path.display().to_string()))
         }
         None => {
@@ -314,15 +320,18 @@ fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
             if let Some(f) = args.form.filter(|f| *f != forms::Form::Recurrent) {
                 return Err(fail(format!("form {f} has no native CPU schedule yet (recurrent has); `--target interp --form {f}` runs its f64 specification")));
             }
-            let shapes: Vec<(String, Vec<usize>)> = layer.outputs().map(|(_, t)| (t.name.clone(), sizes.shape(&t.shape))).collect();
-            let run = native::run_cpu(layer, &file.text, &args.cpu, &inputs, &shapes, bench, args.threads).map_err(fail)?;
+            let shapes: Vec<(String, Vec<usize>)> =
+                layer.outputs().map(|(_, t)| (t.name.clone(), sizes.shape(&t.shape))).collect();
+            let run =
+                native::run_cpu(layer, &file.text, &args.cpu, &inputs, &shapes, bench, args.threads).map_err(fail)?;
             (run.outputs, run.times, "cpu", forms::Plan { forms: vec![forms::Form::Recurrent; plan.forms.len()] })
         }
         Target::Cuda => {
             if let Some(f) = args.form.filter(|f| *f != forms::Form::Recurrent) {
                 return Err(fail(format!("form {f} has no GPU schedule yet (recurrent has); `--target interp --form {f}` runs its f64 specification")));
             }
-            let shapes: Vec<(String, Vec<usize>)> = layer.outputs().map(|(_, t)| (t.name.clone(), sizes.shape(&t.shape))).collect();
+            let shapes: Vec<(String, Vec<usize>)> =
+                layer.outputs().map(|(_, t)| (t.name.clone(), sizes.shape(&t.shape))).collect();
             let run = gpu::run_cuda(layer, &file.text, &inputs, &shapes, bench).map_err(fail)?;
             (run.outputs, run.times, "cuda", forms::Plan { forms: vec![forms::Form::Recurrent; plan.forms.len()] })
         }
@@ -359,7 +368,11 @@ fn pick_layer<'a>(layers: &'a [Layer], name: Option<&str>) -> Result<&'a Layer, 
     let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
     match (name, layers) {
         (None, [one]) => Ok(one),
-        (None, _) => Err(fail(format!("the file declares {} layers ({}); choose one with --layer", layers.len(), names.join(", ")))),
+        (None, _) => Err(fail(format!(
+            "the file declares {} layers ({}); choose one with --layer",
+            layers.len(),
+            names.join(", ")
+        ))),
         (Some(n), _) => layers
             .iter()
             .find(|l| l.name == n)
@@ -394,7 +407,8 @@ fn build(args: &BuildArgs, color: bool) -> Result<(), Failed> {
         CostTarget::Cpu => BuildTarget::Cpu { cpu: args.cpu.clone() },
         CostTarget::Ptx => BuildTarget::Ptx,
     };
-    let m = artifact::build(layer, &target, &args.output).map_err(|e| fail(format!("cannot build layer `{}`: {e}", layer.name)))?;
+    let m = artifact::build(layer, &target, &args.output)
+        .map_err(|e| fail(format!("cannot build layer `{}`: {e}", layer.name)))?;
     for what in &args.emit {
         let kernel = artifact::kernel(layer, &target).map_err(fail)?;
         let (name, text) = match what {

@@ -21,7 +21,15 @@ enum Buf {
 }
 
 /// Runs `layer` natively; `bench` > 0 adds a warm-up run and times `bench` runs.
-pub fn run_cpu(layer: &Layer, source: &str, cpu: &str, inputs: &TensorMap, outputs_shape: &[(String, Vec<usize>)], bench: usize, threads: usize) -> Result<NativeRun, String> {
+pub fn run_cpu(
+    layer: &Layer,
+    source: &str,
+    cpu: &str,
+    inputs: &TensorMap,
+    outputs_shape: &[(String, Vec<usize>)],
+    bench: usize,
+    threads: usize,
+) -> Result<NativeRun, String> {
     let target = BuildTarget::Cpu { cpu: cpu.to_string() };
     let dir = artifact::cache_dir(source, &layer.name, &target);
     if !dir.join("manifest.json").exists() {
@@ -70,6 +78,9 @@ pub fn run_with(
             times.push(start.elapsed());
         }
     }
-    let outputs = outs.into_iter().map(|(n, shape, v)| (n, TensorData { shape, data: v.into_iter().map(f64::from).collect() })).collect();
+    let outputs = outs
+        .into_iter()
+        .map(|(n, shape, v)| (n, TensorData { shape, data: v.into_iter().map(f64::from).collect() }))
+        .collect();
     Ok(NativeRun { outputs, times })
 }

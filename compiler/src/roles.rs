@@ -73,7 +73,9 @@ pub fn scans(layer: &Layer) -> Vec<(&Scan, bool)> {
     match layer.direction {
         Direction::Causal => vec![(&layer.forward, false)],
         Direction::Reverse => vec![(&layer.forward, true)],
-        Direction::Bidirectional => vec![(&layer.forward, false), (layer.backward.as_ref().unwrap_or(&layer.forward), true)],
+        Direction::Bidirectional => {
+            vec![(&layer.forward, false), (layer.backward.as_ref().unwrap_or(&layer.forward), true)]
+        }
     }
 }
 
@@ -135,7 +137,10 @@ impl ScanRoles {
     /// Whether Abar, Bbar and C are the same at every time step.
     pub fn time_invariant(&self) -> bool {
         let t = AxisRole::Time;
-        !(self.dt.as_ref().is_some_and(|f| f.varies_along(t)) || self.a.varies_along(t) || self.b.varies_along(t) || self.c.varies_along(t))
+        !(self.dt.as_ref().is_some_and(|f| f.varies_along(t))
+            || self.a.varies_along(t)
+            || self.b.varies_along(t)
+            || self.c.varies_along(t))
     }
 }
 

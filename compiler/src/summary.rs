@@ -73,7 +73,16 @@ pub struct Summary {
 impl Summary {
     /// Summarizes the outputs of a run.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(layer: &Layer, file: &Path, target: &str, form: &str, sizes: &Sizes, source: InputSource, outputs: &TensorMap, elapsed: Duration) -> Self {
+    pub fn new(
+        layer: &Layer,
+        file: &Path,
+        target: &str,
+        form: &str,
+        sizes: &Sizes,
+        source: InputSource,
+        outputs: &TensorMap,
+        elapsed: Duration,
+    ) -> Self {
         let (inputs, seed) = match source {
             InputSource::Generated { seed } => ("generated".to_string(), Some(seed)),
             InputSource::File(f) => (f, None),
@@ -112,7 +121,12 @@ impl Summary {
         self.outputs
             .iter()
             .filter(|(_, s)| s.non_finite > 0)
-            .map(|(n, s)| format!("output `{n}` has {} non-finite values (NaN or infinity): is the layer stable on these inputs?", s.non_finite))
+            .map(|(n, s)| {
+                format!(
+                    "output `{n}` has {} non-finite values (NaN or infinity): is the layer stable on these inputs?",
+                    s.non_finite
+                )
+            })
             .collect()
     }
 }
@@ -135,14 +149,24 @@ impl fmt::Display for Summary {
             )?;
         }
         match (self.runs, self.min_ms) {
-            (Some(n), Some(min)) => writeln!(f, "time    median {:.3} ms, min {min:.3} ms over {n} runs (after a warm-up run)", self.elapsed_ms),
+            (Some(n), Some(min)) => writeln!(
+                f,
+                "time    median {:.3} ms, min {min:.3} ms over {n} runs (after a warm-up run)",
+                self.elapsed_ms
+            ),
             _ => writeln!(f, "time    {:.1} ms", self.elapsed_ms),
         }
     }
 }
 
 /// The text of `ssmc explain`: every form with its estimate or the reason it is illegal.
-pub fn explain_text(layer: &Layer, file: &Path, target: cost::Target, sizes: &Sizes, choice: &egraph::Choice) -> String {
+pub fn explain_text(
+    layer: &Layer,
+    file: &Path,
+    target: cost::Target,
+    sizes: &Sizes,
+    choice: &egraph::Choice,
+) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let dims: Vec<String> = sizes.describe(layer).iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -73,7 +73,10 @@ pub fn read_safetensors(path: &Path) -> Result<TensorMap, TensorFileError> {
             Dtype::BF16 => raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
             Dtype::F16 => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
             other => {
-                return Err(file_error(path, format!("tensor `{name}` has dtype {other:?}; ssmc reads F32, F64, BF16 and F16")))
+                return Err(file_error(
+                    path,
+                    format!("tensor `{name}` has dtype {other:?}; ssmc reads F32, F64, BF16 and F16"),
+                ))
             }
         };
         out.insert(name, TensorData { shape: view.shape().to_vec(), data });
@@ -86,11 +89,19 @@ pub fn write_safetensors(path: &Path, tensors: &TensorMap, dtype: OutDType) -> R
     let (st_dtype, bytes): (Dtype, Vec<(String, Vec<u8>, Vec<usize>)>) = match dtype {
         OutDType::F32 => (
             Dtype::F32,
-            tensors.iter().map(|(n, t)| (n.clone(), t.data.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect(), t.shape.clone())).collect(),
+            tensors
+                .iter()
+                .map(|(n, t)| {
+                    (n.clone(), t.data.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect(), t.shape.clone())
+                })
+                .collect(),
         ),
         OutDType::F64 => (
             Dtype::F64,
-            tensors.iter().map(|(n, t)| (n.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone())).collect(),
+            tensors
+                .iter()
+                .map(|(n, t)| (n.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone()))
+                .collect(),
         ),
     };
     let views = bytes

@@ -47,10 +47,7 @@ impl Diagnostic {
         Diagnostic {
             severity: Severity::Error,
             message: message.into(),
-            primary: Label {
-                span,
-                message: label.into(),
-            },
+            primary: Label { span, message: label.into() },
             secondary: Vec::new(),
             notes: Vec::new(),
             hint: None,
@@ -59,18 +56,12 @@ impl Diagnostic {
 
     /// A warning at `span`.
     pub fn warning(message: impl Into<String>, span: Span, label: impl Into<String>) -> Self {
-        Diagnostic {
-            severity: Severity::Warning,
-            ..Diagnostic::error(message, span, label)
-        }
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(message, span, label) }
     }
 
     /// Adds a related place.
     pub fn with_secondary(mut self, span: Span, message: impl Into<String>) -> Self {
-        self.secondary.push(Label {
-            span,
-            message: message.into(),
-        });
+        self.secondary.push(Label { span, message: message.into() });
         self
     }
 
@@ -96,23 +87,15 @@ impl Diagnostic {
 
     fn to_codespan(&self, len: usize) -> cs::Diagnostic<()> {
         let clamp = |s: Span| s.start.min(len)..s.end.min(len).max(s.start.min(len));
-        let mut labels =
-            vec![cs::Label::primary((), clamp(self.primary.span))
-                .with_message(&self.primary.message)];
-        labels.extend(
-            self.secondary
-                .iter()
-                .map(|l| cs::Label::secondary((), clamp(l.span)).with_message(&l.message)),
-        );
+        let mut labels = vec![cs::Label::primary((), clamp(self.primary.span)).with_message(&self.primary.message)];
+        labels.extend(self.secondary.iter().map(|l| cs::Label::secondary((), clamp(l.span)).with_message(&l.message)));
         let mut notes = self.notes.clone();
         notes.extend(self.hint.iter().map(|h| format!("help: {h}")));
         let d = match self.severity {
             Severity::Error => cs::Diagnostic::error(),
             Severity::Warning => cs::Diagnostic::warning(),
         };
-        d.with_message(&self.message)
-            .with_labels(labels)
-            .with_notes(notes)
+        d.with_message(&self.message).with_labels(labels).with_notes(notes)
     }
 }
 
@@ -128,10 +111,7 @@ pub struct SourceFile {
 impl SourceFile {
     /// A file named `name` holding `text`.
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
-        SourceFile {
-            name: name.into(),
-            text: text.into(),
-        }
+        SourceFile { name: name.into(), text: text.into() }
     }
 
     /// 1-based line and column of a byte offset.
@@ -168,10 +148,7 @@ impl Diagnostics {
 
     /// Number of errors.
     pub fn error_count(&self) -> usize {
-        self.0
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .count()
+        self.0.iter().filter(|d| d.severity == Severity::Error).count()
     }
 
     /// Renders every diagnostic as text with carets, sorted by position.
@@ -187,12 +164,7 @@ impl Diagnostics {
             let _ = if color {
                 term::emit(&mut termcolor::Ansi::new(&mut out), &config, &simple, &cs)
             } else {
-                term::emit(
-                    &mut termcolor::NoColor::new(&mut out),
-                    &config,
-                    &simple,
-                    &cs,
-                )
+                term::emit(&mut termcolor::NoColor::new(&mut out), &config, &simple, &cs)
             };
         }
         String::from_utf8_lossy(&out).into_owned()
@@ -206,10 +178,7 @@ impl From<Vec<Diagnostic>> for Diagnostics {
 }
 
 /// `Some("did you mean `x`?")` for the candidate closest to `name`, if one is close.
-pub fn did_you_mean<'a>(
-    name: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<String> {
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     let mut best: Option<(f64, &str)> = None;
     for c in candidates {
         let score = strsim::jaro_winkler(&name.to_lowercase(), &c.to_lowercase());
@@ -228,15 +197,9 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(
-            did_you_mean("dleta", ["delta", "u"]).as_deref(),
-            Some("did you mean `delta`?")
-        );
+        assert_eq!(did_you_mean("dleta", ["delta", "u"]).as_deref(), Some("did you mean `delta`?"));
         assert_eq!(did_you_mean("zzz", ["delta", "u"]), None);
-        assert_eq!(
-            did_you_mean("f23", ["f32", "f64", "bf16", "f16"]).as_deref(),
-            Some("did you mean `f32`?")
-        );
+        assert_eq!(did_you_mean("f23", ["f32", "f64", "bf16", "f16"]).as_deref(), Some("did you mean `f32`?"));
     }
 
     #[test]

@@ -20,9 +20,7 @@ pub fn parse(src: &str) -> std::result::Result<File, Vec<Diagnostic>> {
     // Detailed errors list the literal tokens tried (`]`, `:`), not only the rule names.
     pest::set_error_detail(true);
     let mut pairs = SsmParser::parse(Rule::file, src).map_err(|e| vec![syntax_error(src, &e)])?;
-    let file = pairs
-        .next()
-        .ok_or_else(|| vec![Diagnostic::error("empty parse", Span::default(), "")])?;
+    let file = pairs.next().ok_or_else(|| vec![Diagnostic::error("empty parse", Span::default(), "")])?;
     parse_file(file).map_err(|d| vec![d])
 }
 
@@ -31,11 +29,7 @@ fn span(p: &Pair<Rule>) -> Span {
 }
 
 fn parse_file(pair: Pair<Rule>) -> Result<File> {
-    let layers = pair
-        .into_inner()
-        .filter(|p| p.as_rule() == Rule::layer)
-        .map(parse_layer)
-        .collect::<Result<_>>()?;
+    let layers = pair.into_inner().filter(|p| p.as_rule() == Rule::layer).map(parse_layer).collect::<Result<_>>()?;
     Ok(File { layers })
 }
 
@@ -44,38 +38,26 @@ fn parse_layer(pair: Pair<Rule>) -> Result<Layer> {
     let mut inner = pair.into_inner().filter(|p| p.as_rule() != Rule::kw_layer);
     let name = parse_ident(inner.next().expect("grammar: layer has a name"));
     let stmts = inner.map(parse_stmt).collect::<Result<_>>()?;
-    Ok(Layer {
-        name,
-        stmts,
-        span: sp,
-    })
+    Ok(Layer { name, stmts, span: sp })
 }
 
 fn parse_ident(pair: Pair<Rule>) -> Ident {
-    Ident {
-        name: pair.as_str().to_string(),
-        span: span(&pair),
-    }
+    Ident { name: pair.as_str().to_string(), span: span(&pair) }
 }
 
 /// The pairs of a rule without its leading keyword.
 fn operands(pair: Pair<Rule>) -> impl Iterator<Item = Pair<Rule>> {
-    pair.into_inner()
-        .filter(|p| !format!("{:?}", p.as_rule()).starts_with("kw_"))
+    pair.into_inner().filter(|p| !format!("{:?}", p.as_rule()).starts_with("kw_"))
 }
 
 fn first(pair: Pair<Rule>) -> Pair<Rule> {
-    operands(pair)
-        .next()
-        .expect("grammar: statement has an operand")
+    operands(pair).next().expect("grammar: statement has an operand")
 }
 
 fn parse_stmt(pair: Pair<Rule>) -> Result<Stmt> {
     let sp = span(&pair);
     let kind = match pair.as_rule() {
-        Rule::dims_decl => {
-            StmtKind::Dims(operands(pair).map(parse_dim_decl).collect::<Result<_>>()?)
-        }
+        Rule::dims_decl => StmtKind::Dims(operands(pair).map(parse_dim_decl).collect::<Result<_>>()?),
         Rule::tensor_decl => StmtKind::Tensor(parse_tensor_decl(pair)?),
         Rule::discretize_stmt => StmtKind::Discretize(parse_ident(first(pair))),
         Rule::skip_stmt => StmtKind::Skip(parse_expr(first(pair))?),
@@ -83,9 +65,7 @@ fn parse_stmt(pair: Pair<Rule>) -> Result<Stmt> {
         Rule::direction_stmt => StmtKind::Direction(parse_ident(first(pair))),
         Rule::initial_state_stmt => StmtKind::InitialState(parse_ident(first(pair))),
         Rule::final_state_stmt => StmtKind::FinalState(parse_ident(first(pair))),
-        Rule::reverse_block => {
-            StmtKind::Reverse(operands(pair).map(parse_stmt).collect::<Result<_>>()?)
-        }
+        Rule::reverse_block => StmtKind::Reverse(operands(pair).map(parse_stmt).collect::<Result<_>>()?),
         Rule::role_stmt => {
             let mut it = pair.into_inner();
             let role = parse_ident(it.next().expect("grammar: role name"));
@@ -124,19 +104,9 @@ fn parse_tensor_decl(pair: Pair<Rule>) -> Result<TensorDecl> {
     let dtype = parse_ident(it.next().expect("grammar: dtype"));
     let shape_pair = it.next().expect("grammar: shape");
     let shape_span = span(&shape_pair);
-    let shape = shape_pair
-        .into_inner()
-        .map(parse_shape_atom)
-        .collect::<Result<_>>()?;
+    let shape = shape_pair.into_inner().map(parse_shape_atom).collect::<Result<_>>()?;
     let init = it.next().map(parse_init).transpose()?;
-    Ok(TensorDecl {
-        io,
-        name,
-        dtype,
-        shape,
-        shape_span,
-        init,
-    })
+    Ok(TensorDecl { io, name, dtype, shape, shape_span, init })
 }
 
 fn parse_shape_atom(pair: Pair<Rule>) -> Result<ShapeAtom> {
@@ -145,10 +115,7 @@ fn parse_shape_atom(pair: Pair<Rule>) -> Result<ShapeAtom> {
     let head = it.next().expect("grammar: shape atom");
     let kind = match head.as_rule() {
         Rule::int => ShapeAtomKind::Literal(parse_int(head)?.0),
-        _ => ShapeAtomKind::Dim {
-            name: parse_ident(head),
-            divisor: it.next().map(parse_int).transpose()?,
-        },
+        _ => ShapeAtomKind::Dim { name: parse_ident(head), divisor: it.next().map(parse_int).transpose()? },
     };
     Ok(ShapeAtom { kind, span: sp })
 }
@@ -157,11 +124,7 @@ fn parse_number(pair: &Pair<Rule>) -> Result<f64> {
     let sp = span(pair);
     match pair.as_str().parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
-        _ => Err(Diagnostic::error(
-            "number out of range",
-            sp,
-            "not a finite number",
-        )),
+        _ => Err(Diagnostic::error("number out of range", sp, "not a finite number")),
     }
 }
 
@@ -170,11 +133,7 @@ fn parse_init(pair: Pair<Rule>) -> Result<Init> {
     let mut it = pair.into_inner();
     let dist = parse_ident(it.next().expect("grammar: distribution"));
     let args = it.map(|p| parse_number(&p)).collect::<Result<_>>()?;
-    Ok(Init {
-        dist,
-        args,
-        span: sp,
-    })
+    Ok(Init { dist, args, span: sp })
 }
 
 fn pratt() -> PrattParser<Rule> {
@@ -189,10 +148,7 @@ fn parse_expr(pair: Pair<Rule>) -> Result<Expr> {
         .map_primary(parse_primary)
         .map_prefix(|op, rhs| {
             let rhs = rhs?;
-            Ok(Expr {
-                span: Span::new(op.as_span().start(), rhs.span.end),
-                kind: ExprKind::Neg(Box::new(rhs)),
-            })
+            Ok(Expr { span: Span::new(op.as_span().start(), rhs.span.end), kind: ExprKind::Neg(Box::new(rhs)) })
         })
         .map_infix(|lhs, op, rhs| {
             let (lhs, rhs) = (lhs?, rhs?);
@@ -233,12 +189,8 @@ mod tests {
     #[test]
     fn parses_precedence() {
         let f = parse("layer l { x = a + b * -c }").expect("parses");
-        let StmtKind::Role { value, .. } = &f.layers[0].stmts[0].kind else {
-            panic!("role")
-        };
-        let ExprKind::Binary(BinOp::Add, _, rhs) = &value.kind else {
-            panic!("add on top")
-        };
+        let StmtKind::Role { value, .. } = &f.layers[0].stmts[0].kind else { panic!("role") };
+        let ExprKind::Binary(BinOp::Add, _, rhs) = &value.kind else { panic!("add on top") };
         assert!(matches!(rhs.kind, ExprKind::Binary(BinOp::Mul, _, _)));
     }
 
@@ -247,22 +199,13 @@ mod tests {
         let err = parse("layer l { input u f32[B] }").expect_err("fails");
         assert_eq!(err[0].message, "syntax error: expected `:`, found `f32`");
         let err = parse("layer l { x = f(a }").expect_err("fails");
-        assert_eq!(
-            err[0].message,
-            "syntax error: expected an operator, `)` or `,`, found `}`"
-        );
+        assert_eq!(err[0].message, "syntax error: expected an operator, `)` or `,`, found `}`");
         assert_eq!(err[0].secondary[0].message, "this `(` is never closed");
     }
 
     #[test]
     fn syntax_error_is_readable() {
         let err = parse("layer l { input u: f32[B, }").expect_err("fails");
-        assert!(
-            err[0]
-                .message
-                .contains("expected a name or a number, found `}`"),
-            "{}",
-            err[0].message
-        );
+        assert!(err[0].message.contains("expected a name or a number, found `}`"), "{}", err[0].message);
     }
 }

@@ -7,18 +7,8 @@ use crate::parse::Rule;
 use pest::error::{Error, ErrorVariant, InputLocation};
 
 /// Keywords that start a statement of a layer body.
-const STATEMENT_KEYWORDS: [&str; 10] = [
-    "dims",
-    "input",
-    "output",
-    "discretize",
-    "skip",
-    "gate",
-    "direction",
-    "reverse",
-    "initial_state",
-    "final_state",
-];
+const STATEMENT_KEYWORDS: [&str; 10] =
+    ["dims", "input", "output", "discretize", "skip", "gate", "direction", "reverse", "initial_state", "final_state"];
 
 /// The diagnostic for a failed parse of `src`.
 pub(crate) fn syntax_error(src: &str, e: &Error<Rule>) -> Diagnostic {
@@ -27,8 +17,7 @@ pub(crate) fn syntax_error(src: &str, e: &Error<Rule>) -> Diagnostic {
     let before = previous_word(src, pos);
     let open = open_brackets(src, pos);
     // `discretize zoh` in a `reverse` block reads as a role named `discretize`: `=` is noise.
-    let keyword_misplaced =
-        STATEMENT_KEYWORDS.contains(&before) && expected.iter().any(|w| w == "`=`");
+    let keyword_misplaced = STATEMENT_KEYWORDS.contains(&before) && expected.iter().any(|w| w == "`=`");
     if keyword_misplaced && expected.len() > 1 {
         expected.retain(|w| w != "`=`");
     }
@@ -38,17 +27,12 @@ pub(crate) fn syntax_error(src: &str, e: &Error<Rule>) -> Diagnostic {
         [one] => one.clone(),
         [init @ .., last] => format!("{} or {}", init.join(", "), last),
     };
-    let found_text = if found.is_empty() {
-        "end of file".to_string()
-    } else {
-        format!("`{found}`")
-    };
-    let unclosed = open.last().copied().filter(|(o, at)| {
-        expected.contains(&format!("`{}`", closer(*o))) && never_closed(src).contains(at)
-    });
-    let in_reverse = open
+    let found_text = if found.is_empty() { "end of file".to_string() } else { format!("`{found}`") };
+    let unclosed = open
         .last()
-        .is_some_and(|(o, at)| *o == '{' && previous_word(src, *at) == "reverse");
+        .copied()
+        .filter(|(o, at)| expected.contains(&format!("`{}`", closer(*o))) && never_closed(src).contains(at));
+    let in_reverse = open.last().is_some_and(|(o, at)| *o == '{' && previous_word(src, *at) == "reverse");
     if keyword_misplaced && in_reverse {
         let at = src[..pos].trim_end().len() - before.len();
         return Diagnostic::error(
@@ -95,14 +79,10 @@ pub(crate) fn syntax_error(src: &str, e: &Error<Rule>) -> Diagnostic {
 /// Where parsing got furthest, and what it expected there, in words.
 fn expected_at(src: &str, e: &Error<Rule>) -> (usize, Vec<String>) {
     if let Some(attempts) = e.parse_attempts() {
-        let tokens: Vec<Token> = attempts
-            .expected_tokens()
-            .iter()
-            .map(|t| Token::from_display(&t.to_string()))
-            .collect();
+        let tokens: Vec<Token> =
+            attempts.expected_tokens().iter().map(|t| Token::from_display(&t.to_string())).collect();
         // Right after a name or number, letters and digits would only continue it.
-        let glued = src[..attempts.max_position.min(src.len())]
-            .ends_with(|c: char| c.is_alphanumeric() || c == '_');
+        let glued = src[..attempts.max_position.min(src.len())].ends_with(|c: char| c.is_alphanumeric() || c == '_');
         let words = words_for_tokens(&tokens, glued);
         if !words.is_empty() {
             return (attempts.max_position, words);
@@ -113,9 +93,7 @@ fn expected_at(src: &str, e: &Error<Rule>) -> (usize, Vec<String>) {
         InputLocation::Span((s, _)) => s,
     };
     let mut words: Vec<String> = match &e.variant {
-        ErrorVariant::ParsingError { positives, .. } => {
-            positives.iter().map(|r| describe(r).to_string()).collect()
-        }
+        ErrorVariant::ParsingError { positives, .. } => positives.iter().map(|r| describe(r).to_string()).collect(),
         ErrorVariant::CustomError { .. } => Vec::new(),
     };
     words.sort_unstable();
@@ -146,16 +124,8 @@ impl Token {
 /// Tokens the parser tried at one position, grouped into words a user knows; `glued`
 /// when the position directly follows a name or number, which digits would only extend.
 fn words_for_tokens(tokens: &[Token], glued: bool) -> Vec<String> {
-    let literal = |t: &str| {
-        tokens
-            .iter()
-            .any(|k| matches!(k, Token::Literal(l) if l == t))
-    };
-    let range = |c: char| {
-        tokens
-            .iter()
-            .any(|k| matches!(k, Token::Range(lo, hi) if (*lo..=*hi).contains(&c)))
-    };
+    let literal = |t: &str| tokens.iter().any(|k| matches!(k, Token::Literal(l) if l == t));
+    let range = |c: char| tokens.iter().any(|k| matches!(k, Token::Range(lo, hi) if (*lo..=*hi).contains(&c)));
     let operator = ["+", "*", "/"].iter().any(|t| literal(t)) && literal("-");
     let statement = STATEMENT_KEYWORDS.iter().any(|t| literal(t));
     let (letters, digits) = (range('a'), range('0') && !glued && !statement);

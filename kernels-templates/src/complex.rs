@@ -60,7 +60,10 @@ impl Cx {
     /// `a / b`.
     pub fn div(&self, b: &Cx) -> Cx {
         match &b.im {
-            None => Cx { re: Val::div(self.re.clone(), b.re.clone()), im: self.im.clone().map(|v| Val::div(v, b.re.clone())) },
+            None => Cx {
+                re: Val::div(self.re.clone(), b.re.clone()),
+                im: self.im.clone().map(|v| Val::div(v, b.re.clone())),
+            },
             Some(bi) => {
                 let den = Val::add(Val::mul(b.re.clone(), b.re.clone()), Val::mul(bi.clone(), bi.clone()));
                 let conj = Cx { re: b.re.clone(), im: Some(Val::un(UnOp::Neg, bi.clone())) };

@@ -40,8 +40,15 @@ fn discretize(d: Discretization, dt: Option<&Val>, a: &Cx, b: &Cx, lanes: u32) -
             let bbar = match (&a.im, &exact.im) {
                 // Real A: near dt A = 0 the ratio loses digits; dt B (1 + dt A / 2) there.
                 (None, None) => {
-                    let small = Val::bin(BinOp::Gt, Val::splat(Val::Const(1e-4), lanes), Val::un(UnOp::Abs, dta.re.clone()));
-                    let series = Val::mul(Val::mul(b.re.clone(), dt), Val::add(Val::splat(Val::Const(1.0), lanes), Val::mul(dta.re.clone(), Val::splat(Val::Const(0.5), lanes))));
+                    let small =
+                        Val::bin(BinOp::Gt, Val::splat(Val::Const(1e-4), lanes), Val::un(UnOp::Abs, dta.re.clone()));
+                    let series = Val::mul(
+                        Val::mul(b.re.clone(), dt),
+                        Val::add(
+                            Val::splat(Val::Const(1.0), lanes),
+                            Val::mul(dta.re.clone(), Val::splat(Val::Const(0.5), lanes)),
+                        ),
+                    );
                     Cx::real(Val::Select(Box::new(small), Box::new(series), Box::new(exact.re)))
                 }
                 _ => exact,
@@ -82,7 +89,9 @@ pub fn recurrent(spec: &ScanSpec) -> Kernel {
                 for j in 0..chunks {
                     body.push(state_at(j, lanes));
                     let start = match &spec.h0 {
-                        Some(p) => Val::Load { buf: p.buf, index: p.index.clone(), lanes, stride: p.state_stride.clone() },
+                        Some(p) => {
+                            Val::Load { buf: p.buf, index: p.index.clone(), lanes, stride: p.state_stride.clone() }
+                        }
                         None => Val::splat(Val::Const(0.0), lanes),
                     };
                     let re = bld.bind(&mut body, lanes, start);
@@ -95,7 +104,13 @@ pub fn recurrent(spec: &ScanSpec) -> Kernel {
                 if let Some(p) = &spec.h_final {
                     for (j, hj) in h.iter().enumerate() {
                         body.push(state_at(j as u32, lanes));
-                        body.push(Stmt::StoreLanes { buf: p.buf, index: p.index.clone(), stride: p.state_stride.clone(), lanes, value: hj.re.clone() });
+                        body.push(Stmt::StoreLanes {
+                            buf: p.buf,
+                            index: p.index.clone(),
+                            stride: p.state_stride.clone(),
+                            lanes,
+                            value: hj.re.clone(),
+                        });
                     }
                 }
             }
@@ -119,7 +134,14 @@ fn state_at(j: u32, lanes: u32) -> Stmt {
 }
 
 /// The hoisted values and the time loop `lo..hi` of scan `k`, updating the state `h`.
-fn scan_steps(bld: &mut Builder, spec: &ScanSpec, scan: &ScanVals, k: usize, h: &[Cx], (lo, hi): (Index, Index)) -> Vec<Stmt> {
+fn scan_steps(
+    bld: &mut Builder,
+    spec: &ScanSpec,
+    scan: &ScanVals,
+    k: usize,
+    h: &[Cx],
+    (lo, hi): (Index, Index),
+) -> Vec<Stmt> {
     let lanes = spec.lanes;
     let mut body = Vec::new();
     let pre = hoist(bld, &mut body, spec, scan, h.len() as u32);
@@ -177,7 +199,8 @@ fn scan_steps(bld: &mut Builder, spec: &ScanSpec, scan: &ScanVals, k: usize, h: 
     }
     if let Some(z) = &scan.gate {
         let z = bld.bind(&mut step, 1, z.clone());
-        let sig = Val::div(Val::Const(1.0), Val::add(Val::Const(1.0), Val::un(UnOp::Exp, Val::un(UnOp::Neg, z.clone()))));
+        let sig =
+            Val::div(Val::Const(1.0), Val::add(Val::Const(1.0), Val::un(UnOp::Exp, Val::un(UnOp::Neg, z.clone()))));
         y = Val::mul(y, Val::mul(z, sig));
     }
     let (buf, index) = (spec.y.buf, spec.y.index.clone());
@@ -195,7 +218,8 @@ fn tiled_scan(bld: &mut Builder, body: &mut Vec<Stmt>, spec: &ScanSpec, scan: &S
     let n = i64::from(spec.state);
     let plane = Index::mul(spec.headdim.clone(), Index::Const(n));
     let at = |j: u32, part: i64| {
-        let base = Index::add(Index::mul(Index::Var(axis::HEADDIM), Index::Const(n)), Index::Const(i64::from(j * lanes)));
+        let base =
+            Index::add(Index::mul(Index::Var(axis::HEADDIM), Index::Const(n)), Index::Const(i64::from(j * lanes)));
         Index::add(base, Index::mul(plane.clone(), Index::Const(part)))
     };
     let parts: &[i64] = if spec.pairs { &[0, 1] } else { &[0] };
@@ -211,7 +235,13 @@ fn tiled_scan(bld: &mut Builder, body: &mut Vec<Stmt>, spec: &ScanSpec, scan: &S
             init.push(Stmt::StoreLanes { buf: scratch, index: at(j, part), stride: Index::Const(1), lanes, value });
         }
     }
-    body.push(Stmt::For { var: axis::HEADDIM, lo: Index::Const(0), hi: spec.headdim.clone(), reverse: false, body: init });
+    body.push(Stmt::For {
+        var: axis::HEADDIM,
+        lo: Index::Const(0),
+        hi: spec.headdim.clone(),
+        reverse: false,
+        body: init,
+    });
     let t = i64::from(tile);
     let tiles = Index::div(Index::add(spec.time.clone(), Index::Const(t - 1)), Index::Const(t));
     let tile_var = bld.var();
@@ -230,19 +260,49 @@ fn tiled_scan(bld: &mut Builder, body: &mut Vec<Stmt>, spec: &ScanSpec, scan: &S
     for (j, hj) in h.iter().enumerate() {
         per_element.push(state_at(j as u32, lanes));
         for (&part, v) in parts.iter().zip([Some(&hj.re), hj.im.as_ref()].into_iter().flatten()) {
-            per_element.push(Stmt::StoreLanes { buf: scratch, index: at(j as u32, part), stride: Index::Const(1), lanes, value: v.clone() });
+            per_element.push(Stmt::StoreLanes {
+                buf: scratch,
+                index: at(j as u32, part),
+                stride: Index::Const(1),
+                lanes,
+                value: v.clone(),
+            });
         }
     }
-    let elements = Stmt::For { var: axis::HEADDIM, lo: Index::Const(0), hi: spec.headdim.clone(), reverse: false, body: per_element };
-    body.push(Stmt::For { var: tile_var, lo: Index::Const(0), hi: tiles, reverse: scan.reversed, body: vec![elements] });
+    let elements = Stmt::For {
+        var: axis::HEADDIM,
+        lo: Index::Const(0),
+        hi: spec.headdim.clone(),
+        reverse: false,
+        body: per_element,
+    };
+    body.push(Stmt::For {
+        var: tile_var,
+        lo: Index::Const(0),
+        hi: tiles,
+        reverse: scan.reversed,
+        body: vec![elements],
+    });
     if let Some(p) = &spec.h_final {
         let mut fin = Vec::new();
         for j in 0..chunks {
             fin.push(state_at(j, lanes));
             let value = Val::Load { buf: scratch, index: at(j, 0), lanes, stride: Index::Const(1) };
-            fin.push(Stmt::StoreLanes { buf: p.buf, index: p.index.clone(), stride: p.state_stride.clone(), lanes, value });
+            fin.push(Stmt::StoreLanes {
+                buf: p.buf,
+                index: p.index.clone(),
+                stride: p.state_stride.clone(),
+                lanes,
+                value,
+            });
         }
-        body.push(Stmt::For { var: axis::HEADDIM, lo: Index::Const(0), hi: spec.headdim.clone(), reverse: false, body: fin });
+        body.push(Stmt::For {
+            var: axis::HEADDIM,
+            lo: Index::Const(0),
+            hi: spec.headdim.clone(),
+            reverse: false,
+            body: fin,
+        });
     }
 }
 
@@ -255,9 +315,15 @@ fn decode(spec: &ScanSpec, seq: Var, bld: &mut Builder) -> (Vec<Stmt>, Index, u3
             let pd = spec.headdim.clone();
             let body = vec![
                 Stmt::LetIndex { var: axis::HEADDIM, value: Index::rem(w.clone(), pd.clone()) },
-                Stmt::LetIndex { var: axis::HEAD, value: Index::rem(Index::div(w.clone(), pd.clone()), spec.heads.clone()) },
+                Stmt::LetIndex {
+                    var: axis::HEAD,
+                    value: Index::rem(Index::div(w.clone(), pd.clone()), spec.heads.clone()),
+                },
                 Stmt::LetIndex { var: axis::BATCH, value: Index::div(w, Index::mul(pd.clone(), spec.heads.clone())) },
-                Stmt::LetIndex { var: axis::GROUP, value: Index::div(Index::Var(axis::HEAD), spec.heads_per_group.clone()) },
+                Stmt::LetIndex {
+                    var: axis::GROUP,
+                    value: Index::div(Index::Var(axis::HEAD), spec.heads_per_group.clone()),
+                },
             ];
             let items = Index::mul(Index::mul(spec.batch.clone(), spec.heads.clone()), pd);
             (body, items, 1, None)
@@ -267,7 +333,10 @@ fn decode(spec: &ScanSpec, seq: Var, bld: &mut Builder) -> (Vec<Stmt>, Index, u3
             let body = vec![
                 Stmt::LetIndex { var: axis::HEAD, value: Index::rem(w.clone(), spec.heads.clone()) },
                 Stmt::LetIndex { var: axis::BATCH, value: Index::div(w, spec.heads.clone()) },
-                Stmt::LetIndex { var: axis::GROUP, value: Index::div(Index::Var(axis::HEAD), spec.heads_per_group.clone()) },
+                Stmt::LetIndex {
+                    var: axis::GROUP,
+                    value: Index::div(Index::Var(axis::HEAD), spec.heads_per_group.clone()),
+                },
             ];
             (body, Index::mul(spec.batch.clone(), spec.heads.clone()), 1, None)
         }
@@ -275,18 +344,28 @@ fn decode(spec: &ScanSpec, seq: Var, bld: &mut Builder) -> (Vec<Stmt>, Index, u3
             // Work item (b, g, c): heads g*hpg + c*lanes + lane of batch row b, clamped to the
             // group's last head (those lanes repeat it and only count once).
             let hpg = spec.heads_per_group.clone();
-            let per_group = Index::div(Index::add(hpg.clone(), Index::Const(lanes as i64 - 1)), Index::Const(lanes as i64));
+            let per_group =
+                Index::div(Index::add(hpg.clone(), Index::Const(lanes as i64 - 1)), Index::Const(lanes as i64));
             let chunk = bld.var();
             let first = Index::mul(Index::Var(chunk), Index::Const(lanes as i64));
             let in_group = Index::add(first, Index::Lane);
             let body = vec![
                 Stmt::LetIndex { var: chunk, value: Index::rem(w.clone(), per_group.clone()) },
-                Stmt::LetIndex { var: axis::GROUP, value: Index::rem(Index::div(w.clone(), per_group.clone()), spec.groups.clone()) },
-                Stmt::LetIndex { var: axis::BATCH, value: Index::div(w, Index::mul(per_group.clone(), spec.groups.clone())) },
+                Stmt::LetIndex {
+                    var: axis::GROUP,
+                    value: Index::rem(Index::div(w.clone(), per_group.clone()), spec.groups.clone()),
+                },
+                Stmt::LetIndex {
+                    var: axis::BATCH,
+                    value: Index::div(w, Index::mul(per_group.clone(), spec.groups.clone())),
+                },
                 Stmt::LetIndex { var: axis::HEADDIM, value: Index::Const(0) },
                 Stmt::LetIndex {
                     var: axis::HEAD,
-                    value: Index::add(Index::mul(Index::Var(axis::GROUP), hpg.clone()), Index::min(in_group.clone(), Index::sub(hpg.clone(), Index::Const(1)))),
+                    value: Index::add(
+                        Index::mul(Index::Var(axis::GROUP), hpg.clone()),
+                        Index::min(in_group.clone(), Index::sub(hpg.clone(), Index::Const(1))),
+                    ),
                 },
             ];
             let items = Index::mul(Index::mul(spec.batch.clone(), spec.groups.clone()), per_group);
@@ -313,10 +392,16 @@ fn hoist(bld: &mut Builder, body: &mut Vec<Stmt>, spec: &ScanSpec, scan: &ScanVa
         .map(|j| {
             body.push(Stmt::LetIndex { var: axis::STATE, value: Index::Const((j * lanes) as i64) });
             let mut bind = |inv: bool, v: &Cx| inv.then(|| bld.bind_cx(body, lanes, v.clone()));
-            let mut out = Hoisted { a: bind(scan.a_invariant, &scan.a), b: bind(scan.b_invariant, &scan.b), c: bind(scan.c_invariant, &scan.c), discrete: None };
+            let mut out = Hoisted {
+                a: bind(scan.a_invariant, &scan.a),
+                b: bind(scan.b_invariant, &scan.b),
+                c: bind(scan.c_invariant, &scan.c),
+                discrete: None,
+            };
             if scan.decay_invariant {
                 let dt = scan.dt.clone().map(|v| bld.bind(body, 1, v));
-                let (a, b) = (out.a.clone().unwrap_or_else(|| scan.a.clone()), out.b.clone().unwrap_or_else(|| scan.b.clone()));
+                let (a, b) =
+                    (out.a.clone().unwrap_or_else(|| scan.a.clone()), out.b.clone().unwrap_or_else(|| scan.b.clone()));
                 let (abar, bbar) = discretize(spec.discretization, dt.as_ref(), &a, &b, lanes);
                 out.discrete = Some((bld.bind_cx(body, lanes, abar), bld.bind_cx(body, lanes, bbar)));
             }

@@ -19,7 +19,11 @@ fn parse_atom(m: &Manifest, s: &str) -> Result<Atom, Error> {
         Some((n, d)) => (n, d.parse::<u64>().map_err(|_| Error::Manifest(format!("bad shape entry `{s}`")))?),
         None => (s, 1),
     };
-    let dim = m.dims.iter().position(|d| d.name == name).ok_or_else(|| Error::Manifest(format!("shape names unknown dim `{name}`")))?;
+    let dim = m
+        .dims
+        .iter()
+        .position(|d| d.name == name)
+        .ok_or_else(|| Error::Manifest(format!("shape names unknown dim `{name}`")))?;
     Ok(Atom::Dim { dim, divisor })
 }
 
@@ -27,7 +31,8 @@ fn parse_atom(m: &Manifest, s: &str) -> Result<Atom, Error> {
 /// alignment) and returns the size of every dim, in manifest order.
 pub fn bind(m: &Manifest, tensors: &[TensorRef]) -> Result<Vec<u64>, Error> {
     let mut problems = Vec::new();
-    let mut sizes: Vec<Option<(u64, String)>> = m.dims.iter().map(|d| d.size.map(|s| (s, "a compile-time constant".to_string()))).collect();
+    let mut sizes: Vec<Option<(u64, String)>> =
+        m.dims.iter().map(|d| d.size.map(|s| (s, "a compile-time constant".to_string()))).collect();
     for t in tensors {
         if !m.tensors.iter().any(|i| i.name == t.name) {
             problems.push(format!("unexpected tensor `{}`: layer `{}` has no such tensor", t.name, m.layer));
@@ -49,17 +54,31 @@ pub fn bind(m: &Manifest, tensors: &[TensorRef]) -> Result<Vec<u64>, Error> {
             }
         };
         if t.dtype != info.dtype {
-            problems.push(format!("tensor `{}`: expected dtype {}, got {}", info.name, info.dtype.name(), t.dtype.name()));
+            problems.push(format!(
+                "tensor `{}`: expected dtype {}, got {}",
+                info.name,
+                info.dtype.name(),
+                t.dtype.name()
+            ));
             continue;
         }
         if t.shape.len() != info.shape.len() {
-            problems.push(format!("tensor `{}`: expected {} axes {declared}, got {} axes {:?}", info.name, info.shape.len(), t.shape.len(), t.shape));
+            problems.push(format!(
+                "tensor `{}`: expected {} axes {declared}, got {} axes {:?}",
+                info.name,
+                info.shape.len(),
+                t.shape.len(),
+                t.shape
+            ));
             continue;
         }
         for (entry, &n) in info.shape.iter().zip(t.shape) {
             match parse_atom(m, entry)? {
                 Atom::Literal(k) if k == n as u64 => {}
-                Atom::Literal(k) => problems.push(format!("tensor `{}`: expected shape {declared} (axis `{entry}` = {k}), got {:?}", info.name, t.shape)),
+                Atom::Literal(k) => problems.push(format!(
+                    "tensor `{}`: expected shape {declared} (axis `{entry}` = {k}), got {:?}",
+                    info.name, t.shape
+                )),
                 Atom::Dim { dim, divisor } => {
                     let size = (n as u64).saturating_mul(divisor);
                     match &sizes[dim] {
@@ -68,7 +87,8 @@ pub fn bind(m: &Manifest, tensors: &[TensorRef]) -> Result<Vec<u64>, Error> {
                             info.name, m.dims[dim].name, t.shape
                         )),
                         Some(_) => {}
-                        None if n == 0 => problems.push(format!("tensor `{}`: axis `{entry}` has size 0, got {:?}", info.name, t.shape)),
+                        None if n == 0 => problems
+                            .push(format!("tensor `{}`: axis `{entry}` has size 0, got {:?}", info.name, t.shape)),
                         None => sizes[dim] = Some((size, format!("from tensor `{}`", info.name))),
                     }
                 }
@@ -77,13 +97,19 @@ pub fn bind(m: &Manifest, tensors: &[TensorRef]) -> Result<Vec<u64>, Error> {
         // Checked: a product that wrapped around could match a short buffer.
         match t.shape.iter().try_fold(info.dtype.size(), |acc, &n| acc.checked_mul(n)) {
             Some(needed) if needed == t.bytes => {}
-            Some(needed) => problems.push(format!("tensor `{}`: shape {:?} needs {needed} bytes, got {}", info.name, t.shape, t.bytes)),
+            Some(needed) => problems
+                .push(format!("tensor `{}`: shape {:?} needs {needed} bytes, got {}", info.name, t.shape, t.bytes)),
             None => problems.push(format!("tensor `{}`: shape {:?} does not fit in memory", info.name, t.shape)),
         }
         if t.data.is_null() {
             problems.push(format!("tensor `{}`: null data pointer", info.name));
         } else if (t.data as usize) % info.dtype.size() != 0 {
-            problems.push(format!("tensor `{}`: data pointer {:p} is not aligned to {} bytes", info.name, t.data, info.dtype.size()));
+            problems.push(format!(
+                "tensor `{}`: data pointer {:p} is not aligned to {} bytes",
+                info.name,
+                t.data,
+                info.dtype.size()
+            ));
         }
         if info.io == Io::Output && !t.writable {
             problems.push(format!("tensor `{}` is an output but was given read-only", info.name));

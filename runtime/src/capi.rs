@@ -52,10 +52,7 @@ struct Failure {
 
 impl Failure {
     fn args(message: impl Into<String>) -> Self {
-        Failure {
-            code: SSMC_ERR_ARGS,
-            message: message.into(),
-        }
+        Failure { code: SSMC_ERR_ARGS, message: message.into() }
     }
 }
 
@@ -68,10 +65,7 @@ impl From<Error> for Failure {
             // GPU errors: a CpuLayer, the only layer of the C ABI, never returns them.
             _ => SSMC_ERR_INTERNAL,
         };
-        Failure {
-            code,
-            message: e.to_string(),
-        }
+        Failure { code, message: e.to_string() }
     }
 }
 
@@ -83,10 +77,7 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
             .map(|s| s.to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".to_string());
-        Err(Failure {
-            code: SSMC_ERR_INTERNAL,
-            message: format!("internal error in ssmc-runtime: {what}"),
-        })
+        Err(Failure { code: SSMC_ERR_INTERNAL, message: format!("internal error in ssmc-runtime: {what}") })
     })
 }
 
@@ -120,9 +111,7 @@ fn path_of(dir: &CStr) -> Result<std::path::PathBuf, Failure> {
     }
     #[cfg(not(unix))]
     {
-        dir.to_str()
-            .map(Into::into)
-            .map_err(|_| Failure::args("the artifact directory is not UTF-8"))
+        dir.to_str().map(Into::into).map_err(|_| Failure::args("the artifact directory is not UTF-8"))
     }
 }
 
@@ -141,10 +130,7 @@ struct Converted<'a> {
 /// `tensors` is null or points to `count` tensors whose non-null `name`s are NUL-terminated
 /// and whose `shape`s, when non-null, hold `rank` sizes (for `rank` in 0..=16).
 #[allow(unsafe_code)] // Reads C arrays and strings; sound under the contract above.
-unsafe fn convert<'a>(
-    tensors: *const SsmcTensor,
-    count: usize,
-) -> Result<Vec<Converted<'a>>, Failure> {
+unsafe fn convert<'a>(tensors: *const SsmcTensor, count: usize) -> Result<Vec<Converted<'a>>, Failure> {
     if count == 0 {
         return Ok(Vec::new());
     }
@@ -171,15 +157,14 @@ unsafe fn convert<'a>(
             2 => DType::Bf16,
             3 => DType::F16,
             d => {
-                problems.push(format!("tensor `{name}`: unknown dtype code {d} (SSMC_F32=0, SSMC_F64=1, SSMC_BF16=2, SSMC_F16=3)"));
+                problems.push(format!(
+                    "tensor `{name}`: unknown dtype code {d} (SSMC_F32=0, SSMC_F64=1, SSMC_BF16=2, SSMC_F16=3)"
+                ));
                 continue;
             }
         };
         if !(0..=MAX_RANK).contains(&t.rank) {
-            problems.push(format!(
-                "tensor `{name}`: rank {} is out of range (0 to {MAX_RANK})",
-                t.rank
-            ));
+            problems.push(format!("tensor `{name}`: rank {} is out of range (0 to {MAX_RANK})", t.rank));
             continue;
         }
         let sizes: &[i64] = match (t.rank, t.shape.is_null()) {
@@ -191,21 +176,11 @@ unsafe fn convert<'a>(
             // Sound: a non-null shape holds `rank` sizes by the caller's promise.
             (r, false) => unsafe { std::slice::from_raw_parts(t.shape, r as usize) },
         };
-        let Ok(shape) = sizes
-            .iter()
-            .map(|&n| usize::try_from(n))
-            .collect::<Result<Vec<usize>, _>>()
-        else {
+        let Ok(shape) = sizes.iter().map(|&n| usize::try_from(n)).collect::<Result<Vec<usize>, _>>() else {
             problems.push(format!("tensor `{name}`: negative size in shape {sizes:?}"));
             continue;
         };
-        out.push(Converted {
-            name,
-            dtype,
-            shape,
-            data: t.data.cast_const().cast(),
-            bytes: t.bytes,
-        });
+        out.push(Converted { name, dtype, shape, data: t.data.cast_const().cast(), bytes: t.bytes });
     }
     if problems.is_empty() {
         Ok(out)
@@ -220,11 +195,7 @@ unsafe fn convert<'a>(
 /// `dir` is null or NUL-terminated; `err` is null or points to `err_len` writable bytes.
 #[allow(unsafe_code)] // Exported to C: the caller upholds the pointer contract above.
 #[no_mangle]
-pub unsafe extern "C" fn ssmc_layer_open(
-    dir: *const c_char,
-    err: *mut c_char,
-    err_len: usize,
-) -> *mut SsmcLayer {
+pub unsafe extern "C" fn ssmc_layer_open(dir: *const c_char, err: *mut c_char, err_len: usize) -> *mut SsmcLayer {
     let result = guarded(|| {
         if dir.is_null() {
             return Err(Failure::args("null artifact directory"));
@@ -265,8 +236,8 @@ pub unsafe extern "C" fn ssmc_layer_run(
         let Some(layer) = (unsafe { layer.as_ref() }) else {
             return Err(Failure::args("null layer"));
         };
-        let threads = usize::try_from(threads)
-            .map_err(|_| Failure::args(format!("negative thread count {threads}")))?;
+        let threads =
+            usize::try_from(threads).map_err(|_| Failure::args(format!("negative thread count {threads}")))?;
         // Sound: `tensors` and `count` are as the caller promised.
         let converted = unsafe { convert(tensors, count) }?;
         // Every C tensor is writable: the manifest says which ones the kernel writes.

@@ -33,19 +33,12 @@ impl GpuLayer {
                 manifest.target
             )));
         }
-        let file = manifest
-            .files
-            .get("ptx")
-            .ok_or_else(|| Error::Manifest("no ptx file listed".into()))?;
+        let file = manifest.files.get("ptx").ok_or_else(|| Error::Manifest("no ptx file listed".into()))?;
         let path = dir.join(file);
-        let ptx = std::fs::read_to_string(&path)
-            .map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
+        let ptx =
+            std::fs::read_to_string(&path).map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
         if !ptx.contains(&format!(".entry {}(", manifest.entry)) {
-            return Err(Error::Manifest(format!(
-                "no entry `{}` in {}",
-                manifest.entry,
-                path.display()
-            )));
+            return Err(Error::Manifest(format!("no entry `{}` in {}", manifest.entry, path.display())));
         }
         Ok(GpuLayer {
             manifest,
@@ -71,13 +64,8 @@ impl GpuLayer {
     pub fn run(&self, tensors: &[TensorRef]) -> Result<(), Error> {
         let sizes = bind::bind(&self.manifest, tensors)?;
         let m = &self.manifest;
-        let dims: Vec<i64> = m
-            .dims
-            .iter()
-            .zip(&sizes)
-            .filter(|(d, _)| d.size.is_none())
-            .map(|(_, s)| *s as i64)
-            .collect();
+        let dims: Vec<i64> =
+            m.dims.iter().zip(&sizes).filter(|(d, _)| d.size.is_none()).map(|(_, s)| *s as i64).collect();
         // One thread per work item (the range of the kernel's begin/end).
         self.launch(tensors, &dims, m.work_items(&sizes))
     }
@@ -119,8 +107,7 @@ mod imp {
     use crate::manifest::{Io, Manifest};
     use crate::{Error, TensorRef};
     use cudarc::driver::{
-        CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, LaunchConfig,
-        PushKernelArg,
+        CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
     };
     use std::panic::{catch_unwind, AssertUnwindSafe};
     use std::sync::Arc;
@@ -145,9 +132,7 @@ mod imp {
                 .cloned()
                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(Error::Cuda(format!(
-                "{what}: the CUDA driver library failed: {msg}"
-            )))
+            Err(Error::Cuda(format!("{what}: the CUDA driver library failed: {msg}")))
         })
     }
 
@@ -158,9 +143,7 @@ mod imp {
         #[allow(unsafe_code)]
         let present = unsafe { cudarc::driver::sys::is_culib_present() };
         if !present {
-            return Err(no_gpu(
-                "the NVIDIA driver library (libcuda.so.1) cannot be loaded",
-            ));
+            return Err(no_gpu("the NVIDIA driver library (libcuda.so.1) cannot be loaded"));
         }
         guarded("opening GPU 0", || CudaContext::new(0).map_err(no_gpu))
     }
@@ -169,9 +152,7 @@ mod imp {
         let ctx = context()?;
         guarded("reading the name of GPU 0", || {
             let name = ctx.name().map_err(cuda("reading the name of GPU 0"))?;
-            let (major, minor) = ctx
-                .compute_capability()
-                .map_err(cuda("reading the compute capability of GPU 0"))?;
+            let (major, minor) = ctx.compute_capability().map_err(cuda("reading the compute capability of GPU 0"))?;
             Ok(format!("{name} (sm_{major}{minor})"))
         })
     }
@@ -190,41 +171,19 @@ mod imp {
             guarded("loading the PTX", || {
                 let module = ctx
                     .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
-                    .map_err(cuda(&format!(
-                        "the CUDA driver rejected the PTX of layer `{}`",
-                        m.layer
-                    )))?;
-                let func = module
-                    .load_function(&m.entry)
-                    .map_err(cuda(&format!("no kernel `{}` in the PTX", m.entry)))?;
-                Ok(Device {
-                    stream: ctx.default_stream(),
-                    func,
-                    _module: module,
-                })
+                    .map_err(cuda(&format!("the CUDA driver rejected the PTX of layer `{}`", m.layer)))?;
+                let func =
+                    module.load_function(&m.entry).map_err(cuda(&format!("no kernel `{}` in the PTX", m.entry)))?;
+                Ok(Device { stream: ctx.default_stream(), func, _module: module })
             })
         }
 
         /// Copies, launches, copies back. `tensors` were checked against `m` by the caller.
-        pub(super) fn run(
-            &self,
-            m: &Manifest,
-            tensors: &[TensorRef],
-            dims: &[i64],
-            items: u64,
-        ) -> Result<(), Error> {
-            guarded("running the layer", || {
-                self.run_checked(m, tensors, dims, items)
-            })
+        pub(super) fn run(&self, m: &Manifest, tensors: &[TensorRef], dims: &[i64], items: u64) -> Result<(), Error> {
+            guarded("running the layer", || self.run_checked(m, tensors, dims, items))
         }
 
-        fn run_checked(
-            &self,
-            m: &Manifest,
-            tensors: &[TensorRef],
-            dims: &[i64],
-            items: u64,
-        ) -> Result<(), Error> {
+        fn run_checked(&self, m: &Manifest, tensors: &[TensorRef], dims: &[i64], items: u64) -> Result<(), Error> {
             let s = &self.stream;
             let mut order = Vec::with_capacity(m.tensors.len());
             let mut bufs: Vec<CudaSlice<u8>> = Vec::with_capacity(m.tensors.len());
@@ -232,28 +191,18 @@ mod imp {
                 let t = tensors
                     .iter()
                     .find(|t| t.name == info.name)
-                    .ok_or_else(|| {
-                        Error::Tensors(vec![format!("missing tensor `{}`", info.name)])
-                    })?;
+                    .ok_or_else(|| Error::Tensors(vec![format!("missing tensor `{}`", info.name)]))?;
                 // Outputs go up too: what the kernel leaves unwritten comes back unchanged.
                 let host = host_bytes(t);
-                let buf = if host.is_empty() {
-                    s.alloc_zeros::<u8>(1)
-                } else {
-                    s.clone_htod(host)
-                };
+                let buf = if host.is_empty() { s.alloc_zeros::<u8>(1) } else { s.clone_htod(host) };
                 bufs.push(buf.map_err(cuda(&format!("copying tensor `{}` to the GPU", t.name)))?);
                 order.push((info.io, t));
             }
             let ptrs: Vec<u64> = bufs.iter().map(|b| b.device_ptr(s).0).collect();
-            let ptrs = s
-                .clone_htod(&ptrs)
-                .map_err(cuda("copying the buffer table to the GPU"))?;
+            let ptrs = s.clone_htod(&ptrs).map_err(cuda("copying the buffer table to the GPU"))?;
             // One unused entry keeps the allocation non-empty for a layer with no runtime dim.
             let dims: Vec<i64> = dims.iter().copied().chain([0]).collect();
-            let dims = s
-                .clone_htod(&dims)
-                .map_err(cuda("copying the dims to the GPU"))?;
+            let dims = s.clone_htod(&dims).map_err(cuda("copying the dims to the GPU"))?;
             let mut begin = 0u64;
             while begin < items {
                 let n = (items - begin).min(MAX_PER_LAUNCH);
@@ -268,21 +217,15 @@ mod imp {
                 // The kernel has the signature (ptr, ptr, i64, i64) by the manifest's contract,
                 // and every buffer in the table holds its tensor's checked shape.
                 #[allow(unsafe_code)]
-                unsafe { launch.launch(cfg) }
-                    .map_err(cuda(&format!("launching kernel `{}`", m.entry)))?;
+                unsafe { launch.launch(cfg) }.map_err(cuda(&format!("launching kernel `{}`", m.entry)))?;
                 begin += n;
             }
-            s.synchronize()
-                .map_err(cuda(&format!("running kernel `{}`", m.entry)))?;
+            s.synchronize().map_err(cuda(&format!("running kernel `{}`", m.entry)))?;
             // Read everything back before touching the caller's buffers.
             let mut outs = Vec::new();
             for ((io, t), buf) in order.iter().zip(&bufs) {
                 if *io == Io::Output && t.bytes > 0 {
-                    outs.push((
-                        *t,
-                        s.clone_dtoh(buf)
-                            .map_err(cuda(&format!("copying output `{}` back", t.name)))?,
-                    ));
+                    outs.push((*t, s.clone_dtoh(buf).map_err(cuda(&format!("copying output `{}` back", t.name)))?));
                 }
             }
             s.synchronize().map_err(cuda("copying the outputs back"))?;

@@ -71,17 +71,38 @@ pub struct TensorRef<'a> {
 impl<'a> TensorRef<'a> {
     /// An f32 input.
     pub fn input(name: &'a str, data: &'a [f32], shape: &'a [usize]) -> Self {
-        TensorRef { name, dtype: DType::F32, shape, data: data.as_ptr().cast(), bytes: std::mem::size_of_val(data), writable: false }
+        TensorRef {
+            name,
+            dtype: DType::F32,
+            shape,
+            data: data.as_ptr().cast(),
+            bytes: std::mem::size_of_val(data),
+            writable: false,
+        }
     }
 
     /// A bf16 input, as raw 16-bit patterns.
     pub fn input_bf16(name: &'a str, data: &'a [u16], shape: &'a [usize]) -> Self {
-        TensorRef { name, dtype: DType::Bf16, shape, data: data.as_ptr().cast(), bytes: std::mem::size_of_val(data), writable: false }
+        TensorRef {
+            name,
+            dtype: DType::Bf16,
+            shape,
+            data: data.as_ptr().cast(),
+            bytes: std::mem::size_of_val(data),
+            writable: false,
+        }
     }
 
     /// An f32 output.
     pub fn output(name: &'a str, data: &'a mut [f32], shape: &'a [usize]) -> Self {
-        TensorRef { name, dtype: DType::F32, shape, data: data.as_mut_ptr().cast_const().cast(), bytes: std::mem::size_of_val(data), writable: true }
+        TensorRef {
+            name,
+            dtype: DType::F32,
+            shape,
+            data: data.as_mut_ptr().cast_const().cast(),
+            bytes: std::mem::size_of_val(data),
+            writable: true,
+        }
     }
 }
 
@@ -108,14 +129,21 @@ impl CpuLayer {
     pub fn load(dir: &Path) -> Result<Self, Error> {
         let manifest = read_manifest(dir)?;
         if manifest.target != "cpu" {
-            return Err(Error::Manifest(format!("{} holds a `{}` artifact, not a cpu one", dir.display(), manifest.target)));
+            return Err(Error::Manifest(format!(
+                "{} holds a `{}` artifact, not a cpu one",
+                dir.display(),
+                manifest.target
+            )));
         }
-        let lib_path: PathBuf = dir.join(manifest.files.get("shared").ok_or_else(|| Error::Manifest("no shared library listed".into()))?);
+        let lib_path: PathBuf =
+            dir.join(manifest.files.get("shared").ok_or_else(|| Error::Manifest("no shared library listed".into()))?);
         #[allow(unsafe_code)] // Loading runs no initializers: ssmc libraries have none.
-        let lib = unsafe { libloading::Library::new(&lib_path) }.map_err(|e| Error::Io(format!("cannot load {}: {e}", lib_path.display())))?;
+        let lib = unsafe { libloading::Library::new(&lib_path) }
+            .map_err(|e| Error::Io(format!("cannot load {}: {e}", lib_path.display())))?;
         #[allow(unsafe_code)] // The symbol has the EntryFn signature by the manifest's contract.
         let entry: EntryFn = unsafe {
-            *lib.get::<EntryFn>(manifest.entry.as_bytes()).map_err(|e| Error::Manifest(format!("no entry `{}` in {}: {e}", manifest.entry, lib_path.display())))?
+            *lib.get::<EntryFn>(manifest.entry.as_bytes())
+                .map_err(|e| Error::Manifest(format!("no entry `{}` in {}: {e}", manifest.entry, lib_path.display())))?
         };
         Ok(CpuLayer { manifest, entry, _lib: lib })
     }
@@ -130,9 +158,14 @@ impl CpuLayer {
     pub fn run(&self, tensors: &[TensorRef], threads: usize) -> Result<(), Error> {
         let sizes = bind::bind(&self.manifest, tensors)?;
         let m = &self.manifest;
-        let dims: Vec<i64> = m.dims.iter().zip(&sizes).filter(|(d, _)| d.size.is_none()).map(|(_, s)| *s as i64).collect();
+        let dims: Vec<i64> =
+            m.dims.iter().zip(&sizes).filter(|(d, _)| d.size.is_none()).map(|(_, s)| *s as i64).collect();
         let sequences = m.work_items(&sizes);
-        let bufs: Vec<usize> = m.tensors.iter().map(|info| tensors.iter().find(|t| t.name == info.name).map_or(0, |t| t.data as usize)).collect();
+        let bufs: Vec<usize> = m
+            .tensors
+            .iter()
+            .map(|info| tensors.iter().find(|t| t.name == info.name).map_or(0, |t| t.data as usize))
+            .collect();
         let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
         let threads = threads.min(sequences.max(1) as usize);
         let per = sequences.div_ceil(threads as u64);

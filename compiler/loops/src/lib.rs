@@ -367,7 +367,9 @@ fn write_block(f: &mut fmt::Formatter<'_>, body: &[Stmt], depth: usize) -> fmt::
             Stmt::Set { var, value } => writeln!(f, "{pad}v{} = {value}", var.0)?,
             Stmt::Store { buf, index, value } => writeln!(f, "{pad}b{buf}[{index}] = {value}")?,
             Stmt::StoreAdd { buf, index, value } => writeln!(f, "{pad}b{buf}[{index}] += {value}")?,
-            Stmt::StoreLanes { buf, index, stride, lanes, value } => writeln!(f, "{pad}b{buf}[{index} +: {lanes} by {stride}] = {value}")?,
+            Stmt::StoreLanes { buf, index, stride, lanes, value } => {
+                writeln!(f, "{pad}b{buf}[{index} +: {lanes} by {stride}] = {value}")?
+            }
             Stmt::LetIndex { var, value } => writeln!(f, "{pad}let i{} = {value}", var.0)?,
             Stmt::For { var, lo, hi, reverse, body } => {
                 let dir = if *reverse { " rev" } else { "" };

@@ -53,7 +53,8 @@ pub fn emit_kernel<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, k: &Kernel, 
             let tid = cg.sreg("llvm.nvvm.read.ptx.sreg.tid.x")?;
             let ntid = cg.sreg("llvm.nvvm.read.ptx.sreg.ntid.x")?;
             let ctaid = cg.sreg("llvm.nvvm.read.ptx.sreg.ctaid.x")?;
-            let global = cg.b.build_int_nsw_add(cg.b.build_int_nsw_mul(ctaid, ntid, "").map_err(err)?, tid, "").map_err(err)?;
+            let global =
+                cg.b.build_int_nsw_add(cg.b.build_int_nsw_mul(ctaid, ntid, "").map_err(err)?, tid, "").map_err(err)?;
             let seq = cg.b.build_int_nsw_add(begin, global, "seq").map_err(err)?;
             let inside = cg.b.build_int_compare(IntPredicate::SLT, seq, end, "").map_err(err)?;
             let (work, done) = (ctx.append_basic_block(func, "work"), ctx.append_basic_block(func, "done"));
@@ -104,12 +105,16 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
         let bufs = self.func.get_nth_param(0).expect("bufs").into_pointer_value();
         let dims = self.func.get_nth_param(1).expect("dims").into_pointer_value();
         for (i, buf) in k.buffers.iter().enumerate() {
-            let slot = unsafe { self.b.build_in_bounds_gep(self.ptr, bufs, &[self.i64.const_int(i as u64, false)], "") }.map_err(err)?;
+            let slot =
+                unsafe { self.b.build_in_bounds_gep(self.ptr, bufs, &[self.i64.const_int(i as u64, false)], "") }
+                    .map_err(err)?;
             let p = self.b.build_load(self.ptr, slot, &buf.name).map_err(err)?.into_pointer_value();
             self.bufs.push((p, buf.elem));
         }
         for (i, name) in k.dims.iter().enumerate() {
-            let slot = unsafe { self.b.build_in_bounds_gep(self.i64, dims, &[self.i64.const_int(i as u64, false)], "") }.map_err(err)?;
+            let slot =
+                unsafe { self.b.build_in_bounds_gep(self.i64, dims, &[self.i64.const_int(i as u64, false)], "") }
+                    .map_err(err)?;
             self.dims.push(self.b.build_load(self.i64, slot, name).map_err(err)?.into_int_value());
         }
         // Scratch arrays live on the stack of the call, after the tensors in buffer order.
@@ -130,7 +135,10 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
     }
 
     fn sreg(&self, name: &str) -> R<IntValue<'ctx>> {
-        let f = self.module.get_function(name).unwrap_or_else(|| self.module.add_function(name, self.i32.fn_type(&[], false), None));
+        let f = self
+            .module
+            .get_function(name)
+            .unwrap_or_else(|| self.module.add_function(name, self.i32.fn_type(&[], false), None));
         let v = self.b.build_call(f, &[], "").map_err(err)?;
         let v = match v.try_as_basic_value() {
             inkwell::values::ValueKind::Basic(v) => v.into_int_value(),
@@ -205,7 +213,14 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
     }
 
     /// `for var in lo..hi` (or down from hi - 1), running `body`.
-    fn counted_loop(&mut self, var: Var, lo: IntValue<'ctx>, hi: IntValue<'ctx>, reverse: bool, body: &[Stmt]) -> R<()> {
+    fn counted_loop(
+        &mut self,
+        var: Var,
+        lo: IntValue<'ctx>,
+        hi: IntValue<'ctx>,
+        reverse: bool,
+        body: &[Stmt],
+    ) -> R<()> {
         let one = self.i64.const_int(1, false);
         let pre = self.b.get_insert_block().expect("builder is positioned");
         let (head, work, exit) = (
@@ -228,7 +243,11 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
         self.b.position_at_end(work);
         self.ints.insert(var, i);
         self.block(body)?;
-        let next = if reverse { self.b.build_int_nsw_sub(i, one, "").map_err(err)? } else { self.b.build_int_nsw_add(i, one, "").map_err(err)? };
+        let next = if reverse {
+            self.b.build_int_nsw_sub(i, one, "").map_err(err)?
+        } else {
+            self.b.build_int_nsw_add(i, one, "").map_err(err)?
+        };
         let latch = self.b.get_insert_block().expect("builder is positioned");
         self.b.build_unconditional_branch(head).map_err(err)?;
         phi.add_incoming(&[(&next, latch)]);
@@ -242,9 +261,12 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
             Index::Lane => true,
             Index::Var(v) => self.lane_ints.contains_key(v),
             Index::Const(_) | Index::Dim(_) => false,
-            Index::Add(a, b) | Index::Sub(a, b) | Index::Mul(a, b) | Index::Div(a, b) | Index::Rem(a, b) | Index::Min(a, b) => {
-                self.varies(a) || self.varies(b)
-            }
+            Index::Add(a, b)
+            | Index::Sub(a, b)
+            | Index::Mul(a, b)
+            | Index::Div(a, b)
+            | Index::Rem(a, b)
+            | Index::Min(a, b) => self.varies(a) || self.varies(b),
         }
     }
 
@@ -253,16 +275,36 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
         if !self.varies(i) {
             return self.index(i);
         }
-        let two = |a: &Index, b: &Index| -> R<(IntValue<'ctx>, IntValue<'ctx>)> { Ok((self.index_lane(a, k)?, self.index_lane(b, k)?)) };
+        let two = |a: &Index, b: &Index| -> R<(IntValue<'ctx>, IntValue<'ctx>)> {
+            Ok((self.index_lane(a, k)?, self.index_lane(b, k)?))
+        };
         Ok(match i {
             Index::Lane => self.i64.const_int(k as u64, false),
             Index::Var(v) => self.lane_ints[v][k as usize],
-            Index::Add(a, b) => { let (a, b) = two(a, b)?; self.b.build_int_nsw_add(a, b, "").map_err(err)? }
-            Index::Sub(a, b) => { let (a, b) = two(a, b)?; self.b.build_int_nsw_sub(a, b, "").map_err(err)? }
-            Index::Mul(a, b) => { let (a, b) = two(a, b)?; self.b.build_int_nsw_mul(a, b, "").map_err(err)? }
-            Index::Div(a, b) => { let (a, b) = two(a, b)?; self.b.build_int_signed_div(a, b, "").map_err(err)? }
-            Index::Rem(a, b) => { let (a, b) = two(a, b)?; self.b.build_int_signed_rem(a, b, "").map_err(err)? }
-            Index::Min(a, b) => { let (a, b) = two(a, b)?; self.min(a, b)? }
+            Index::Add(a, b) => {
+                let (a, b) = two(a, b)?;
+                self.b.build_int_nsw_add(a, b, "").map_err(err)?
+            }
+            Index::Sub(a, b) => {
+                let (a, b) = two(a, b)?;
+                self.b.build_int_nsw_sub(a, b, "").map_err(err)?
+            }
+            Index::Mul(a, b) => {
+                let (a, b) = two(a, b)?;
+                self.b.build_int_nsw_mul(a, b, "").map_err(err)?
+            }
+            Index::Div(a, b) => {
+                let (a, b) = two(a, b)?;
+                self.b.build_int_signed_div(a, b, "").map_err(err)?
+            }
+            Index::Rem(a, b) => {
+                let (a, b) = two(a, b)?;
+                self.b.build_int_signed_rem(a, b, "").map_err(err)?
+            }
+            Index::Min(a, b) => {
+                let (a, b) = two(a, b)?;
+                self.min(a, b)?
+            }
             Index::Const(_) | Index::Dim(_) => unreachable!("constant indices do not vary"),
         })
     }
@@ -284,7 +326,10 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
                 let sum = self.b.build_float_add(old, x, "").map_err(err)?;
                 x = match &self.lane_limit {
                     Some((a, b)) => {
-                        let valid = self.b.build_int_compare(IntPredicate::SLT, self.index_lane(a, k)?, self.index_lane(b, k)?, "").map_err(err)?;
+                        let valid = self
+                            .b
+                            .build_int_compare(IntPredicate::SLT, self.index_lane(a, k)?, self.index_lane(b, k)?, "")
+                            .map_err(err)?;
                         self.b.build_select(valid, sum, old, "").map_err(err)?.into_float_value()
                     }
                     None => sum,
@@ -301,7 +346,9 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
             Index::Lane => return Err(CodegenError("a lane index where one value is needed".into())),
             Index::Const(c) => self.i64.const_int(*c as u64, true),
             Index::Dim(d) => self.dims[*d],
-            Index::Var(v) => *self.ints.get(v).ok_or_else(|| CodegenError(format!("index variable i{} is not bound", v.0)))?,
+            Index::Var(v) => {
+                *self.ints.get(v).ok_or_else(|| CodegenError(format!("index variable i{} is not bound", v.0)))?
+            }
             Index::Add(a, b) => self.b.build_int_nsw_add(self.index(a)?, self.index(b)?, "").map_err(err)?,
             Index::Sub(a, b) => self.b.build_int_nsw_sub(self.index(a)?, self.index(b)?, "").map_err(err)?,
             Index::Mul(a, b) => self.b.build_int_nsw_mul(self.index(a)?, self.index(b)?, "").map_err(err)?,
@@ -369,8 +416,11 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
     }
 
     pub(super) fn call(&self, name: &str, args: &[VectorValue<'ctx>]) -> R<VectorValue<'ctx>> {
-        let intrinsic = inkwell::intrinsics::Intrinsic::find(name).ok_or_else(|| CodegenError(format!("no intrinsic {name}")))?;
-        let f = intrinsic.get_declaration(self.module, &[args[0].get_type().into()]).ok_or_else(|| CodegenError(format!("no declaration of {name}")))?;
+        let intrinsic =
+            inkwell::intrinsics::Intrinsic::find(name).ok_or_else(|| CodegenError(format!("no intrinsic {name}")))?;
+        let f = intrinsic
+            .get_declaration(self.module, &[args[0].get_type().into()])
+            .ok_or_else(|| CodegenError(format!("no declaration of {name}")))?;
         let args: Vec<inkwell::values::BasicMetadataValueEnum> = args.iter().map(|a| (*a).into()).collect();
         match self.b.build_call(f, &args, "").map_err(err)?.try_as_basic_value() {
             inkwell::values::ValueKind::Basic(BasicValueEnum::VectorValue(v)) => Ok(v),
@@ -382,7 +432,11 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
         Ok(match v {
             Val::Const(c) => self.splat_const(*c as f64, 1),
             Val::Var(var) => {
-                let (slot, lanes) = self.floats.get(var).copied().ok_or_else(|| CodegenError(format!("float variable v{} is not declared", var.0)))?;
+                let (slot, lanes) = self
+                    .floats
+                    .get(var)
+                    .copied()
+                    .ok_or_else(|| CodegenError(format!("float variable v{} is not declared", var.0)))?;
                 self.b.build_load(self.vt(lanes), slot, "").map_err(err)?.into_vector_value()
             }
             Val::Load { buf, index, lanes: 1, .. } if self.varies(index) => {
@@ -407,7 +461,10 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
                     for k in 0..*lanes {
                         let at = Index::add(index.clone(), Index::mul(Index::Const(k as i64), stride.clone()));
                         let x = self.load_scalar(*buf, &at)?;
-                        out = self.b.build_insert_element(out, x, self.i32.const_int(k as u64, false), "").map_err(err)?;
+                        out = self
+                            .b
+                            .build_insert_element(out, x, self.i32.const_int(k as u64, false), "")
+                            .map_err(err)?;
                     }
                     out
                 }
@@ -437,7 +494,10 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
                     BinOp::Gt => {
                         let n = a.get_type().get_size();
                         let c = self.b.build_float_compare(FloatPredicate::OGT, a, b, "").map_err(err)?;
-                        self.b.build_select(c, self.splat_const(1.0, n), self.splat_const(0.0, n), "").map_err(err)?.into_vector_value()
+                        self.b
+                            .build_select(c, self.splat_const(1.0, n), self.splat_const(0.0, n), "")
+                            .map_err(err)?
+                            .into_vector_value()
                     }
                 }
             }
@@ -446,7 +506,8 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
                 let (a, b) = self.same_width(a, b)?;
                 let n = a.get_type().get_size();
                 let c = self.widen(c, n)?;
-                let t = self.b.build_float_compare(FloatPredicate::UNE, c, self.splat_const(0.0, n), "").map_err(err)?;
+                let t =
+                    self.b.build_float_compare(FloatPredicate::UNE, c, self.splat_const(0.0, n), "").map_err(err)?;
                 self.b.build_select(t, a, b, "").map_err(err)?.into_vector_value()
             }
             Val::Splat(a, lanes) => {
@@ -458,7 +519,11 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
                 // A tree of halves: log2(lanes) shuffles and adds.
                 while v.get_type().get_size() > 1 {
                     let n = v.get_type().get_size();
-                    let half = |lo: u32| VectorType::const_vector(&(lo..lo + n / 2).map(|k| self.i32.const_int(k as u64, false)).collect::<Vec<_>>());
+                    let half = |lo: u32| {
+                        VectorType::const_vector(
+                            &(lo..lo + n / 2).map(|k| self.i32.const_int(k as u64, false)).collect::<Vec<_>>(),
+                        )
+                    };
                     let lo = self.b.build_shuffle_vector(v, v, half(0), "").map_err(err)?;
                     let hi = self.b.build_shuffle_vector(v, v, half(n / 2), "").map_err(err)?;
                     v = self.b.build_float_add(lo, hi, "").map_err(err)?;

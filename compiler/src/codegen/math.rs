@@ -4,8 +4,8 @@
 
 use super::llvm::Cg;
 use super::{err, CodegenError};
-use inkwell::values::VectorValue;
 use inkwell::types::VectorType;
+use inkwell::values::VectorValue;
 
 type R<T> = Result<T, CodegenError>;
 
@@ -77,16 +77,23 @@ pub fn log<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>
     let m = cg.b.build_and(bits, cg.ci(0x007f_ffff, n), "").map_err(err)?;
     let m = cg.from_bits(cg.b.build_or(m, cg.ci(0x3f80_0000, n), "").map_err(err)?)?;
     // Move m from [1, 2) to [sqrt(1/2), sqrt(2)).
-    let big = cg.b.build_float_compare(inkwell::FloatPredicate::OGT, m, cg.c(std::f64::consts::SQRT_2, n), "").map_err(err)?;
-    let m = cg.b.build_select(big, cg.b.build_float_mul(m, cg.c(0.5, n), "").map_err(err)?, m, "").map_err(err)?.into_vector_value();
+    let big =
+        cg.b.build_float_compare(inkwell::FloatPredicate::OGT, m, cg.c(std::f64::consts::SQRT_2, n), "")
+            .map_err(err)?;
+    let m =
+        cg.b.build_select(big, cg.b.build_float_mul(m, cg.c(0.5, n), "").map_err(err)?, m, "")
+            .map_err(err)?
+            .into_vector_value();
     let e1 = cg.b.build_int_nsw_add(e, cg.ci(1, n), "").map_err(err)?;
     let e = cg.b.build_select(big, e1, e, "").map_err(err)?.into_vector_value();
     let ef = cg.b.build_signed_int_to_float(e, cg.f32.vec_type(n), "").map_err(err)?;
-    let s = cg.b.build_float_div(
-        cg.b.build_float_sub(m, cg.c(1.0, n), "").map_err(err)?,
-        cg.b.build_float_add(m, cg.c(1.0, n), "").map_err(err)?,
-        "",
-    ).map_err(err)?;
+    let s =
+        cg.b.build_float_div(
+            cg.b.build_float_sub(m, cg.c(1.0, n), "").map_err(err)?,
+            cg.b.build_float_add(m, cg.c(1.0, n), "").map_err(err)?,
+            "",
+        )
+        .map_err(err)?;
     let s2 = cg.b.build_float_mul(s, s, "").map_err(err)?;
     let series = cg.poly(s2, &[2.0, 2.0 / 3.0, 2.0 / 5.0, 2.0 / 7.0, 2.0 / 9.0, 2.0 / 11.0])?;
     let ln_m = cg.b.build_float_mul(s, series, "").map_err(err)?;
@@ -110,7 +117,9 @@ pub fn sin_cos<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<(VectorValue<
     let r = cg.fma(q, cg.c(-7.549_789_415_861_596e-8, n), r)?;
     let r = cg.fma(q, cg.c(-5.390_302_529_957_765e-15, n), r)?;
     let r2 = cg.b.build_float_mul(r, r, "").map_err(err)?;
-    let s = cg.b.build_float_mul(r, cg.poly(r2, &[1.0, -1.0 / 6.0, 1.0 / 120.0, -1.0 / 5040.0, 1.0 / 362_880.0])?, "").map_err(err)?;
+    let s =
+        cg.b.build_float_mul(r, cg.poly(r2, &[1.0, -1.0 / 6.0, 1.0 / 120.0, -1.0 / 5040.0, 1.0 / 362_880.0])?, "")
+            .map_err(err)?;
     let c = cg.poly(r2, &[1.0, -0.5, 1.0 / 24.0, -1.0 / 720.0, 1.0 / 40320.0, -1.0 / 3_628_800.0])?;
     let qi = cg.b.build_and(cg.to_int(q)?, cg.ci(3, n), "").map_err(err)?;
     let is = |k: i64| cg.b.build_int_compare(inkwell::IntPredicate::EQ, qi, cg.ci(k, n), "").map_err(err);

@@ -83,12 +83,24 @@ fn machine(arch: &Arch) -> Result<TargetMachine, CodegenError> {
     let triple = TargetTriple::create(triple);
     let target = Target::from_triple(&triple).map_err(err)?;
     target
-        .create_target_machine(&triple, &cpu, &features, OptimizationLevel::Aggressive, RelocMode::PIC, CodeModel::Default)
+        .create_target_machine(
+            &triple,
+            &cpu,
+            &features,
+            OptimizationLevel::Aggressive,
+            RelocMode::PIC,
+            CodeModel::Default,
+        )
         .ok_or_else(|| CodegenError(format!("LLVM has no target machine for cpu `{cpu}`")))
 }
 
 /// Builds, verifies and optimizes the LLVM module of `kernels`.
-fn build<'ctx>(ctx: &'ctx Context, kernels: &[Kernel], arch: &Arch, tm: &TargetMachine) -> Result<Module<'ctx>, CodegenError> {
+fn build<'ctx>(
+    ctx: &'ctx Context,
+    kernels: &[Kernel],
+    arch: &Arch,
+    tm: &TargetMachine,
+) -> Result<Module<'ctx>, CodegenError> {
     let module = ctx.create_module("ssmc");
     module.set_triple(&tm.get_triple());
     module.set_data_layout(&tm.get_target_data().get_data_layout());

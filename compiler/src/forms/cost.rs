@@ -199,10 +199,26 @@ pub fn estimate(form: Form, s: &Shape, m: &Machine) -> Estimate {
                 // C B^T per group, decay mask, (mask . CB^T) x, chunk states, output from states.
                 let cb = s.batch * s.groups * l * q * n * 2.0;
                 let apply = seq * l * q * 2.0;
-                (0.0, s.decay_flops() + s.batch * s.heads * l * q, cb + apply + states, 0.0, seq * chunks * n * 4.0, chunks, 3.0)
+                (
+                    0.0,
+                    s.decay_flops() + s.batch * s.heads * l * q,
+                    cb + apply + states,
+                    0.0,
+                    seq * chunks * n * 4.0,
+                    chunks,
+                    3.0,
+                )
             } else {
                 // A decay per state index: the intra-chunk term is elementwise, not a product.
-                (0.0, seq * l * q * n * s.mac() + states + s.decay_flops(), 0.0, 0.0, seq * chunks * n * 4.0, chunks, 3.0)
+                (
+                    0.0,
+                    seq * l * q * n * s.mac() + states + s.decay_flops(),
+                    0.0,
+                    0.0,
+                    seq * chunks * n * 4.0,
+                    chunks,
+                    3.0,
+                )
             }
         }
         Form::Conv => {

@@ -7,7 +7,9 @@ use super::{Form, Plan, CHUNK_SIZES};
 use crate::bind::Sizes;
 use crate::ir::{AxisRole, Direction, Layer, Scan};
 use crate::roles;
-use egg::{rewrite, CostFunction, DidMerge, EGraph, Extractor, Id, Language, Pattern, RecExpr, Rewrite, Runner, Subst, Symbol};
+use egg::{
+    rewrite, CostFunction, DidMerge, EGraph, Extractor, Id, Language, Pattern, RecExpr, Rewrite, Runner, Subst, Symbol,
+};
 use ssmc_syntax::Span;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -141,7 +143,11 @@ impl FormCost<'_> {
     }
 
     fn size(&self, id: Id) -> usize {
-        self.egraph[id].nodes.iter().find_map(|n| if let SsmLang::Size(q) = n { Some(*q as usize) } else { None }).unwrap_or(1)
+        self.egraph[id]
+            .nodes
+            .iter()
+            .find_map(|n| if let SsmLang::Size(q) = n { Some(*q as usize) } else { None })
+            .unwrap_or(1)
     }
 
     fn form_seconds(&self, form: Form, p: Id) -> f64 {
@@ -198,7 +204,9 @@ impl Choice {
     /// takes the cheapest legal chunk size.
     pub fn force(&self, form: Form) -> Result<Plan, String> {
         // Every chunk size is as legal as the chunk sizes the e-graph tried.
-        let pick = |f: Form| self.candidates.iter().find(|c| c.form == f || (c.form.kind() == f.kind() && f.kind() == "chunked"));
+        let pick = |f: Form| {
+            self.candidates.iter().find(|c| c.form == f || (c.form.kind() == f.kind() && f.kind() == "chunked"))
+        };
         let chosen = match form {
             Form::Chunked { q: 0 } => self
                 .candidates
@@ -263,14 +271,15 @@ pub fn choose(layer: &Layer, sizes: &Sizes, target: Target, line_of: &dyn Fn(Spa
         .map(|form| {
             let legal = param_ids.iter().all(|p| p.is_some_and(|p| form_node(egraph, form, p).is_some()));
             let legality = if legal {
-                let est = shapes.iter().map(|s| cost::estimate(form, s, &machine)).fold(None, |acc: Option<Estimate>, e| {
-                    Some(acc.map_or(e, |a| Estimate {
-                        flops: a.flops + e.flops,
-                        bytes: a.bytes + e.bytes,
-                        depth: a.depth.max(e.depth),
-                        seconds: a.seconds + e.seconds,
-                    }))
-                });
+                let est =
+                    shapes.iter().map(|s| cost::estimate(form, s, &machine)).fold(None, |acc: Option<Estimate>, e| {
+                        Some(acc.map_or(e, |a| Estimate {
+                            flops: a.flops + e.flops,
+                            bytes: a.bytes + e.bytes,
+                            depth: a.depth.max(e.depth),
+                            seconds: a.seconds + e.seconds,
+                        }))
+                    });
                 Ok(est.expect("a layer has at least one scan"))
             } else {
                 Err(illegal_reason(layer, form, line_of))
@@ -342,11 +351,19 @@ pub fn scan_is_lti(layer: &Layer, scan: &Scan) -> bool {
 
 /// The roles of a scan that depend on time, with where they are given.
 fn selective_roles(layer: &Layer, scan: &Scan) -> Vec<(&'static str, Span)> {
-    let roles = [("dt", scan.dt, None), ("A", Some(scan.a.re), scan.a.im), ("B", Some(scan.b.re), scan.b.im), ("C", Some(scan.c.re), scan.c.im)];
+    let roles = [
+        ("dt", scan.dt, None),
+        ("A", Some(scan.a.re), scan.a.im),
+        ("B", Some(scan.b.re), scan.b.im),
+        ("C", Some(scan.c.re), scan.c.im),
+    ];
     roles
         .into_iter()
         .filter_map(|(name, re, im)| {
-            let sel = [re, im].into_iter().flatten().find(|e| layer.axes_of(*e).iter().any(|a| layer.axis_slot(*a) == AxisRole::Time.slot()))?;
+            let sel = [re, im]
+                .into_iter()
+                .flatten()
+                .find(|e| layer.axes_of(*e).iter().any(|a| layer.axis_slot(*a) == AxisRole::Time.slot()))?;
             Some((name, layer.spans.exprs[sel.index()]))
         })
         .collect()
@@ -389,7 +406,11 @@ mod tests {
             facts.params.insert(Symbol::from(*s), *f);
         }
         let expr: RecExpr<SsmLang> = start.parse().expect("term");
-        let runner = Runner::<SsmLang, LayerFacts>::new(facts).with_iter_limit(30).with_node_limit(10_000).with_expr(&expr).run(&rules());
+        let runner = Runner::<SsmLang, LayerFacts>::new(facts)
+            .with_iter_limit(30)
+            .with_node_limit(10_000)
+            .with_expr(&expr)
+            .run(&rules());
         let root = runner.roots[0];
         (runner.egraph, root)
     }

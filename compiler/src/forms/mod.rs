@@ -3,17 +3,17 @@
 //! legality condition. The e-graph ([`egraph`]) finds the legal forms and the cost model
 //! ([`cost`]) chooses among them.
 
-pub mod cost;
-pub mod egraph;
 mod chunked;
 mod conv;
+pub mod cost;
+pub mod egraph;
 mod quadratic;
 mod recurrent;
 mod scan;
 pub mod sequence;
 
-use crate::bind::Sizes;
 use crate::arena::Handle;
+use crate::bind::Sizes;
 use crate::ir::{Expr, Layer};
 use crate::roles::{self, silu, Dims, ScanRoles};
 use crate::tensors::{TensorData, TensorMap};
@@ -72,7 +72,11 @@ impl Form {
             "chunked" => {
                 let q = match q {
                     None => 0,
-                    Some(q) => q.parse::<usize>().ok().filter(|q| *q > 0).ok_or_else(|| format!("chunk size `{q}` is not a positive whole number"))?,
+                    Some(q) => q
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|q| *q > 0)
+                        .ok_or_else(|| format!("chunk size `{q}` is not a positive whole number"))?,
                 };
                 return Ok(Form::Chunked { q });
             }
@@ -172,7 +176,9 @@ fn same_expr(layer: &Layer, a: Handle<Expr>, b: Handle<Expr>) -> bool {
         (Expr::Load { tensor: t, component: c }, Expr::Load { tensor: u, component: d }) => t == u && c == d,
         (Expr::Neg(x), Expr::Neg(y)) => same(x, y),
         (Expr::Binary(o, x1, x2), Expr::Binary(p, y1, y2)) => o == p && same(x1, y1) && same(x2, y2),
-        (Expr::Call(f, xs), Expr::Call(g, ys)) => f == g && xs.len() == ys.len() && xs.iter().zip(ys).all(|(x, y)| same(x, y)),
+        (Expr::Call(f, xs), Expr::Call(g, ys)) => {
+            f == g && xs.len() == ys.len() && xs.iter().zip(ys).all(|(x, y)| same(x, y))
+        }
         _ => false,
     }
 }
@@ -187,7 +193,10 @@ pub fn mixer_matrix(layer: &Layer, sizes: &Sizes, inputs: &TensorMap) -> Result<
     let l = d.time;
     let elements = [d.batch, d.heads, l, l].iter().try_fold(1usize, |n, &k| n.checked_mul(k));
     if elements.is_none_or(|n| n > crate::bind::MAX_ELEMENTS) {
-        return Err(format!("the mixer matrix would have {}x{}x{l}x{l} elements; choose a smaller L", d.batch, d.heads));
+        return Err(format!(
+            "the mixer matrix would have {}x{}x{l}x{l} elements; choose a smaller L",
+            d.batch, d.heads
+        ));
     }
     if layer.initial_state.is_some() {
         return Err("the layer has an initial state, so y = M x + (the initial state's term) is not linear in x; M cannot hold it".into());
@@ -202,11 +211,16 @@ pub fn mixer_matrix(layer: &Layer, sizes: &Sizes, inputs: &TensorMap) -> Result<
             _ => false,
         };
         if !same_gate {
-            return Err("the forward and backward scans are gated differently, so no one matrix maps x to y before the gate".into());
+            return Err(
+                "the forward and backward scans are gated differently, so no one matrix maps x to y before the gate"
+                    .into(),
+            );
         }
     }
     for (scan, _) in roles::scans(layer) {
-        if scan.skip.is_some_and(|e| layer.axes_of(e).iter().any(|a| layer.axis_slot(*a) == crate::ir::AxisRole::HeadDim.slot())) {
+        if scan.skip.is_some_and(|e| {
+            layer.axes_of(e).iter().any(|a| layer.axis_slot(*a) == crate::ir::AxisRole::HeadDim.slot())
+        }) {
             return Err("the skip D varies along headdim, so the mixer differs per head element; M (batch, head, L, L) cannot hold it".into());
         }
     }

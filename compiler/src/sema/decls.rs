@@ -50,7 +50,9 @@ impl LayerCx<'_> {
                         .with_note("a layer has at most one dim of each role")
                     } else {
                         Diagnostic::error("`channel` and `head` both declared", d.role.span, "second one here")
-                            .with_hint("a channel is a head with one element: declare `channel D`, or `head H, headdim P`")
+                            .with_hint(
+                                "a channel is a head with one element: declare `channel D`, or `head H, headdim P`",
+                            )
                     };
                     self.error(d.with_secondary(*prev_span, "first one here"));
                     continue;
@@ -60,22 +62,14 @@ impl LayerCx<'_> {
                     None => DimSize::Runtime,
                     Some((v, span)) if v <= 0 => {
                         self.error(
-                            Diagnostic::error(
-                                format!("dim `{}` has size {v}", d.name.name),
-                                span,
-                                "must be positive",
-                            )
-                            .with_hint("sizes are whole numbers of at least 1"),
+                            Diagnostic::error(format!("dim `{}` has size {v}", d.name.name), span, "must be positive")
+                                .with_hint("sizes are whole numbers of at least 1"),
                         );
                         DimSize::Const(1)
                     }
                     Some((v, _)) => DimSize::Const(v as u64),
                 };
-                let h = self.dims.append(Dim {
-                    name: d.name.name.clone(),
-                    role,
-                    size,
-                });
+                let h = self.dims.append(Dim { name: d.name.name.clone(), role, size });
                 self.spans.dims.push(d.name.span);
                 self.dim_names.insert(d.name.name.clone(), h);
             }
@@ -89,12 +83,8 @@ impl LayerCx<'_> {
             };
             if let Some(&prev) = self.tensor_names.get(&t.name.name) {
                 self.error(
-                    Diagnostic::error(
-                        format!("tensor `{}` is declared twice", t.name.name),
-                        t.name.span,
-                        "again here",
-                    )
-                    .with_secondary(self.spans.tensors[prev.index()], "first declared here"),
+                    Diagnostic::error(format!("tensor `{}` is declared twice", t.name.name), t.name.span, "again here")
+                        .with_secondary(self.spans.tensors[prev.index()], "first declared here"),
                 );
                 continue;
             }
@@ -102,13 +92,9 @@ impl LayerCx<'_> {
             if dtype.is_none() {
                 let hint = did_you_mean(&t.dtype.name, DType::ALL.map(DType::name));
                 self.error(
-                    Diagnostic::error(
-                        format!("unknown dtype `{}`", t.dtype.name),
-                        t.dtype.span,
-                        "not a dtype",
-                    )
-                    .with_note("dtypes: f32, f64, bf16, f16")
-                    .with_hint_opt(hint),
+                    Diagnostic::error(format!("unknown dtype `{}`", t.dtype.name), t.dtype.span, "not a dtype")
+                        .with_note("dtypes: f32, f64, bf16, f16")
+                        .with_hint_opt(hint),
                 );
             }
             let shape = self.check_shape(t);
@@ -117,13 +103,7 @@ impl LayerCx<'_> {
                 self.broken_tensors.insert(t.name.name.clone());
                 continue;
             };
-            let h = self.tensors.append(Tensor {
-                name: t.name.name.clone(),
-                io: t.io,
-                dtype,
-                shape,
-                init,
-            });
+            let h = self.tensors.append(Tensor { name: t.name.name.clone(), io: t.io, dtype, shape, init });
             self.spans.tensors.push(t.name.span);
             self.used.push(false);
             self.tensor_names.insert(t.name.name.clone(), h);
@@ -138,9 +118,13 @@ impl LayerCx<'_> {
                 ShapeAtomKind::Literal(2) if i + 1 == t.shape.len() => Some(Axis::Complex),
                 ShapeAtomKind::Literal(2) => {
                     self.error(
-                        Diagnostic::error(format!("the re/im axis `2` of `{}` is not its last axis", t.name.name), atom.span, "not last")
-                            .with_note("a literal `2` is the real/imaginary axis of a complex tensor, stored last")
-                            .with_hint("move it to the end of the shape"),
+                        Diagnostic::error(
+                            format!("the re/im axis `2` of `{}` is not its last axis", t.name.name),
+                            atom.span,
+                            "not last",
+                        )
+                        .with_note("a literal `2` is the real/imaginary axis of a complex tensor, stored last")
+                        .with_hint("move it to the end of the shape"),
                     );
                     None
                 }
@@ -152,19 +136,13 @@ impl LayerCx<'_> {
                     );
                     None
                 }
-                ShapeAtomKind::Dim { name, divisor } => {
-                    self.check_shape_dim(name, *divisor, atom.span)
-                }
+                ShapeAtomKind::Dim { name, divisor } => self.check_shape_dim(name, *divisor, atom.span),
             };
             match axis {
                 Some(a) if shape.contains(&a) => {
                     self.error(
                         Diagnostic::error(
-                            format!(
-                                "axis `{}` appears twice in the shape of `{}`",
-                                atom_text(atom),
-                                t.name.name
-                            ),
+                            format!("axis `{}` appears twice in the shape of `{}`", atom_text(atom), t.name.name),
                             atom.span,
                             "repeated axis",
                         )
@@ -186,22 +164,14 @@ impl LayerCx<'_> {
         atom: ssmc_syntax::Span,
     ) -> Option<Axis> {
         // Already reported: a dim with a bad role, or a layer with no `dims` at all.
-        if self.broken_dims.contains(&name.name)
-            || (self.dims.is_empty() && self.broken_dims.is_empty())
-        {
+        if self.broken_dims.contains(&name.name) || (self.dims.is_empty() && self.broken_dims.is_empty()) {
             return None;
         }
         let Some(&dim) = self.dim_names.get(&name.name) else {
             let hint = did_you_mean(&name.name, self.dim_names.keys().map(String::as_str));
             self.error(
-                Diagnostic::error(
-                    format!("unknown dim `{}`", name.name),
-                    name.span,
-                    "not declared in `dims`",
-                )
-                .with_hint(
-                    hint.unwrap_or_else(|| format!("declare it, e.g. `dims time {}`", name.name)),
-                ),
+                Diagnostic::error(format!("unknown dim `{}`", name.name), name.span, "not declared in `dims`")
+                    .with_hint(hint.unwrap_or_else(|| format!("declare it, e.g. `dims time {}`", name.name))),
             );
             return None;
         };
@@ -209,15 +179,8 @@ impl LayerCx<'_> {
             None => 1,
             Some((d, span)) if d <= 0 => {
                 self.error(
-                    Diagnostic::error(
-                        format!("`{}` is divided by {d}", name.name),
-                        span,
-                        "must be positive",
-                    )
-                    .with_hint(format!(
-                        "a divisor is a whole number of at least 1, as in `{}/2`",
-                        name.name
-                    )),
+                    Diagnostic::error(format!("`{}` is divided by {d}", name.name), span, "must be positive")
+                        .with_hint(format!("a divisor is a whole number of at least 1, as in `{}/2`", name.name)),
                 );
                 return None;
             }
@@ -225,10 +188,7 @@ impl LayerCx<'_> {
                 if let DimSize::Const(n) = self.dims[dim].size {
                     if n % d as u64 != 0 {
                         self.error(Diagnostic::error(
-                            format!(
-                                "`{}/{}` is not a whole size: {} = {n}",
-                                name.name, d, name.name
-                            ),
+                            format!("`{}/{}` is not a whole size: {} = {n}", name.name, d, name.name),
                             atom,
                             format!("{d} does not divide {n}"),
                         ));
@@ -242,10 +202,7 @@ impl LayerCx<'_> {
     }
 
     fn check_init(&mut self, t: &ast::TensorDecl) -> Init {
-        let default = Init::Normal {
-            mean: 0.0,
-            std: 1.0,
-        };
+        let default = Init::Normal { mean: 0.0, std: 1.0 };
         let Some(init) = &t.init else { return default };
         if t.io == Io::Output {
             self.error(Diagnostic::error(
@@ -257,17 +214,11 @@ impl LayerCx<'_> {
         }
         let (name, args) = (init.dist.name.as_str(), init.args.as_slice());
         match (name, args) {
-            ("normal", [mean, std]) if *std > 0.0 => Init::Normal {
-                mean: *mean,
-                std: *std,
-            },
+            ("normal", [mean, std]) if *std > 0.0 => Init::Normal { mean: *mean, std: *std },
             ("uniform", [lo, hi]) if lo < hi => Init::Uniform { lo: *lo, hi: *hi },
             ("normal" | "uniform", _) => {
-                let want = if name == "normal" {
-                    "normal(mean, std) with std > 0"
-                } else {
-                    "uniform(lo, hi) with lo < hi"
-                };
+                let want =
+                    if name == "normal" { "normal(mean, std) with std > 0" } else { "uniform(lo, hi) with lo < hi" };
                 self.error(Diagnostic::error(
                     format!("bad arguments to `{name}`"),
                     init.span,
@@ -278,13 +229,9 @@ impl LayerCx<'_> {
             _ => {
                 let hint = did_you_mean(name, ["normal", "uniform"]);
                 self.error(
-                    Diagnostic::error(
-                        format!("unknown distribution `{name}`"),
-                        init.dist.span,
-                        "not a distribution",
-                    )
-                    .with_note("distributions: normal(mean, std), uniform(lo, hi)")
-                    .with_hint_opt(hint),
+                    Diagnostic::error(format!("unknown distribution `{name}`"), init.dist.span, "not a distribution")
+                        .with_note("distributions: normal(mean, std), uniform(lo, hi)")
+                        .with_hint_opt(hint),
                 );
                 default
             }
@@ -295,13 +242,7 @@ impl LayerCx<'_> {
 fn atom_text(atom: &ast::ShapeAtom) -> String {
     match &atom.kind {
         ShapeAtomKind::Literal(n) => n.to_string(),
-        ShapeAtomKind::Dim {
-            name,
-            divisor: None,
-        } => name.name.clone(),
-        ShapeAtomKind::Dim {
-            name,
-            divisor: Some((d, _)),
-        } => format!("{}/{d}", name.name),
+        ShapeAtomKind::Dim { name, divisor: None } => name.name.clone(),
+        ShapeAtomKind::Dim { name, divisor: Some((d, _)) } => format!("{}/{d}", name.name),
     }
 }

@@ -21,17 +21,11 @@ impl LayerCx<'_> {
                             "complex tensor",
                         )
                         .with_secondary(self.spans.tensors[t.index()], "declared here")
-                        .with_hint(format!(
-                            "use it whole as `complex({})` in A, B or C",
-                            n.name
-                        )),
+                        .with_hint(format!("use it whole as `complex({})` in A, B or C", n.name)),
                     );
                     return None;
                 }
-                Expr::Load {
-                    tensor: t,
-                    component: None,
-                }
+                Expr::Load { tensor: t, component: None }
             }
             ExprKind::Neg(a) => Expr::Neg(self.lower(a)?),
             ExprKind::Binary(op, a, b) => {
@@ -60,8 +54,7 @@ impl LayerCx<'_> {
                     ));
                     return None;
                 }
-                let lowered: Vec<Option<Handle<Expr>>> =
-                    args.iter().map(|a| self.lower(a)).collect();
+                let lowered: Vec<Option<Handle<Expr>>> = args.iter().map(|a| self.lower(a)).collect();
                 Expr::Call(func, lowered.into_iter().collect::<Option<_>>()?)
             }
         };
@@ -72,21 +65,13 @@ impl LayerCx<'_> {
 
     fn unknown_function(&mut self, f: &ast::Ident) {
         let d = if matches!(f.name.as_str(), "scalar" | "diagonal" | "complex") {
-            Diagnostic::error(
-                format!("`{}` is only allowed at the top of A, B or C", f.name),
-                f.span,
-                "not here",
-            )
-            .with_note("it says how A is structured, or builds a complex B or C")
+            Diagnostic::error(format!("`{}` is only allowed at the top of A, B or C", f.name), f.span, "not here")
+                .with_note("it says how A is structured, or builds a complex B or C")
         } else {
             let names: Vec<&str> = Func::ALL.iter().map(|g| g.name()).collect();
-            Diagnostic::error(
-                format!("unknown function `{}`", f.name),
-                f.span,
-                "not a function",
-            )
-            .with_note(format!("functions: {}", names.join(", ")))
-            .with_hint_opt(did_you_mean(&f.name, names))
+            Diagnostic::error(format!("unknown function `{}`", f.name), f.span, "not a function")
+                .with_note(format!("functions: {}", names.join(", ")))
+                .with_hint_opt(did_you_mean(&f.name, names))
         };
         self.error(d);
     }
@@ -96,12 +81,8 @@ impl LayerCx<'_> {
         let t = self.resolve_any_tensor(n)?;
         if self.tensors[t].io == Io::Output {
             self.error(
-                Diagnostic::error(
-                    format!("`{}` is an output; it cannot be read", n.name),
-                    n.span,
-                    "output",
-                )
-                .with_secondary(self.spans.tensors[t.index()], "declared as an output here"),
+                Diagnostic::error(format!("`{}` is an output; it cannot be read", n.name), n.span, "output")
+                    .with_secondary(self.spans.tensors[t.index()], "declared as an output here"),
             );
             return None;
         }
@@ -117,11 +98,7 @@ impl LayerCx<'_> {
         if self.broken_tensors.contains(&n.name) {
             return None;
         }
-        let mut d = Diagnostic::error(
-            format!("unknown tensor `{}`", n.name),
-            n.span,
-            "not declared",
-        );
+        let mut d = Diagnostic::error(format!("unknown tensor `{}`", n.name), n.span, "not declared");
         if self.dim_names.contains_key(&n.name) {
             d = d.with_note(format!("`{}` is a dim; dims appear only in shapes", n.name));
         }
@@ -132,36 +109,27 @@ impl LayerCx<'_> {
     }
 
     /// Checks that `e` varies only along axes whose slots are in `allowed`.
-    pub(super) fn check_axes(
-        &mut self,
-        e: Handle<Expr>,
-        role_span: Span,
-        role: &str,
-        allowed: &[usize],
-    ) -> bool {
-        let bad: Vec<Axis> = self
-            .axes_of(e)
-            .into_iter()
-            .filter(|a| !allowed.contains(&self.slot(*a)))
-            .collect();
+    pub(super) fn check_axes(&mut self, e: Handle<Expr>, role_span: Span, role: &str, allowed: &[usize]) -> bool {
+        let bad: Vec<Axis> = self.axes_of(e).into_iter().filter(|a| !allowed.contains(&self.slot(*a))).collect();
         if bad.is_empty() {
             return true;
         }
         let roles = |slots: &[usize]| -> String {
             let mut names: Vec<&str> = Vec::new();
             for s in slots {
-                let r = AxisRole::ALL
-                    .into_iter()
-                    .find(|r| r.slot() == *s)
-                    .map_or("?", |r| if *s == 2 { "channel/head" } else { r.keyword() });
+                let r = AxisRole::ALL.into_iter().find(|r| r.slot() == *s).map_or("?", |r| {
+                    if *s == 2 {
+                        "channel/head"
+                    } else {
+                        r.keyword()
+                    }
+                });
                 names.push(r);
             }
             names.join(", ")
         };
-        let bad_text: Vec<String> = bad
-            .iter()
-            .map(|a| format!("`{}` ({})", self.axis_text(*a), roles(&[self.slot(*a)])))
-            .collect();
+        let bad_text: Vec<String> =
+            bad.iter().map(|a| format!("`{}` ({})", self.axis_text(*a), roles(&[self.slot(*a)]))).collect();
         self.error(
             Diagnostic::error(
                 format!("`{role}` varies along {}", bad_text.join(", ")),
@@ -181,13 +149,9 @@ impl LayerCx<'_> {
         while let Some(h) = stack.pop() {
             match &self.exprs[h] {
                 Expr::Const(_) => {}
-                Expr::Load { tensor, .. } => out.extend(
-                    self.tensors[*tensor]
-                        .shape
-                        .iter()
-                        .copied()
-                        .filter(|a| *a != Axis::Complex),
-                ),
+                Expr::Load { tensor, .. } => {
+                    out.extend(self.tensors[*tensor].shape.iter().copied().filter(|a| *a != Axis::Complex))
+                }
                 Expr::Neg(a) => stack.push(*a),
                 Expr::Binary(_, a, b) => stack.extend([*a, *b]),
                 Expr::Call(_, args) => stack.extend(args.iter().copied()),

@@ -13,18 +13,10 @@ type States = (Option<Handle<Tensor>>, Option<Handle<Tensor>>);
 impl LayerCx<'_> {
     /// The output that is y: every output but the `final_state`. Reports none or several.
     /// It needs no scan, so it is checked even when the roles failed.
-    pub(super) fn find_output(
-        &mut self,
-        layer: &ast::Layer,
-        final_: Option<&ast::Ident>,
-    ) -> Option<Handle<Tensor>> {
+    pub(super) fn find_output(&mut self, layer: &ast::Layer, final_: Option<&ast::Ident>) -> Option<Handle<Tensor>> {
         let final_ = final_.and_then(|id| self.tensor_names.get(&id.name).copied());
-        let outputs: Vec<Handle<Tensor>> = self
-            .tensors
-            .iter()
-            .filter(|(h, t)| t.io == Io::Output && Some(*h) != final_)
-            .map(|(h, _)| h)
-            .collect();
+        let outputs: Vec<Handle<Tensor>> =
+            self.tensors.iter().filter(|(h, t)| t.io == Io::Output && Some(*h) != final_).map(|(h, _)| h).collect();
         match outputs.as_slice() {
             [one] => Some(*one),
             [] => {
@@ -34,12 +26,8 @@ impl LayerCx<'_> {
                 });
                 if !broken {
                     self.error(
-                        Diagnostic::error(
-                            "the layer declares no output",
-                            layer.name.span,
-                            "in this layer",
-                        )
-                        .with_hint("e.g. `output out: f32[B, D, L]`, with the axes of x"),
+                        Diagnostic::error("the layer declares no output", layer.name.span, "in this layer")
+                            .with_hint("e.g. `output out: f32[B, D, L]`, with the axes of x"),
                     );
                 }
                 None
@@ -73,29 +61,16 @@ impl LayerCx<'_> {
         let x_span = self.spans.exprs[fwd.x.index()];
         for slot in [0, 1, 2] {
             if !x_axes.iter().any(|a| self.slot(*a) == slot) {
-                let role = AxisRole::ALL
-                    .into_iter()
-                    .find(|r| r.slot() == slot)
-                    .map_or("", AxisRole::keyword);
+                let role = AxisRole::ALL.into_iter().find(|r| r.slot() == slot).map_or("", AxisRole::keyword);
                 self.error(
-                    Diagnostic::error(format!("x has no {role} axis"), x_span, "x here").with_note(
-                        "x varies along batch, time and channel (or head, with headdim)",
-                    ),
+                    Diagnostic::error(format!("x has no {role} axis"), x_span, "x here")
+                        .with_note("x varies along batch, time and channel (or head, with headdim)"),
                 );
                 return None;
             }
         }
-        let mut state_axes: Vec<Axis> = vec![
-            Axis::Dim {
-                dim: axes.batch,
-                divisor: 1,
-            },
-            Axis::Dim {
-                dim: axes.head,
-                divisor: 1,
-            },
-            axes.state,
-        ];
+        let mut state_axes: Vec<Axis> =
+            vec![Axis::Dim { dim: axes.batch, divisor: 1 }, Axis::Dim { dim: axes.head, divisor: 1 }, axes.state];
         state_axes.extend(axes.headdim.map(|d| Axis::Dim { dim: d, divisor: 1 }));
         state_axes.sort();
         let initial = self.state_tensor(states[0], Io::Input, a, &state_axes);
@@ -136,8 +111,12 @@ impl LayerCx<'_> {
                 if !extra.is_empty() {
                     let text = self.shape_text(&extra);
                     self.error(
-                        Diagnostic::error(format!("`{name}` varies along {text}, which x does not"), self.spans.exprs[e.index()], "not an axis of x")
-                            .with_note(format!("x varies along {x_text}; `{name}` applies to each element of x")),
+                        Diagnostic::error(
+                            format!("`{name}` varies along {text}, which x does not"),
+                            self.spans.exprs[e.index()],
+                            "not an axis of x",
+                        )
+                        .with_note(format!("x varies along {x_text}; `{name}` applies to each element of x")),
                     );
                     ok = false;
                 }
@@ -157,18 +136,10 @@ impl LayerCx<'_> {
         let Some(id) = id else { return Some(None) };
         let t = self.resolve_any_tensor(id)?;
         if self.tensors[t].io != io {
-            let want = if io == Io::Input {
-                "an input"
-            } else {
-                "an output"
-            };
+            let want = if io == Io::Input { "an input" } else { "an output" };
             self.error(
-                Diagnostic::error(
-                    format!("`{}` must be {want}", id.name),
-                    id.span,
-                    format!("not {want}"),
-                )
-                .with_secondary(self.spans.tensors[t.index()], "declared here"),
+                Diagnostic::error(format!("`{}` must be {want}", id.name), id.span, format!("not {want}"))
+                    .with_secondary(self.spans.tensors[t.index()], "declared here"),
             );
             return None;
         }
@@ -190,10 +161,7 @@ impl LayerCx<'_> {
         let mut got = self.tensors[t].shape.clone();
         got.sort();
         if got != want {
-            let (w, g) = (
-                self.shape_text(want),
-                self.shape_text(&self.tensors[t].shape),
-            );
+            let (w, g) = (self.shape_text(want), self.shape_text(&self.tensors[t].shape));
             let sp: Span = self.spans.tensors[t.index()];
             self.error(
                 Diagnostic::error(

@@ -20,12 +20,8 @@ pub fn check(file: &ast::File) -> Result<(Module, Diagnostics), Diagnostics> {
     let mut diags = Vec::new();
     if file.layers.is_empty() {
         diags.push(
-            Diagnostic::error(
-                "the file declares no layer",
-                Span::new(0, 0),
-                "no layer in this file",
-            )
-            .with_hint("start with `layer NAME { ... }`; see stdlib/mamba1.ssm"),
+            Diagnostic::error("the file declares no layer", Span::new(0, 0), "no layer in this file")
+                .with_hint("start with `layer NAME { ... }`; see stdlib/mamba1.ssm"),
         );
     }
     let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
@@ -120,9 +116,6 @@ impl<'d> LayerCx<'d> {
     }
 
     fn error_count(&self) -> usize {
-        self.diags
-            .iter()
-            .filter(|d| d.severity == ssmc_syntax::Severity::Error)
-            .count()
+        self.diags.iter().filter(|d| d.severity == ssmc_syntax::Severity::Error).count()
     }
 }

@@ -18,31 +18,20 @@ pub(super) struct Options<'a> {
 
 impl LayerCx<'_> {
     /// The `discretize` statement's method; reported if missing or unknown.
-    pub(super) fn check_discretization(
-        &mut self,
-        id: Option<&ast::Ident>,
-        layer: Span,
-    ) -> Option<Discretization> {
+    pub(super) fn check_discretization(&mut self, id: Option<&ast::Ident>, layer: Span) -> Option<Discretization> {
         let Some(id) = id else {
-            self.error(
-                Diagnostic::error("the layer has no `discretize` statement", layer, "in this layer")
-                    .with_hint("e.g. `discretize zoh_euler` (Mamba), `zoh` (S4D), `bilinear` (S4), `discrete` (given Abar, Bbar)"),
-            );
+            self.error(Diagnostic::error("the layer has no `discretize` statement", layer, "in this layer").with_hint(
+                "e.g. `discretize zoh_euler` (Mamba), `zoh` (S4D), `bilinear` (S4), `discrete` (given Abar, Bbar)",
+            ));
             return None;
         };
-        let found = Discretization::ALL
-            .into_iter()
-            .find(|d| d.name() == id.name);
+        let found = Discretization::ALL.into_iter().find(|d| d.name() == id.name);
         if found.is_none() {
             let hint = did_you_mean(&id.name, Discretization::ALL.map(Discretization::name));
             self.error(
-                Diagnostic::error(
-                    format!("unknown discretization `{}`", id.name),
-                    id.span,
-                    "not a discretization",
-                )
-                .with_note("discretizations: zoh, zoh_euler, bilinear, discrete")
-                .with_hint_opt(hint),
+                Diagnostic::error(format!("unknown discretization `{}`", id.name), id.span, "not a discretization")
+                    .with_note("discretizations: zoh, zoh_euler, bilinear, discrete")
+                    .with_hint_opt(hint),
             );
         }
         found
@@ -57,13 +46,9 @@ impl LayerCx<'_> {
                 None => {
                     let hint = did_you_mean(&id.name, Direction::ALL.map(Direction::name));
                     self.error(
-                        Diagnostic::error(
-                            format!("unknown direction `{}`", id.name),
-                            id.span,
-                            "not a direction",
-                        )
-                        .with_note("directions: causal, reverse, bidirectional")
-                        .with_hint_opt(hint),
+                        Diagnostic::error(format!("unknown direction `{}`", id.name), id.span, "not a direction")
+                            .with_note("directions: causal, reverse, bidirectional")
+                            .with_hint_opt(hint),
                     );
                     return None;
                 }
@@ -91,10 +76,7 @@ impl LayerCx<'_> {
                         id.span,
                         "a bidirectional layer has two states",
                     )
-                    .with_secondary(
-                        opts.direction.map_or(id.span, |d| d.span),
-                        "bidirectional here",
-                    )
+                    .with_secondary(opts.direction.map_or(id.span, |d| d.span), "bidirectional here")
                     .with_hint("use a causal or reverse layer to carry a state"),
                 );
             }
@@ -103,13 +85,7 @@ impl LayerCx<'_> {
     }
 
     /// Whether the discretization needs `dt` (all but `discrete`) and has one.
-    pub(super) fn check_dt(
-        &mut self,
-        s: &Scan,
-        disc: Discretization,
-        layer: Span,
-        dt_span: Option<Span>,
-    ) {
+    pub(super) fn check_dt(&mut self, s: &Scan, disc: Discretization, layer: Span, dt_span: Option<Span>) {
         match (disc, s.dt) {
             (Discretization::Discrete, Some(_)) => self.error(
                 Diagnostic::error(
@@ -121,12 +97,8 @@ impl LayerCx<'_> {
             ),
             (Discretization::Discrete, None) | (_, Some(_)) => {}
             (d, None) => self.error(
-                Diagnostic::error(
-                    format!("`{}` needs a step size `dt`", d.name()),
-                    layer,
-                    "in this layer",
-                )
-                .with_hint("e.g. `dt = softplus(delta + delta_bias)`"),
+                Diagnostic::error(format!("`{}` needs a step size `dt`", d.name()), layer, "in this layer")
+                    .with_hint("e.g. `dt = softplus(delta + delta_bias)`"),
             ),
         }
     }

@@ -54,11 +54,7 @@ fn set_once<T: Copy>(
 }
 
 impl LayerCx<'_> {
-    fn gather<'a>(
-        &mut self,
-        stmts: &'a [ast::Stmt],
-        opts: Option<&mut Options<'a>>,
-    ) -> RoleStmts<'a> {
+    fn gather<'a>(&mut self, stmts: &'a [ast::Stmt], opts: Option<&mut Options<'a>>) -> RoleStmts<'a> {
         let mut r = RoleStmts::default();
         let mut opts = opts;
         for stmt in stmts {
@@ -79,49 +75,25 @@ impl LayerCx<'_> {
                         self.diags,
                     );
                 }
-                StmtKind::Skip(e) => {
-                    set_once(&mut r.skip, (e, sp), sp, |p| p.1, "`skip`", self.diags)
-                }
-                StmtKind::Gate(e) => {
-                    set_once(&mut r.gate, (e, sp), sp, |p| p.1, "`gate`", self.diags)
-                }
+                StmtKind::Skip(e) => set_once(&mut r.skip, (e, sp), sp, |p| p.1, "`skip`", self.diags),
+                StmtKind::Gate(e) => set_once(&mut r.gate, (e, sp), sp, |p| p.1, "`gate`", self.diags),
                 _ => {
                     let Some(o) = opts.as_deref_mut() else {
                         continue;
                     };
                     match &stmt.kind {
-                        StmtKind::Discretize(id) => set_once(
-                            &mut o.discretize,
-                            id,
-                            id.span,
-                            |p| p.span,
-                            "`discretize`",
-                            self.diags,
-                        ),
-                        StmtKind::Direction(id) => set_once(
-                            &mut o.direction,
-                            id,
-                            id.span,
-                            |p| p.span,
-                            "`direction`",
-                            self.diags,
-                        ),
-                        StmtKind::InitialState(id) => set_once(
-                            &mut o.initial,
-                            id,
-                            id.span,
-                            |p| p.span,
-                            "`initial_state`",
-                            self.diags,
-                        ),
-                        StmtKind::FinalState(id) => set_once(
-                            &mut o.final_,
-                            id,
-                            id.span,
-                            |p| p.span,
-                            "`final_state`",
-                            self.diags,
-                        ),
+                        StmtKind::Discretize(id) => {
+                            set_once(&mut o.discretize, id, id.span, |p| p.span, "`discretize`", self.diags)
+                        }
+                        StmtKind::Direction(id) => {
+                            set_once(&mut o.direction, id, id.span, |p| p.span, "`direction`", self.diags)
+                        }
+                        StmtKind::InitialState(id) => {
+                            set_once(&mut o.initial, id, id.span, |p| p.span, "`initial_state`", self.diags)
+                        }
+                        StmtKind::FinalState(id) => {
+                            set_once(&mut o.final_, id, id.span, |p| p.span, "`final_state`", self.diags)
+                        }
                         StmtKind::Reverse(body) => set_once(
                             &mut o.reverse,
                             (body.as_slice(), sp),
@@ -146,21 +118,14 @@ impl LayerCx<'_> {
             other => did_you_mean(other, ROLES),
         };
         self.error(
-            Diagnostic::error(
-                format!("unknown role `{}`", role.name),
-                role.span,
-                "not a role of the scan",
-            )
-            .with_note("roles: x, dt, A, B, C; and the statements skip, gate")
-            .with_hint_opt(hint),
+            Diagnostic::error(format!("unknown role `{}`", role.name), role.span, "not a role of the scan")
+                .with_note("roles: x, dt, A, B, C; and the statements skip, gate")
+                .with_hint_opt(hint),
         );
     }
 
     fn dim_with_role(&self, slot: usize) -> Option<Handle<Dim>> {
-        self.dims
-            .iter()
-            .find(|(_, d)| d.role.slot() == slot)
-            .map(|(h, _)| h)
+        self.dims.iter().find(|(_, d)| d.role.slot() == slot).map(|(h, _)| h)
     }
 
     pub(super) fn check_roles(&mut self, layer: &ast::Layer) -> Option<Parts> {
@@ -171,26 +136,19 @@ impl LayerCx<'_> {
         // A dim with an unknown role was reported already; it may be the one missing here.
         let mut missing_dims = !self.broken_dims.is_empty();
         for role in [AxisRole::Batch, AxisRole::Time, AxisRole::Channel] {
-            if self.dim_with_role(role.slot()).is_none()
-                && !self.dims.is_empty()
-                && self.broken_dims.is_empty()
-            {
+            if self.dim_with_role(role.slot()).is_none() && !self.dims.is_empty() && self.broken_dims.is_empty() {
                 let what = if role == AxisRole::Channel {
                     "`channel` (or `head`)".to_string()
                 } else {
                     format!("`{}`", role.keyword())
                 };
                 self.error(
-                    Diagnostic::error(
-                        format!("the layer declares no {what} dim"),
-                        name_span,
-                        "in this layer",
-                    )
-                    .with_hint(format!(
-                        "add it to `dims`, e.g. `dims {} {}`",
-                        role.keyword(),
-                        default_dim_name(role)
-                    )),
+                    Diagnostic::error(format!("the layer declares no {what} dim"), name_span, "in this layer")
+                        .with_hint(format!(
+                            "add it to `dims`, e.g. `dims {} {}`",
+                            role.keyword(),
+                            default_dim_name(role)
+                        )),
                 );
                 missing_dims = true;
             }
@@ -209,8 +167,7 @@ impl LayerCx<'_> {
         let back = match opts.reverse {
             Some((body, _)) => {
                 let r = self.gather(body, None);
-                self.lower_scan(&r, a_scan.as_ref(), name_span, discretization)
-                    .map(Some)
+                self.lower_scan(&r, a_scan.as_ref(), name_span, discretization).map(Some)
             }
             None if direction == Some(Direction::Bidirectional) => a_scan.map(Some),
             None => Some(None),
@@ -223,21 +180,11 @@ impl LayerCx<'_> {
         }
         let discretization = discretization?;
         let direction = direction?;
-        self.check_dt(
-            &forward,
-            discretization,
-            name_span,
-            fwd.roles[1].map(|r| r.1),
-        );
+        self.check_dt(&forward, discretization, name_span, fwd.roles[1].map(|r| r.1));
         let axes = self.scan_axes(&forward, backward.as_ref(), a_structure)?;
         let output = output?;
-        let (initial_state, final_state) = self.check_io(
-            [opts.initial, opts.final_],
-            output,
-            &forward,
-            &axes,
-            a_structure,
-        )?;
+        let (initial_state, final_state) =
+            self.check_io([opts.initial, opts.final_], output, &forward, &axes, a_structure)?;
         self.check_scan_axes_agree(&forward, backward.as_ref())?;
         Some(Parts {
             axes,
@@ -266,11 +213,7 @@ impl LayerCx<'_> {
             let required = [
                 (x, "x", "name the input sequence, e.g. `x = u`"),
                 (a, "A", "e.g. `A = diagonal(-exp(A_log))`"),
-                (
-                    b,
-                    "B",
-                    "e.g. `B = B`, or `B = 1` for a constant input matrix",
-                ),
+                (b, "B", "e.g. `B = B`, or `B = 1` for a constant input matrix"),
                 (c, "C", "e.g. `C = C`"),
             ];
             for (role, name, hint) in required {
@@ -280,12 +223,8 @@ impl LayerCx<'_> {
                     ok = false;
                 } else if role.is_none() {
                     self.error(
-                        Diagnostic::error(
-                            format!("the layer gives no `{name}`"),
-                            layer,
-                            "in this layer",
-                        )
-                        .with_hint(hint),
+                        Diagnostic::error(format!("the layer gives no `{name}`"), layer, "in this layer")
+                            .with_hint(hint),
                     );
                     ok = false;
                 }
@@ -300,11 +239,7 @@ impl LayerCx<'_> {
         if let (Some((_, sa)), Some((_, sb)), Some(base)) = (a, r.roles[2], base) {
             if sa != base.1 {
                 self.error(Diagnostic::error(
-                    format!(
-                        "the backward A is {} but the forward A is {}",
-                        sa.name(),
-                        base.1.name()
-                    ),
+                    format!("the backward A is {} but the forward A is {}", sa.name(), base.1.name()),
                     sb,
                     "structure differs",
                 ));
@@ -319,12 +254,8 @@ impl LayerCx<'_> {
             for (v, written, name) in [(b, r.roles[3], "B"), (c, r.roles[4], "C")] {
                 if v.is_some_and(|v| v.im.is_some()) {
                     let sp = written.map_or(layer, |w| w.0.span);
-                    let mut d = Diagnostic::error(
-                        format!("complex {name} needs a complex A"),
-                        sp,
-                        "complex here",
-                    )
-                    .with_hint("make A `complex(re, im)`, or B and C real");
+                    let mut d = Diagnostic::error(format!("complex {name} needs a complex A"), sp, "complex here")
+                        .with_hint("make A `complex(re, im)`, or B and C real");
                     if let Some((e, _)) = r.roles[2] {
                         d = d.with_secondary(e.span, format!("A is {}, so real", s.name()));
                     }
@@ -334,18 +265,7 @@ impl LayerCx<'_> {
             }
         }
         let (x, dt, (a, s), b, c, skip, gate) = (x??, dt?, a?, b?, c?, skip?, gate?);
-        ok.then_some((
-            Scan {
-                x,
-                dt,
-                a,
-                b,
-                c,
-                skip,
-                gate,
-            },
-            s,
-        ))
+        ok.then_some((Scan { x, dt, a, b, c, skip, gate }, s))
     }
 
     /// A real role: its expression if written, else the base scan's. `Some(None)` if absent.
@@ -365,18 +285,10 @@ impl LayerCx<'_> {
         }
     }
 
-    fn role_value(
-        &mut self,
-        written: Option<(&ast::Expr, Span)>,
-        base: Option<Value>,
-        name: &str,
-    ) -> Option<Value> {
+    fn role_value(&mut self, written: Option<(&ast::Expr, Span)>, base: Option<Value>, name: &str) -> Option<Value> {
         let Some((e, sp)) = written else { return base };
         let v = self.lower_value(e)?;
-        let ok = [Some(v.re), v.im]
-            .into_iter()
-            .flatten()
-            .all(|h| self.check_axes(h, sp, name, &[0, 1, 2, 4, 5]));
+        let ok = [Some(v.re), v.im].into_iter().flatten().all(|h| self.check_axes(h, sp, name, &[0, 1, 2, 4, 5]));
         if ok {
             for h in [Some(v.re), v.im].into_iter().flatten() {
                 let axes = self.axes_of(h);
@@ -413,8 +325,7 @@ impl LayerCx<'_> {
         match &e.kind {
             ast::ExprKind::Call(f, args) if f.name == "silu" && args.len() == 1 => {
                 let h = self.lower(&args[0])?;
-                self.check_axes(h, sp, "gate", &[0, 1, 2, 3])
-                    .then_some(Some(h))
+                self.check_axes(h, sp, "gate", &[0, 1, 2, 3]).then_some(Some(h))
             }
             _ => {
                 self.error(
@@ -430,13 +341,10 @@ impl LayerCx<'_> {
     fn scan_axes(&mut self, fwd: &Scan, back: Option<&Scan>, _a: AStructure) -> Option<ScanAxes> {
         let head = self.dim_with_role(2)?;
         let x_axes = self.axes_of(fwd.x);
-        let headdim = x_axes
-            .iter()
-            .find(|a| self.slot(**a) == 3)
-            .and_then(|a| match a {
-                Axis::Dim { dim, .. } => Some(*dim),
-                Axis::Complex => None,
-            });
+        let headdim = x_axes.iter().find(|a| self.slot(**a) == 3).and_then(|a| match a {
+            Axis::Dim { dim, .. } => Some(*dim),
+            Axis::Complex => None,
+        });
         let mut state: Option<(Axis, Span)> = None;
         for s in std::iter::once(fwd).chain(back) {
             for v in [s.a, s.b, s.c] {
@@ -470,31 +378,19 @@ impl LayerCx<'_> {
         let Some((state, _)) = state else {
             let sp = self.spans.exprs[fwd.a.re.index()];
             self.error(
-                Diagnostic::error(
-                    "no state axis: none of A, B, C varies along a `state` dim",
-                    sp,
-                    "A here",
-                )
-                .with_hint("declare `dims state N = 16` and give B or C the axis N"),
+                Diagnostic::error("no state axis: none of A, B, C varies along a `state` dim", sp, "A here")
+                    .with_hint("declare `dims state N = 16` and give B or C the axis N"),
             );
             return None;
         };
-        let group = std::iter::once(fwd)
-            .chain(back)
-            .flat_map(|s| [s.b, s.c])
-            .flat_map(|v| self.axes_of(v.re))
-            .find_map(|a| match a {
-                Axis::Dim { dim, .. } if self.dims[dim].role.slot() == 4 => Some(dim),
-                _ => None,
+        let group =
+            std::iter::once(fwd).chain(back).flat_map(|s| [s.b, s.c]).flat_map(|v| self.axes_of(v.re)).find_map(|a| {
+                match a {
+                    Axis::Dim { dim, .. } if self.dims[dim].role.slot() == 4 => Some(dim),
+                    _ => None,
+                }
             });
-        Some(ScanAxes {
-            batch: self.dim_with_role(0)?,
-            time: self.dim_with_role(1)?,
-            head,
-            headdim,
-            group,
-            state,
-        })
+        Some(ScanAxes { batch: self.dim_with_role(0)?, time: self.dim_with_role(1)?, head, headdim, group, state })
     }
 }
 

@@ -28,21 +28,14 @@ impl LayerCx<'_> {
             "diagonal" => AStructure::Diagonal,
             "complex" => AStructure::Complex,
             "dplr" | "companion" => {
-                if f.name == "dplr"
-                    && matches!(disc, Some(Discretization::Zoh | Discretization::ZohEuler))
-                {
+                if f.name == "dplr" && matches!(disc, Some(Discretization::Zoh | Discretization::ZohEuler)) {
                     self.error(
                         Diagnostic::error(
-                            format!(
-                                "`{}` does not fit a dplr A",
-                                disc.map_or("", Discretization::name)
-                            ),
+                            format!("`{}` does not fit a dplr A", disc.map_or("", Discretization::name)),
                             f.span,
                             "dplr here",
                         )
-                        .with_note(
-                            "exp(dt A) of a diagonal-plus-low-rank A is a dense matrix exponential",
-                        )
+                        .with_note("exp(dt A) of a diagonal-plus-low-rank A is a dense matrix exponential")
                         .with_hint("S4 discretizes a dplr A with `bilinear`"),
                     );
                 } else {
@@ -60,13 +53,9 @@ impl LayerCx<'_> {
             other => {
                 let hint = did_you_mean(other, ["scalar", "diagonal", "complex"]);
                 self.error(
-                    Diagnostic::error(
-                        format!("unknown A structure `{other}`"),
-                        f.span,
-                        "not a structure",
-                    )
-                    .with_note("structures: scalar, diagonal, complex")
-                    .with_hint_opt(hint),
+                    Diagnostic::error(format!("unknown A structure `{other}`"), f.span, "not a structure")
+                        .with_note("structures: scalar, diagonal, complex")
+                        .with_hint_opt(hint),
                 );
                 return None;
             }
@@ -82,64 +71,40 @@ impl LayerCx<'_> {
                 ));
                 return None;
             }
-            Value {
-                re: self.lower(&args[0])?,
-                im: None,
-            }
+            Value { re: self.lower(&args[0])?, im: None }
         };
-        let allowed: &[usize] = if structure == AStructure::Scalar {
-            &[2]
-        } else {
-            &[2, 5]
-        };
-        let ok = [Some(value.re), value.im]
-            .into_iter()
-            .flatten()
-            .all(|h| self.check_axes(h, sp, "A", allowed));
+        let allowed: &[usize] = if structure == AStructure::Scalar { &[2] } else { &[2, 5] };
+        let ok = [Some(value.re), value.im].into_iter().flatten().all(|h| self.check_axes(h, sp, "A", allowed));
         ok.then_some((value, structure))
     }
 
     /// `complex(re, im)`, `complex(t)` of a tensor with a trailing re/im axis, or a real expression.
     pub(super) fn lower_value(&mut self, e: &ast::Expr) -> Option<Value> {
         let ast::ExprKind::Call(f, args) = &e.kind else {
-            return Some(Value {
-                re: self.lower(e)?,
-                im: None,
-            });
+            return Some(Value { re: self.lower(e)?, im: None });
         };
         if f.name != "complex" {
-            return Some(Value {
-                re: self.lower(e)?,
-                im: None,
-            });
+            return Some(Value { re: self.lower(e)?, im: None });
         }
         match args.as_slice() {
-            [re, im] => Some(Value {
-                re: self.lower(re)?,
-                im: Some(self.lower(im)?),
-            }),
-            [ast::Expr {
-                kind: ast::ExprKind::Name(n),
-                ..
-            }] => {
+            [re, im] => Some(Value { re: self.lower(re)?, im: Some(self.lower(im)?) }),
+            [ast::Expr { kind: ast::ExprKind::Name(n), .. }] => {
                 let t = self.resolve_tensor(n)?;
                 if self.tensors[t].shape.last() != Some(&Axis::Complex) {
                     self.error(
-                        Diagnostic::error(format!("`complex({})` needs a trailing axis of size 2", n.name), n.span, "no re/im axis")
-                            .with_secondary(self.spans.tensors[t.index()], "declared here")
-                            .with_hint("declare it with a last axis `2` (real view), or write `complex(re, im)`"),
+                        Diagnostic::error(
+                            format!("`complex({})` needs a trailing axis of size 2", n.name),
+                            n.span,
+                            "no re/im axis",
+                        )
+                        .with_secondary(self.spans.tensors[t.index()], "declared here")
+                        .with_hint("declare it with a last axis `2` (real view), or write `complex(re, im)`"),
                     );
                     return None;
                 }
-                let re = self.exprs.append(Expr::Load {
-                    tensor: t,
-                    component: Some(0),
-                });
+                let re = self.exprs.append(Expr::Load { tensor: t, component: Some(0) });
                 self.spans.exprs.push(n.span);
-                let im = self.exprs.append(Expr::Load {
-                    tensor: t,
-                    component: Some(1),
-                });
+                let im = self.exprs.append(Expr::Load { tensor: t, component: Some(1) });
                 self.spans.exprs.push(n.span);
                 Some(Value { re, im: Some(im) })
             }

@@ -19,19 +19,11 @@ fn read(path: &str) -> Result<Vec<Tensor>, String> {
     for (name, view) in file.tensors() {
         let raw = view.data();
         let data = match view.dtype() {
-            Dtype::F32 => raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F64 => raw
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(std::array::from_fn(|i| c[i])) as f32)
-                .collect(),
-            other => {
-                return Err(format!(
-                    "{path}: tensor `{name}` is {other:?}, not F32 or F64"
-                ))
+            Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            Dtype::F64 => {
+                raw.chunks_exact(8).map(|c| f64::from_le_bytes(std::array::from_fn(|i| c[i])) as f32).collect()
             }
+            other => return Err(format!("{path}: tensor `{name}` is {other:?}, not F32 or F64")),
         };
         out.push((name, view.shape().to_vec(), data));
     }
@@ -43,11 +35,7 @@ fn max_rel_error(got: &[f32], want: &[f32]) -> f64 {
     let (mut diff, mut scale) = (0f64, f64::MIN_POSITIVE);
     for (&g, &w) in got.iter().zip(want) {
         let d = (g as f64 - w as f64).abs();
-        diff = if d.is_nan() {
-            f64::INFINITY
-        } else {
-            diff.max(d)
-        };
+        diff = if d.is_nan() { f64::INFINITY } else { diff.max(d) };
         scale = scale.max((w as f64).abs());
     }
     diff / scale
@@ -57,14 +45,9 @@ fn max_rel_error(got: &[f32], want: &[f32]) -> f64 {
 fn run(dir: &str, inputs: &str, reference: &str) -> Result<bool, String> {
     let layer = CpuLayer::load(dir.as_ref()).map_err(|e| e.to_string())?;
     let (inputs, want) = (read(inputs)?, read(reference)?);
-    let mut outs: Vec<Vec<f32>> = want
-        .iter()
-        .map(|(_, _, w)| vec![f32::NAN; w.len()])
-        .collect();
-    let mut tensors: Vec<TensorRef> = inputs
-        .iter()
-        .map(|(name, shape, data)| TensorRef::input(name, data, shape))
-        .collect();
+    let mut outs: Vec<Vec<f32>> = want.iter().map(|(_, _, w)| vec![f32::NAN; w.len()]).collect();
+    let mut tensors: Vec<TensorRef> =
+        inputs.iter().map(|(name, shape, data)| TensorRef::input(name, data, shape)).collect();
     for ((name, shape, _), out) in want.iter().zip(&mut outs) {
         tensors.push(TensorRef::output(name, out, shape));
     }

@@ -33,11 +33,7 @@ const MANIFEST: &str = r#"{
 fn layer() -> SsmcLayer {
     let manifest: Manifest = serde_json::from_str(MANIFEST).expect("manifest");
     let lib = libloading::os::unix::Library::this().into();
-    SsmcLayer(CpuLayer {
-        manifest,
-        entry: twice,
-        _lib: lib,
-    })
+    SsmcLayer(CpuLayer { manifest, entry: twice, _lib: lib })
 }
 
 const SHAPE: [i64; 2] = [3, 5];
@@ -51,11 +47,7 @@ struct Call {
 
 impl Call {
     fn new() -> Self {
-        Call {
-            x: (0..15).map(|i| i as f32).collect(),
-            y: vec![-1.0; 15],
-            names: [c"x".into(), c"y".into()],
-        }
+        Call { x: (0..15).map(|i| i as f32).collect(), y: vec![-1.0; 15], names: [c"x".into(), c"y".into()] }
     }
 
     fn tensors(&mut self) -> [SsmcTensor; 2] {
@@ -67,10 +59,7 @@ impl Call {
             data: data.cast(),
             bytes: 60,
         };
-        [
-            t(&self.names[0], self.x.as_mut_ptr()),
-            t(&self.names[1], self.y.as_mut_ptr()),
-        ]
+        [t(&self.names[0], self.x.as_mut_ptr()), t(&self.names[1], self.y.as_mut_ptr())]
     }
 
     fn untouched(&self) -> bool {
@@ -82,20 +71,9 @@ impl Call {
 fn run(layer: &SsmcLayer, tensors: &[SsmcTensor]) -> (c_int, String) {
     let mut err = [0 as c_char; 512];
     // Sound: every pointer in `tensors` is built by the test from live buffers.
-    let code = unsafe {
-        ssmc_layer_run(
-            layer,
-            tensors.as_ptr(),
-            tensors.len(),
-            2,
-            err.as_mut_ptr(),
-            err.len(),
-        )
-    };
+    let code = unsafe { ssmc_layer_run(layer, tensors.as_ptr(), tensors.len(), 2, err.as_mut_ptr(), err.len()) };
     // Sound: ssmc_layer_run NUL-terminates within `err`.
-    let message = unsafe { CStr::from_ptr(err.as_ptr()) }
-        .to_string_lossy()
-        .into_owned();
+    let message = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
     (code, message)
 }
 
@@ -106,8 +84,7 @@ fn a_good_call_runs_and_clears_the_message() {
     let tensors = call.tensors();
     let mut err = [b'x' as c_char; 16];
     // Sound: all pointers are live buffers of the test.
-    let code =
-        unsafe { ssmc_layer_run(&layer, tensors.as_ptr(), 2, 0, err.as_mut_ptr(), err.len()) };
+    let code = unsafe { ssmc_layer_run(&layer, tensors.as_ptr(), 2, 0, err.as_mut_ptr(), err.len()) };
     assert_eq!(code, SSMC_OK);
     assert_eq!(err[0], 0, "message not cleared on success");
     assert_eq!(call.y, (0..15).map(|i| 2.0 * i as f32).collect::<Vec<_>>());
@@ -120,51 +97,23 @@ fn null_arguments_are_refused() {
     let tensors = call.tensors();
     let mut err = [0 as c_char; 256];
     // Sound: null layer and null tensors are what is being tested; err is live.
-    let code = unsafe {
-        ssmc_layer_run(
-            std::ptr::null(),
-            tensors.as_ptr(),
-            2,
-            0,
-            err.as_mut_ptr(),
-            err.len(),
-        )
-    };
+    let code = unsafe { ssmc_layer_run(std::ptr::null(), tensors.as_ptr(), 2, 0, err.as_mut_ptr(), err.len()) };
     assert_eq!(code, SSMC_ERR_ARGS);
-    let code =
-        unsafe { ssmc_layer_run(&layer, std::ptr::null(), 2, 0, err.as_mut_ptr(), err.len()) };
+    let code = unsafe { ssmc_layer_run(&layer, std::ptr::null(), 2, 0, err.as_mut_ptr(), err.len()) };
     assert_eq!(code, SSMC_ERR_ARGS);
-    assert_eq!(
-        unsafe { CStr::from_ptr(err.as_ptr()) }.to_str(),
-        Ok("null `tensors` with count 2")
-    );
+    assert_eq!(unsafe { CStr::from_ptr(err.as_ptr()) }.to_str(), Ok("null `tensors` with count 2"));
     // A null message buffer still gets the code.
     let code = unsafe { ssmc_layer_run(&layer, std::ptr::null(), 2, 0, std::ptr::null_mut(), 99) };
     assert_eq!(code, SSMC_ERR_ARGS);
     let mut t = call.tensors();
     t[1].name = std::ptr::null();
-    assert_eq!(
-        run(&layer, &t),
-        (SSMC_ERR_ARGS, "tensor #1: null name".to_string())
-    );
+    assert_eq!(run(&layer, &t), (SSMC_ERR_ARGS, "tensor #1: null name".to_string()));
     let mut t = call.tensors();
     t[0].shape = std::ptr::null();
-    assert_eq!(
-        run(&layer, &t),
-        (
-            SSMC_ERR_ARGS,
-            "tensor `x`: null shape with rank 2".to_string()
-        )
-    );
+    assert_eq!(run(&layer, &t), (SSMC_ERR_ARGS, "tensor `x`: null shape with rank 2".to_string()));
     let mut t = call.tensors();
     t[1].data = std::ptr::null_mut();
-    assert_eq!(
-        run(&layer, &t),
-        (
-            SSMC_ERR_TENSORS,
-            "tensor `y`: null data pointer".to_string()
-        )
-    );
+    assert_eq!(run(&layer, &t), (SSMC_ERR_TENSORS, "tensor `y`: null data pointer".to_string()));
     assert!(call.untouched());
 }
 
@@ -179,32 +128,20 @@ fn bad_names_sizes_codes_and_threads_are_argument_errors() {
     t[1].shape = negative.as_ptr();
     let (code, message) = run(&layer, &t);
     assert_eq!(code, SSMC_ERR_ARGS);
-    assert_eq!(
-        message,
-        "tensor #0: name is not UTF-8\ntensor `y`: negative size in shape [3, -5]"
-    );
+    assert_eq!(message, "tensor #0: name is not UTF-8\ntensor `y`: negative size in shape [3, -5]");
     let mut t = call.tensors();
     t[0].dtype = 7;
     t[1].rank = -1;
     let (code, message) = run(&layer, &t);
     assert_eq!(code, SSMC_ERR_ARGS);
-    assert!(
-        message.contains("tensor `x`: unknown dtype code 7"),
-        "{message}"
-    );
-    assert!(
-        message.contains("tensor `y`: rank -1 is out of range (0 to 16)"),
-        "{message}"
-    );
+    assert!(message.contains("tensor `x`: unknown dtype code 7"), "{message}");
+    assert!(message.contains("tensor `y`: rank -1 is out of range (0 to 16)"), "{message}");
     let t = call.tensors();
     let mut err = [0 as c_char; 64];
     // Sound: live buffers; the negative thread count is what is tested.
     let code = unsafe { ssmc_layer_run(&layer, t.as_ptr(), 2, -3, err.as_mut_ptr(), err.len()) };
     assert_eq!(code, SSMC_ERR_ARGS);
-    assert_eq!(
-        unsafe { CStr::from_ptr(err.as_ptr()) }.to_str(),
-        Ok("negative thread count -3")
-    );
+    assert_eq!(unsafe { CStr::from_ptr(err.as_ptr()) }.to_str(), Ok("negative thread count -3"));
     assert!(call.untouched());
 }
 
@@ -221,40 +158,21 @@ fn tensors_that_do_not_fit_the_manifest_write_nothing() {
     let (code, message) = run(&layer, &t);
     assert_eq!(code, SSMC_ERR_TENSORS);
     assert!(
-        message.starts_with("tensor `x`: data pointer 0x")
-            && message.ends_with("is not aligned to 4 bytes"),
+        message.starts_with("tensor `x`: data pointer 0x") && message.ends_with("is not aligned to 4 bytes"),
         "{message}"
     );
 
     let mut t = call.tensors();
     t[0].dtype = 1;
-    assert_eq!(
-        run(&layer, &t),
-        (
-            SSMC_ERR_TENSORS,
-            "tensor `x`: expected dtype f32, got f64".to_string()
-        )
-    );
+    assert_eq!(run(&layer, &t), (SSMC_ERR_TENSORS, "tensor `x`: expected dtype f32, got f64".to_string()));
 
     let mut t = call.tensors();
     t[1].rank = 1;
     t[1].bytes = 12;
-    assert_eq!(
-        run(&layer, &t),
-        (
-            SSMC_ERR_TENSORS,
-            "tensor `y`: expected 2 axes [B, L], got 1 axes [3]".to_string()
-        )
-    );
+    assert_eq!(run(&layer, &t), (SSMC_ERR_TENSORS, "tensor `y`: expected 2 axes [B, L], got 1 axes [3]".to_string()));
 
     let t = call.tensors();
-    assert_eq!(
-        run(&layer, &t[..1]),
-        (
-            SSMC_ERR_TENSORS,
-            "missing output `y` with shape [B, L]".to_string()
-        )
-    );
+    assert_eq!(run(&layer, &t[..1]), (SSMC_ERR_TENSORS, "missing output `y` with shape [B, L]".to_string()));
 
     let wrong = [3i64, 4];
     let mut t = call.tensors();
@@ -262,21 +180,12 @@ fn tensors_that_do_not_fit_the_manifest_write_nothing() {
     t[1].bytes = 48;
     assert_eq!(
         run(&layer, &t),
-        (
-            SSMC_ERR_TENSORS,
-            "tensor `y`: expected shape [B, L] with L=5 (from tensor `x`), got [3, 4]".to_string()
-        )
+        (SSMC_ERR_TENSORS, "tensor `y`: expected shape [B, L] with L=5 (from tensor `x`), got [3, 4]".to_string())
     );
 
     let mut t = call.tensors();
     t[0].bytes = 56;
-    assert_eq!(
-        run(&layer, &t),
-        (
-            SSMC_ERR_TENSORS,
-            "tensor `x`: shape [3, 5] needs 60 bytes, got 56".to_string()
-        )
-    );
+    assert_eq!(run(&layer, &t), (SSMC_ERR_TENSORS, "tensor `x`: shape [3, 5] needs 60 bytes, got 56".to_string()));
 
     // Sizes whose product overflows must not wrap around to a size that fits.
     let huge = [1i64 << 62, 4];
@@ -287,10 +196,7 @@ fn tensors_that_do_not_fit_the_manifest_write_nothing() {
     }
     let (code, message) = run(&layer, &t);
     assert_eq!(code, SSMC_ERR_TENSORS);
-    assert!(
-        message.contains("tensor `x`: shape [4611686018427387904, 4] does not fit in memory"),
-        "{message}"
-    );
+    assert!(message.contains("tensor `x`: shape [4611686018427387904, 4] does not fit in memory"), "{message}");
 
     assert!(call.untouched());
 }
@@ -300,16 +206,9 @@ fn messages_are_truncated_and_nul_terminated() {
     let mut err = [b'#' as c_char; 8];
     // Sound: `err` is a live 8-byte buffer; each call is given at most its length.
     unsafe { write_message(err.as_mut_ptr(), 5, "abcdefgh") };
-    assert_eq!(
-        &err[..6],
-        [b'a', b'b', b'c', b'd', 0, b'#'].map(|b| b as c_char)
-    );
+    assert_eq!(&err[..6], [b'a', b'b', b'c', b'd', 0, b'#'].map(|b| b as c_char));
     unsafe { write_message(err.as_mut_ptr(), 3, "aé!") };
-    assert_eq!(
-        &err[..3],
-        [b'a', 0, b'c'].map(|b| b as c_char),
-        "cut inside a character"
-    );
+    assert_eq!(&err[..3], [b'a', 0, b'c'].map(|b| b as c_char), "cut inside a character");
     unsafe { write_message(err.as_mut_ptr(), 1, "abc") };
     assert_eq!(err[0], 0);
     unsafe { write_message(err.as_mut_ptr(), 0, "abc") };
@@ -320,13 +219,7 @@ fn messages_are_truncated_and_nul_terminated() {
 #[test]
 fn a_panic_becomes_an_internal_error() {
     let r: Result<(), Failure> = guarded(|| panic!("boom"));
-    assert_eq!(
-        r,
-        Err(Failure {
-            code: SSMC_ERR_INTERNAL,
-            message: "internal error in ssmc-runtime: boom".into()
-        })
-    );
+    assert_eq!(r, Err(Failure { code: SSMC_ERR_INTERNAL, message: "internal error in ssmc-runtime: boom".into() }));
 }
 
 /// Opens `dir` and returns whether a layer came back, and the message.
@@ -336,29 +229,18 @@ fn open(dir: *const c_char) -> (bool, String) {
     let layer = unsafe { ssmc_layer_open(dir, err.as_mut_ptr(), err.len()) };
     let opened = !layer.is_null();
     unsafe { ssmc_layer_close(layer) };
-    (
-        opened,
-        unsafe { CStr::from_ptr(err.as_ptr()) }
-            .to_string_lossy()
-            .into_owned(),
-    )
+    (opened, unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned())
 }
 
 #[test]
 fn open_reports_why_it_failed() {
-    assert_eq!(
-        open(std::ptr::null()),
-        (false, "null artifact directory".to_string())
-    );
+    assert_eq!(open(std::ptr::null()), (false, "null artifact directory".to_string()));
     let dir = std::env::temp_dir().join(format!("ssmc-capi-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let c = CString::new(dir.to_str().expect("utf-8 temp dir")).expect("no NUL");
     let (opened, message) = open(c.as_ptr());
     assert!(!opened);
-    assert!(
-        message.starts_with("cannot read ") && message.contains("manifest.json"),
-        "{message}"
-    );
+    assert!(message.starts_with("cannot read ") && message.contains("manifest.json"), "{message}");
     std::fs::write(dir.join("manifest.json"), "{\"layer\": 3}").expect("write");
     let (opened, message) = open(c.as_ptr());
     assert!(!opened);
