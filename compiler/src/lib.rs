@@ -1,8 +1,16 @@
 //! ssmc: a compiler for state-space-model sequence layers.
 //!
-//! The pipeline, one stage per line of [`compile`]:
-//! `.ssm` text -> AST ([`ssmc_syntax::parse`]) -> layer IR ([`sema::check`]) -> run by the
-//! reference interpreter ([`interp`]). Forms, lowering and code generation come next.
+//! The pipeline, one stage per module, each a typed input to a typed output:
+//!
+//! ```text
+//! .ssm text --ssmc_syntax::parse--> AST --sema::check--> layer IR (ir)
+//!   --forms::egraph::choose--> chosen form (forms::Plan)       f64 specs: forms::run, interp::run
+//!   --lower::scan_spec--> ScanSpec --ssmc_kernels::recurrent--> loop IR (ssmc_loops::Kernel)
+//!   --codegen::{object, ptx}--> x86-64 object / PTX --artifact::build--> library, header, manifest
+//! ```
+//!
+//! [`compile`] is the front half (text to checked layers); [`artifact::build`] the back half
+//! (a checked layer to files the runtime loads).
 
 pub mod arena;
 pub mod artifact;

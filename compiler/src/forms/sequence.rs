@@ -1,7 +1,7 @@
 //! One scanned sequence, discretized: what every form computes on. Time runs in scan order
 //! (a reverse scan reads the layer's time axis backward: an index map, not a flip of data).
 
-use crate::ir::{AStructure, AxisRole, Discretization, Layer};
+use crate::ir::{AStructure, Layer};
 use crate::roles::{discretize, Dims, Env, Field, ScanRoles};
 use num_complex::Complex64 as C64;
 
@@ -84,7 +84,6 @@ impl Sequence {
                 h0.map_or(C64::new(0.0, 0.0), |f| f.get(&env))
             })
             .collect();
-        let _ = (AxisRole::Time, Discretization::Zoh);
         Sequence {
             len,
             state,
