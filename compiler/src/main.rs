@@ -156,8 +156,9 @@ struct RunArgs {
     /// Time N runs after a warm-up run and report the median.
     #[arg(long, value_name = "N")]
     bench: Option<usize>,
-    /// Force an algorithmic form: recurrent, scan, chunked, chunked:Q, conv, quadratic
-    /// (default: the one the e-graph chooses for the CPU; see `ssmc explain`).
+    /// Run an algorithmic form's f64 specification: recurrent, scan, chunked, chunked:Q,
+    /// conv, quadratic; refused with the reason when illegal (default: the reference
+    /// interpreter; `ssmc explain` shows which form the e-graph chooses and why).
     #[arg(long, value_name = "FORM", value_parser = forms::Form::parse)]
     form: Option<forms::Form>,
     /// Write the materialized mixer matrix M (batch, channel, L, L) of the layer on these
@@ -292,9 +293,15 @@ fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
         }
     };
     let choice = egraph::choose(layer, &sizes, cost::Target::Cpu, &|sp| file.line_col(sp.start).0);
+    // A forced form runs its f64 specification; otherwise the interpreter (the reference,
+    // the recurrent form) runs, and native targets run what they have a schedule for.
     let plan = match args.form {
         Some(form) => choice.force(form).map_err(fail)?,
-        None => choice.plan.clone(),
+        None => forms::Plan { forms: vec![forms::Form::Recurrent; choice.plan.forms.len()] },
+    };
+    let run_f64 = |plan: &forms::Plan| match args.form {
+        Some(_) => forms::run(layer, &sizes, &inputs, plan),
+        None => ssmc_compiler::interp::run(layer, &sizes, &inputs),
     };
     let matrix = match &args.emit_matrix {
         Some(_) => Some(forms::mixer_matrix(layer, &sizes, &inputs).map_err(fail)?),
@@ -304,14 +311,14 @@ fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
     let (outputs, times, target, plan) = match args.target {
         Target::Interp => {
             let start = std::time::Instant::now();
-            let mut outputs = forms::run(layer, &sizes, &inputs, &plan);
+            let mut outputs = run_f64(&plan);
             let mut times = vec![start.elapsed()];
             if bench > 0 {
                 times.clear();
             }
             for _ in 0..bench {
                 let start = std::time::Instant::now();
-                outputs = forms::run(layer, &sizes, &inputs, &plan);
+                outputs = run_f64(&plan);
                 times.push(start.elapsed());
             }
             (outputs, times, "interp", plan)
