@@ -79,7 +79,8 @@ pub fn recurrent(spec: &ScanSpec) -> Kernel {
                 let parts = if complex { 2 } else { 1 };
                 let size = Index::mul(spec.headdim.clone(), Index::Const(i64::from(spec.state) * parts));
                 if scratch.is_empty() {
-                    scratch.push(size);
+                    // The element states, then dt and Abar of one time tile.
+                    scratch.extend([size, Index::Const(i64::from(time_tile)), Index::Const(i64::from(time_tile))]);
                 }
                 tiled_scan(&mut bld, &mut body, spec, scan, k, time_tile);
             }
@@ -99,7 +100,7 @@ pub fn recurrent(spec: &ScanSpec) -> Kernel {
                     h.push(Cx { re, im });
                 }
                 let time = (Index::Const(0), spec.time.clone());
-                let steps = scan_steps(&mut bld, spec, scan, k, &h, time);
+                let steps = scan_steps(&mut bld, spec, scan, k, &h, time, None);
                 body.extend(steps);
                 if let Some(p) = &spec.h_final {
                     for (j, hj) in h.iter().enumerate() {
@@ -134,6 +135,13 @@ fn state_at(j: u32, lanes: u32) -> Stmt {
 }
 
 /// The hoisted values and the time loop `lo..hi` of scan `k`, updating the state `h`.
+/// dt and, for a real A shared by the state, Abar of each step, computed before the loop
+/// that reads them (once per time tile for all elements of a head).
+struct Staged {
+    dt: Val,
+    abar: Option<Val>,
+}
+
 fn scan_steps(
     bld: &mut Builder,
     spec: &ScanSpec,
@@ -141,6 +149,7 @@ fn scan_steps(
     k: usize,
     h: &[Cx],
     (lo, hi): (Index, Index),
+    staged: Option<&Staged>,
 ) -> Vec<Stmt> {
     let lanes = spec.lanes;
     let mut body = Vec::new();
@@ -151,15 +160,21 @@ fn scan_steps(
     };
     let mut step = Vec::new();
     let x = bld.bind(&mut step, 1, scan.x.clone());
-    let dt = match (&scan.dt, scan.decay_invariant) {
-        (Some(dt), false) => Some(bld.bind(&mut step, 1, dt.clone())),
+    let dt = match (&scan.dt, scan.decay_invariant, staged) {
+        (Some(_), false, Some(st)) => Some(bld.bind(&mut step, 1, st.dt.clone())),
+        (Some(dt), false, None) => Some(bld.bind(&mut step, 1, dt.clone())),
         _ => None,
     };
     let mut acc = bld.bind(&mut step, lanes, Val::splat(Val::Const(0.0), lanes));
     let acc_var = var_of(&acc);
     // One A for the whole state (Mamba-2): its Abar once per step, not once per chunk.
-    let shared = match (&pre[0].discrete, scan.a_shared) {
-        (None, true) => {
+    let shared = match (&pre[0].discrete, scan.a_shared, staged.and_then(|st| st.abar.as_ref())) {
+        (None, true, Some(abar)) => {
+            step.push(state_at(0, lanes));
+            let a = pre[0].a.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.a.clone()));
+            Some((a, Cx::real(bld.bind(&mut step, lanes, Val::splat(abar.clone(), lanes)))))
+        }
+        (None, true, None) => {
             step.push(state_at(0, lanes));
             let a = pre[0].a.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.a.clone()));
             let (abar, _) = discretize(spec.discretization, dt.as_ref(), &a, &a, lanes);
@@ -256,7 +271,30 @@ fn tiled_scan(bld: &mut Builder, body: &mut Vec<Stmt>, spec: &ScanSpec, scan: &S
     }
     let lo = Index::mul(Index::Var(tile_var), Index::Const(t));
     let hi = Index::min(Index::add(lo.clone(), Index::Const(t)), spec.time.clone());
-    per_element.extend(scan_steps(bld, spec, scan, k, &h, (lo, hi)));
+    // dt (and a shared real Abar) of the tile, once for all elements: they do not depend on
+    // the element (sema keeps dt and A off the headdim axis).
+    let mut stage = Vec::new();
+    let staged = match (&scan.dt, scan.decay_invariant) {
+        (Some(dt_val), false) => {
+            let (dt_buf, abar_buf) = (scratch + 1, scratch + 2);
+            let slot = Index::sub(Index::Var(axis::TIME), lo.clone());
+            let mut fill = vec![state_at(0, lanes)];
+            let dt = bld.bind(&mut fill, 1, dt_val.clone());
+            fill.push(Stmt::Store { buf: dt_buf, index: slot.clone(), value: dt.clone() });
+            let real_shared = scan.a_shared && scan.a.im.is_none();
+            if real_shared {
+                // A is lowered at the state's vector width; lane 0 is stored.
+                let a = Cx::real(bld.bind(&mut fill, lanes, scan.a.re.clone()));
+                let (abar, _) = discretize(spec.discretization, Some(&dt), &a, &a, lanes);
+                fill.push(Stmt::Store { buf: abar_buf, index: slot.clone(), value: abar.re });
+            }
+            stage.push(Stmt::For { var: axis::TIME, lo: lo.clone(), hi: hi.clone(), reverse: false, body: fill });
+            let load = |buf| Val::Load { buf, index: slot.clone(), lanes: 1, stride: Index::Const(1) };
+            Some(Staged { dt: load(dt_buf), abar: real_shared.then(|| load(abar_buf)) })
+        }
+        _ => None,
+    };
+    per_element.extend(scan_steps(bld, spec, scan, k, &h, (lo, hi), staged.as_ref()));
     for (j, hj) in h.iter().enumerate() {
         per_element.push(state_at(j as u32, lanes));
         for (&part, v) in parts.iter().zip([Some(&hj.re), hj.im.as_ref()].into_iter().flatten()) {
@@ -276,13 +314,8 @@ fn tiled_scan(bld: &mut Builder, body: &mut Vec<Stmt>, spec: &ScanSpec, scan: &S
         reverse: false,
         body: per_element,
     };
-    body.push(Stmt::For {
-        var: tile_var,
-        lo: Index::Const(0),
-        hi: tiles,
-        reverse: scan.reversed,
-        body: vec![elements],
-    });
+    stage.push(elements);
+    body.push(Stmt::For { var: tile_var, lo: Index::Const(0), hi: tiles, reverse: scan.reversed, body: stage });
     if let Some(p) = &spec.h_final {
         let mut fin = Vec::new();
         for j in 0..chunks {
