@@ -115,6 +115,11 @@ pub fn sizes_from_dims(layer: &Layer, overrides: &BTreeMap<String, usize>) -> Re
 /// Sizes read off the shapes of the given inputs; checks that every declared input is
 /// given with its declared rank and consistent sizes, and that nothing else is.
 pub fn sizes_from_inputs(layer: &Layer, inputs: &TensorMap) -> Result<Sizes, BindError> {
+    sizes_from_shapes(layer, &crate::tensors::shapes(inputs))
+}
+
+/// [`sizes_from_inputs`] from the inputs' shapes alone.
+pub fn sizes_from_shapes(layer: &Layer, inputs: &std::collections::BTreeMap<String, Vec<usize>>) -> Result<Sizes, BindError> {
     let mut problems = Vec::new();
     let mut bound: Vec<Option<(usize, String)>> = vec![None; layer.dims.len()];
     for (name, _) in inputs {
@@ -130,23 +135,23 @@ pub fn sizes_from_inputs(layer: &Layer, inputs: &TensorMap) -> Result<Sizes, Bin
             problems.push(format!("missing input `{}` with shape {declared}", t.name));
             continue;
         };
-        if given.shape.len() != t.shape.len() {
+        if given.len() != t.shape.len() {
             problems.push(format!(
                 "input `{}`: expected {} {declared}, got {} {:?}",
                 t.name,
                 axes(t.shape.len()),
-                axes(given.shape.len()),
-                given.shape
+                axes(given.len()),
+                given
             ));
             continue;
         }
-        for (axis, &n) in t.shape.iter().zip(&given.shape) {
+        for (axis, &n) in t.shape.iter().zip(given.iter()) {
             let (dim, divisor) = match *axis {
                 Axis::Complex if n == 2 => continue,
                 Axis::Complex => {
                     problems.push(format!(
                         "input `{}`: expected shape {declared}, got {:?}: the last axis holds re/im and must be 2",
-                        t.name, given.shape
+                        t.name, given
                     ));
                     continue;
                 }
@@ -157,7 +162,7 @@ pub fn sizes_from_inputs(layer: &Layer, inputs: &TensorMap) -> Result<Sizes, Bin
                 problems.push(format!(
                     "input `{}`: expected shape {declared}, got {:?}: axis `{}` is far too large",
                     t.name,
-                    given.shape,
+                    given,
                     layer.axis_name(*axis)
                 ));
                 continue;
@@ -170,11 +175,11 @@ pub fn sizes_from_inputs(layer: &Layer, inputs: &TensorMap) -> Result<Sizes, Bin
             match expected {
                 Some((e, why)) if e != size => problems.push(format!(
                     "input `{}`: expected shape {declared} with {}={e} ({why}), got {:?}",
-                    t.name, d.name, given.shape
+                    t.name, d.name, given
                 )),
                 Some(_) => {}
                 None if n == 0 => problems
-                    .push(format!("input `{}`: axis `{}` has size 0, got shape {:?}", t.name, d.name, given.shape)),
+                    .push(format!("input `{}`: axis `{}` has size 0, got shape {:?}", t.name, d.name, given)),
                 None => bound[dim.index()] = Some((size, t.name.clone())),
             }
         }

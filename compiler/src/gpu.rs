@@ -1,10 +1,9 @@
 //! `ssmc run --target cuda`: builds the layer's PTX artifact (once, into the cache), loads it
 //! with ssmc-runtime and runs it on GPU 0 through the CUDA driver.
 
-use crate::native::{self, NativeRun};
+use crate::native::{self, Inputs, NativeRun};
 use ssmc_compiler::artifact::{self, BuildTarget};
 use ssmc_compiler::ir::Layer;
-use ssmc_compiler::tensors::TensorMap;
 use ssmc_runtime::GpuLayer;
 
 /// Runs `layer` on the GPU; `bench` > 0 adds a warm-up run and times `bench` runs (each
@@ -12,7 +11,7 @@ use ssmc_runtime::GpuLayer;
 pub fn run_cuda(
     layer: &Layer,
     source: &str,
-    inputs: &TensorMap,
+    inputs: Inputs,
     outputs_shape: &[(String, Vec<usize>)],
     bench: usize,
 ) -> Result<NativeRun, String> {

@@ -5,7 +5,7 @@ mod native;
 mod summary;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use ssmc_compiler::bind::{sizes_from_dims, sizes_from_inputs};
+use ssmc_compiler::bind::{sizes_from_dims, sizes_from_shapes};
 use ssmc_compiler::forms::{self, cost, egraph};
 use ssmc_compiler::ir::Layer;
 use ssmc_compiler::tensors::{self, OutDType};
@@ -133,7 +133,7 @@ struct RunArgs {
     /// Read the inputs from a safetensors file (F32, F64, BF16 or F16) instead of generating them.
     #[arg(long, value_name = "FILE")]
     inputs: Option<PathBuf>,
-    /// Write the generated inputs to a safetensors file (F64), to rerun or compare elsewhere.
+    /// Write the generated inputs to a safetensors file (each in its declared dtype), to rerun or compare elsewhere.
     #[arg(long, value_name = "FILE", conflicts_with = "inputs")]
     save_inputs: Option<PathBuf>,
     /// Write the outputs to a safetensors file.
@@ -274,12 +274,15 @@ fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
     for path in [&args.save_inputs, &args.output, &args.emit_matrix].into_iter().flatten() {
         tensors::check_writable(path).map_err(fail)?;
     }
-    let (sizes, inputs, source) = match &args.inputs {
+    // Native runs hand a file's tensors to the kernels as they are; the f64 paths read them as f64.
+    let native = args.target != Target::Interp && args.emit_matrix.is_none();
+    let (sizes, mut inputs, source) = match &args.inputs {
         Some(path) => {
-            let inputs = tensors::read_safetensors(path).map_err(fail)?;
-            let sizes = sizes_from_inputs(layer, &inputs).map_err(|e| {
+            let raw = tensors::RawTensors::read(path).map_err(fail)?;
+            let sizes = sizes_from_shapes(layer, &raw.shapes()).map_err(|e| {
                 fail(format!("the inputs in `{}` do not fit layer `{}`:\n{e}", path.display(), layer.name))
             })?;
+            let inputs = if native { native::Inputs::Raw(raw) } else { native::Inputs::Map(raw.to_map()) };
             (sizes, inputs, summary::InputSource::File(path.display().to_string()))
         }
         None => {
@@ -287,9 +290,9 @@ fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
             let sizes = sizes_from_dims(layer, &dims).map_err(fail)?;
             let inputs = tensors::generate_inputs(layer, &sizes, args.seed);
             if let Some(path) = &args.save_inputs {
-                tensors::write_safetensors(path, &inputs, OutDType::F64).map_err(fail)?;
+                tensors::write_inputs(path, layer, &inputs).map_err(fail)?;
             }
-            (sizes, inputs, summary::InputSource::Generated { seed: args.seed })
+            (sizes, native::Inputs::Map(inputs), summary::InputSource::Generated { seed: args.seed })
         }
     };
     let choice = egraph::choose(layer, &sizes, cost::Target::Cpu, &|sp| file.line_col(sp.start).0);
@@ -299,12 +302,17 @@ fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
         Some(form) => choice.force(form).map_err(fail)?,
         None => forms::Plan { forms: vec![forms::Form::Recurrent; choice.plan.forms.len()] },
     };
+    let empty = tensors::TensorMap::new();
+    let f64_inputs = match &inputs {
+        native::Inputs::Map(m) => m,
+        native::Inputs::Raw(_) => &empty,
+    };
     let run_f64 = |plan: &forms::Plan| match args.form {
-        Some(_) => forms::run(layer, &sizes, &inputs, plan),
-        None => ssmc_compiler::interp::run(layer, &sizes, &inputs),
+        Some(_) => forms::run(layer, &sizes, f64_inputs, plan),
+        None => ssmc_compiler::interp::run(layer, &sizes, f64_inputs),
     };
     let matrix = match &args.emit_matrix {
-        Some(_) => Some(forms::mixer_matrix(layer, &sizes, &inputs).map_err(fail)?),
+        Some(_) => Some(forms::mixer_matrix(layer, &sizes, f64_inputs).map_err(fail)?),
         None => None,
     };
     let bench = args.bench.unwrap_or(0);
@@ -329,8 +337,9 @@ fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
             }
             let shapes: Vec<(String, Vec<usize>)> =
                 layer.outputs().map(|(_, t)| (t.name.clone(), sizes.shape(&t.shape))).collect();
+            let inputs = std::mem::replace(&mut inputs, native::Inputs::Map(tensors::TensorMap::new()));
             let run =
-                native::run_cpu(layer, &file.text, &args.cpu, &inputs, &shapes, bench, args.threads).map_err(fail)?;
+                native::run_cpu(layer, &file.text, &args.cpu, inputs, &shapes, bench, args.threads).map_err(fail)?;
             (run.outputs, run.times, "cpu", forms::Plan { forms: vec![forms::Form::Recurrent; plan.forms.len()] })
         }
         Target::Cuda => {
@@ -339,7 +348,8 @@ fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
             }
             let shapes: Vec<(String, Vec<usize>)> =
                 layer.outputs().map(|(_, t)| (t.name.clone(), sizes.shape(&t.shape))).collect();
-            let run = gpu::run_cuda(layer, &file.text, &inputs, &shapes, bench).map_err(fail)?;
+            let inputs = std::mem::replace(&mut inputs, native::Inputs::Map(tensors::TensorMap::new()));
+            let run = gpu::run_cuda(layer, &file.text, inputs, &shapes, bench).map_err(fail)?;
             (run.outputs, run.times, "cuda", forms::Plan { forms: vec![forms::Form::Recurrent; plan.forms.len()] })
         }
     };

@@ -3,7 +3,7 @@
 
 use ssmc_compiler::artifact::{self, BuildTarget};
 use ssmc_compiler::ir::{DType, Io, Layer};
-use ssmc_compiler::tensors::{TensorData, TensorMap};
+use ssmc_compiler::tensors::{RawTensors, TensorData, TensorMap};
 use ssmc_runtime::{CpuLayer, TensorRef};
 use std::time::{Duration, Instant};
 
@@ -15,9 +15,27 @@ pub struct NativeRun {
     pub times: Vec<Duration>,
 }
 
+/// The inputs of a native run: generated (f64), or a file's bytes handed to the kernel as
+/// they are where their dtype is the declared one (no copy at all).
+pub enum Inputs {
+    /// f64 tensors by name, converted (and dropped) one at a time.
+    Map(TensorMap),
+    /// A safetensors file as read.
+    Raw(RawTensors),
+}
+
 enum Buf {
     F32(Vec<f32>),
     Bf16(Vec<u16>),
+    /// Bytes of the file, already in the declared dtype.
+    File(ssmc_runtime::DType, String),
+}
+
+fn convert(t: &ssmc_compiler::ir::Tensor, data: &[f64]) -> Buf {
+    match t.dtype {
+        DType::Bf16 => Buf::Bf16(data.iter().map(|v| half::bf16::from_f64(*v).to_bits()).collect()),
+        _ => Buf::F32(data.iter().map(|v| *v as f32).collect()),
+    }
 }
 
 /// Runs `layer` natively; `bench` > 0 adds a warm-up run and times `bench` runs.
@@ -25,7 +43,7 @@ pub fn run_cpu(
     layer: &Layer,
     source: &str,
     cpu: &str,
-    inputs: &TensorMap,
+    inputs: Inputs,
     outputs_shape: &[(String, Vec<usize>)],
     bench: usize,
     threads: usize,
@@ -44,19 +62,35 @@ pub fn run_cpu(
 /// to warm up and `bench` timed times.
 pub fn run_with(
     layer: &Layer,
-    inputs: &TensorMap,
+    mut inputs: Inputs,
     outputs_shape: &[(String, Vec<usize>)],
     bench: usize,
     mut run: impl FnMut(&[TensorRef]) -> Result<(), String>,
 ) -> Result<NativeRun, String> {
     let mut bufs: Vec<(String, Vec<usize>, Buf)> = Vec::new();
     for (_, t) in layer.tensors.iter().filter(|(_, t)| t.io == Io::Input) {
-        let data = inputs.get(&t.name).ok_or_else(|| format!("missing input `{}`", t.name))?;
-        let buf = match t.dtype {
-            DType::Bf16 => Buf::Bf16(data.data.iter().map(|v| half::bf16::from_f64(*v).to_bits()).collect()),
-            _ => Buf::F32(data.data.iter().map(|v| *v as f32).collect()),
+        let missing = || format!("missing input `{}`", t.name);
+        let (shape, buf) = match &mut inputs {
+            // Each f64 tensor is dropped once converted, so the two copies never coexist whole.
+            Inputs::Map(map) => {
+                let data = map.remove(&t.name).ok_or_else(missing)?;
+                (data.shape.clone(), convert(t, &data.data))
+            }
+            Inputs::Raw(raw) => {
+                let e = raw.entries.get(&t.name).ok_or_else(missing)?;
+                let declared = match t.dtype {
+                    DType::F32 => Some(ssmc_runtime::DType::F32),
+                    DType::Bf16 => Some(ssmc_runtime::DType::Bf16),
+                    _ => None,
+                };
+                let aligned = raw.bytes(e).as_ptr() as usize % declared.map_or(1, |d| d.size()) == 0;
+                match declared {
+                    Some(d) if e.dtype == t.dtype && aligned => (e.shape.clone(), Buf::File(d, t.name.clone())),
+                    _ => (e.shape.clone(), convert(t, &raw.to_f64(e))),
+                }
+            }
         };
-        bufs.push((t.name.clone(), data.shape.clone(), buf));
+        bufs.push((t.name.clone(), shape, buf));
     }
     // Outputs start as NaN, so an element the kernel fails to write shows.
     let mut outs: Vec<(String, Vec<usize>, Vec<f32>)> =
@@ -69,6 +103,11 @@ pub fn run_with(
             .map(|(n, s, b)| match b {
                 Buf::F32(v) => TensorRef::input(n, v, s),
                 Buf::Bf16(v) => TensorRef::input_bf16(n, v, s),
+                Buf::File(dtype, name) => {
+                    let Inputs::Raw(raw) = &inputs else { unreachable!("file buffers come from a file") };
+                    let bytes = raw.bytes(&raw.entries[name]);
+                    TensorRef { name: n, dtype: *dtype, shape: s, data: bytes.as_ptr(), bytes: bytes.len(), writable: false }
+                }
             })
             .collect();
         refs.extend(outs.iter_mut().map(|(n, s, v)| TensorRef::output(n, v, s)));
@@ -78,6 +117,9 @@ pub fn run_with(
             times.push(start.elapsed());
         }
     }
+    // The inputs go before the outputs are widened to f64: the peak holds one of the two.
+    drop(bufs);
+    drop(inputs);
     let outputs = outs
         .into_iter()
         .map(|(n, shape, v)| (n, TensorData { shape, data: v.into_iter().map(f64::from).collect() }))

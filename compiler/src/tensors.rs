@@ -2,7 +2,7 @@
 //! and F16 in; F32 or F64 out), and seeded generation of inputs.
 
 use crate::bind::Sizes;
-use crate::ir::{Init, Layer};
+use crate::ir::{DType, Init, Layer};
 use rand::SeedableRng;
 use rand_distr::Distribution;
 use safetensors::{Dtype, SafeTensors};
@@ -60,53 +60,124 @@ fn file_error(path: &Path, reason: impl Into<String>) -> TensorFileError {
     TensorFileError { path: path.display().to_string(), reason: reason.into() }
 }
 
+/// A safetensors file held as read: its bytes and where each tensor lies in them. Native
+/// runs hand these bytes to the kernels as they are, with no f64 copy.
+pub struct RawTensors {
+    bytes: Vec<u8>,
+    /// Each tensor's element type, shape and byte range, by name.
+    pub entries: BTreeMap<String, RawEntry>,
+}
+
+/// Where one tensor of a [`RawTensors`] lies.
+#[derive(Clone, Debug)]
+pub struct RawEntry {
+    /// Element type in the file.
+    pub dtype: DType,
+    /// Sizes, outermost first.
+    pub shape: Vec<usize>,
+    range: std::ops::Range<usize>,
+}
+
+impl RawTensors {
+    /// Reads a safetensors file of F32, F64, BF16 and F16 tensors.
+    pub fn read(path: &Path) -> Result<Self, TensorFileError> {
+
+        let bytes = std::fs::read(path).map_err(|e| file_error(path, format!("cannot read the file: {e}")))?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| file_error(path, format!("not a safetensors file ({e})")))?;
+        let base = bytes.as_ptr() as usize;
+        let mut entries = BTreeMap::new();
+        for (name, view) in st.tensors() {
+            let dtype = match view.dtype() {
+                Dtype::F32 => DType::F32,
+                Dtype::F64 => DType::F64,
+                Dtype::BF16 => DType::Bf16,
+                Dtype::F16 => DType::F16,
+                other => {
+                    return Err(file_error(
+                        path,
+                        format!("tensor `{name}` has dtype {other:?}; ssmc reads F32, F64, BF16 and F16"),
+                    ))
+                }
+            };
+            let start = view.data().as_ptr() as usize - base;
+            let range = start..start + view.data().len();
+            entries.insert(name, RawEntry { dtype, shape: view.shape().to_vec(), range });
+        }
+        drop(st);
+        Ok(RawTensors { bytes, entries })
+    }
+
+    /// The bytes of one tensor.
+    pub fn bytes(&self, entry: &RawEntry) -> &[u8] {
+        &self.bytes[entry.range.clone()]
+    }
+
+    /// Every tensor's shape, by name.
+    pub fn shapes(&self) -> BTreeMap<String, Vec<usize>> {
+        self.entries.iter().map(|(k, e)| (k.clone(), e.shape.clone())).collect()
+    }
+
+    /// One tensor as f64.
+    pub fn to_f64(&self, entry: &RawEntry) -> Vec<f64> {
+
+        let raw = self.bytes(entry);
+        match entry.dtype {
+            DType::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
+            DType::F64 => raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
+            DType::Bf16 => raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
+            DType::F16 => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
+        }
+    }
+
+    /// Every tensor as f64.
+    pub fn to_map(&self) -> TensorMap {
+        self.entries.iter().map(|(k, e)| (k.clone(), TensorData { shape: e.shape.clone(), data: self.to_f64(e) })).collect()
+    }
+}
+
 /// Reads every tensor of a safetensors file as f64.
 pub fn read_safetensors(path: &Path) -> Result<TensorMap, TensorFileError> {
-    let bytes = std::fs::read(path).map_err(|e| file_error(path, format!("cannot read the file: {e}")))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| file_error(path, format!("not a safetensors file ({e})")))?;
-    let mut out = TensorMap::new();
-    for (name, view) in st.tensors() {
-        let raw = view.data();
-        let data: Vec<f64> = match view.dtype() {
-            Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
-            Dtype::F64 => raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
-            Dtype::BF16 => raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
-            Dtype::F16 => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
-            other => {
-                return Err(file_error(
-                    path,
-                    format!("tensor `{name}` has dtype {other:?}; ssmc reads F32, F64, BF16 and F16"),
-                ))
-            }
-        };
-        out.insert(name, TensorData { shape: view.shape().to_vec(), data });
-    }
-    Ok(out)
+    Ok(RawTensors::read(path)?.to_map())
+}
+
+/// Every tensor's shape, by name.
+pub fn shapes(tensors: &TensorMap) -> BTreeMap<String, Vec<usize>> {
+    tensors.iter().map(|(k, t)| (k.clone(), t.shape.clone())).collect()
 }
 
 /// Writes tensors to a safetensors file, all at once: the file appears whole or not at all.
 pub fn write_safetensors(path: &Path, tensors: &TensorMap, dtype: OutDType) -> Result<(), TensorFileError> {
-    let (st_dtype, bytes): (Dtype, Vec<(String, Vec<u8>, Vec<usize>)>) = match dtype {
-        OutDType::F32 => (
-            Dtype::F32,
-            tensors
-                .iter()
-                .map(|(n, t)| {
-                    (n.clone(), t.data.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect(), t.shape.clone())
-                })
-                .collect(),
-        ),
-        OutDType::F64 => (
-            Dtype::F64,
-            tensors
-                .iter()
-                .map(|(n, t)| (n.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone()))
-                .collect(),
-        ),
+    let dtype = match dtype {
+        OutDType::F32 => DType::F32,
+        OutDType::F64 => DType::F64,
     };
-    let views = bytes
+    write_with(path, tensors, |_| dtype)
+}
+
+/// Writes a layer's inputs, each in its declared dtype (generated inputs are values of that
+/// dtype, so nothing is lost).
+pub fn write_inputs(path: &Path, layer: &Layer, tensors: &TensorMap) -> Result<(), TensorFileError> {
+    write_with(path, tensors, |name| {
+        layer.inputs().find(|(_, t)| t.name == name).map_or(DType::F64, |(_, t)| t.dtype)
+    })
+}
+
+fn write_with(path: &Path, tensors: &TensorMap, dtype_of: impl Fn(&str) -> DType) -> Result<(), TensorFileError> {
+    let encoded: Vec<(String, Dtype, Vec<u8>, Vec<usize>)> = tensors
         .iter()
-        .map(|(n, b, s)| safetensors::tensor::TensorView::new(st_dtype, s.clone(), b).map(|v| (n.clone(), v)))
+        .map(|(n, t)| {
+            let (st, bytes): (Dtype, Vec<u8>) = match dtype_of(n) {
+                DType::F32 => (Dtype::F32, t.data.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect()),
+                DType::F64 => (Dtype::F64, t.data.iter().flat_map(|v| v.to_le_bytes()).collect()),
+                DType::Bf16 => (Dtype::BF16, t.data.iter().flat_map(|v| half::bf16::from_f64(*v).to_le_bytes()).collect()),
+                DType::F16 => (Dtype::F16, t.data.iter().flat_map(|v| half::f16::from_f64(*v).to_le_bytes()).collect()),
+            };
+            (n.clone(), st, bytes, t.shape.clone())
+        })
+        .collect();
+    let views = encoded
+        .iter()
+        .map(|(n, d, b, s)| safetensors::tensor::TensorView::new(*d, s.clone(), b).map(|v| (n.clone(), v)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| file_error(path, e.to_string()))?;
     let encoded = safetensors::serialize(views, &None).map_err(|e| file_error(path, e.to_string()))?;
@@ -172,6 +243,8 @@ pub fn generate_inputs(layer: &Layer, sizes: &Sizes, seed: u64) -> TensorMap {
                 (0..n).map(|_| d.sample(&mut rng)).collect()
             }
         };
+        // Values of the declared dtype, so that saving them in it loses nothing.
+        let data = data.into_iter().map(|v| round_to(t.dtype, v)).collect();
         out.insert(t.name.clone(), TensorData { shape, data });
     }
     out
@@ -219,5 +292,15 @@ mod tests {
         assert!(e.to_string().contains("not a safetensors file"), "{e}");
         let e = read_safetensors(&dir.path().join("missing.safetensors")).expect_err("fails");
         assert!(e.to_string().contains("missing.safetensors"), "{e}");
+    }
+}
+
+/// `v` rounded to the nearest value of `dtype`.
+pub fn round_to(dtype: DType, v: f64) -> f64 {
+    match dtype {
+        DType::F32 => v as f32 as f64,
+        DType::F64 => v,
+        DType::Bf16 => half::bf16::from_f64(v).to_f64(),
+        DType::F16 => half::f16::from_f64(v).to_f64(),
     }
 }
