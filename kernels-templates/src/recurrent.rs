@@ -182,22 +182,35 @@ fn scan_steps(
         }
         _ => None,
     };
+    // Zoh-Euler: Bbar x = B (dt x), with dt x once per step instead of a product per chunk.
+    let dtx = match (spec.discretization, &dt) {
+        (Discretization::ZohEuler, Some(dt)) => Some(bld.bind(&mut step, 1, Val::mul(dt.clone(), x.clone()))),
+        _ => None,
+    };
+    let xs = Val::splat(x.clone(), lanes);
     for (j, pre) in pre.iter().enumerate() {
         step.push(state_at(j as u32, lanes));
-        let (abar, bbar) = match (&pre.discrete, &shared) {
-            (Some(d), _) => d.clone(),
+        // Abar and the input term Bbar x of this chunk of state lanes.
+        let input = |b: &Cx, bbar: Cx| match &dtx {
+            Some(dtx) => b.scale(&Val::splat(dtx.clone(), lanes)),
+            None => bbar.scale(&xs),
+        };
+        let (abar, input) = match (&pre.discrete, &shared) {
+            (Some((abar, bbar)), _) => (abar.clone(), bbar.scale(&xs)),
             (None, Some((a, abar))) => {
                 let b = pre.b.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.b.clone()));
-                (abar.clone(), discretize(spec.discretization, dt.as_ref(), a, &b, lanes).1)
+                let bbar = discretize(spec.discretization, dt.as_ref(), a, &b, lanes).1;
+                (abar.clone(), input(&b, bbar))
             }
             (None, None) => {
                 let a = pre.a.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.a.clone()));
                 let b = pre.b.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.b.clone()));
-                discretize(spec.discretization, dt.as_ref(), &a, &b, lanes)
+                let (abar, bbar) = discretize(spec.discretization, dt.as_ref(), &a, &b, lanes);
+                (abar, input(&b, bbar))
             }
         };
         let c = pre.c.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.c.clone()));
-        let next = abar.mul(&h[j]).add(&bbar.scale(&Val::splat(x.clone(), lanes)));
+        let next = abar.mul(&h[j]).add(&input);
         let next = bld.bind_cx(&mut step, lanes, next);
         step.push(Stmt::Set { var: var_of(&h[j].re), value: next.re });
         if let (Some(him), Some(nim)) = (&h[j].im, next.im) {
