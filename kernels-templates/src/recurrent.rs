@@ -165,8 +165,8 @@ fn scan_steps(
         (Some(dt), false, None) => Some(bld.bind(&mut step, 1, dt.clone())),
         _ => None,
     };
-    let mut acc = bld.bind(&mut step, lanes, Val::splat(Val::Const(0.0), lanes));
-    let acc_var = var_of(&acc);
+    // C . h per chunk, summed as a balanced tree (short dependency chains).
+    let mut terms = Vec::new();
     // One A for the whole state (Mamba-2): its Abar once per step, not once per chunk.
     let shared = match (&pre[0].discrete, scan.a_shared, staged.and_then(|st| st.abar.as_ref())) {
         (None, true, Some(abar)) => {
@@ -216,10 +216,14 @@ fn scan_steps(
         if let (Some(him), Some(nim)) = (&h[j].im, next.im) {
             step.push(Stmt::Set { var: var_of(him), value: nim });
         }
-        step.push(Stmt::Set { var: acc_var, value: Val::add(acc.clone(), c.mul_re(&h[j])) });
-        acc = Val::Var(acc_var);
+        terms.push(bld.bind(&mut step, lanes, c.mul_re(&h[j])));
     }
     let scale = if spec.pairs { 2.0 } else { 1.0 };
+    while terms.len() > 1 {
+        let mut next: Vec<Val> = terms.chunks(2).map(|p| if p.len() == 2 { Val::add(p[0].clone(), p[1].clone()) } else { p[0].clone() }).collect();
+        std::mem::swap(&mut terms, &mut next);
+    }
+    let acc = terms.pop().unwrap_or_else(|| Val::splat(Val::Const(0.0), lanes));
     let sum = if lanes > 1 { Val::ReduceAdd(Box::new(acc)) } else { acc };
     let mut y = Val::mul(sum, Val::Const(scale));
     if let Some(d) = &skip {
