@@ -142,7 +142,8 @@ struct RunArgs {
     /// Element type of the written outputs.
     #[arg(long, default_value = "f32")]
     dtype: DTypeArg,
-    /// Where to run: `interp` runs the f64 specification of the form; `cpu` compiles the
+    /// Where to run: `interp` runs the f64 reference interpreter (or, with `--form`, that
+    /// form's f64 specification); `cpu` compiles the
     /// layer to native code (cached) and runs it on all cores; `cuda` compiles it to PTX
     /// (cached) and runs it on GPU 0 through the CUDA driver.
     #[arg(long, default_value = "interp")]
@@ -178,7 +179,7 @@ enum DTypeArg {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Target {
-    /// The f64 specification of the chosen form.
+    /// The f64 reference interpreter, or the f64 specification of `--form`.
     Interp,
     /// Native x86-64 code through LLVM.
     Cpu,
