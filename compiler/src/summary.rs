@@ -199,6 +199,10 @@ pub fn explain_text(
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "chosen  {}   (extracted term {})", choice.plan, choice.extracted);
+    let _ = writeln!(
+        out,
+        "native  recurrent only so far: `--target cpu|cuda` compile it; every form runs as an f64 specification with `--form NAME`"
+    );
     out
 }
 
