@@ -119,7 +119,10 @@ pub fn sizes_from_inputs(layer: &Layer, inputs: &TensorMap) -> Result<Sizes, Bin
 }
 
 /// [`sizes_from_inputs`] from the inputs' shapes alone.
-pub fn sizes_from_shapes(layer: &Layer, inputs: &std::collections::BTreeMap<String, Vec<usize>>) -> Result<Sizes, BindError> {
+pub fn sizes_from_shapes(
+    layer: &Layer,
+    inputs: &std::collections::BTreeMap<String, Vec<usize>>,
+) -> Result<Sizes, BindError> {
     let mut problems = Vec::new();
     let mut bound: Vec<Option<(usize, String)>> = vec![None; layer.dims.len()];
     for (name, _) in inputs {
@@ -178,8 +181,9 @@ pub fn sizes_from_shapes(layer: &Layer, inputs: &std::collections::BTreeMap<Stri
                     t.name, d.name, given
                 )),
                 Some(_) => {}
-                None if n == 0 => problems
-                    .push(format!("input `{}`: axis `{}` has size 0, got shape {:?}", t.name, d.name, given)),
+                None if n == 0 => {
+                    problems.push(format!("input `{}`: axis `{}` has size 0, got shape {:?}", t.name, d.name, given))
+                }
                 None => bound[dim.index()] = Some((size, t.name.clone())),
             }
         }

@@ -106,7 +106,14 @@ pub fn run_with(
                 Buf::File(dtype, name) => {
                     let Inputs::Raw(raw) = &inputs else { unreachable!("file buffers come from a file") };
                     let bytes = raw.bytes(&raw.entries[name]);
-                    TensorRef { name: n, dtype: *dtype, shape: s, data: bytes.as_ptr(), bytes: bytes.len(), writable: false }
+                    TensorRef {
+                        name: n,
+                        dtype: *dtype,
+                        shape: s,
+                        data: bytes.as_ptr(),
+                        bytes: bytes.len(),
+                        writable: false,
+                    }
                 }
             })
             .collect();

@@ -81,9 +81,9 @@ pub struct RawEntry {
 impl RawTensors {
     /// Reads a safetensors file of F32, F64, BF16 and F16 tensors.
     pub fn read(path: &Path) -> Result<Self, TensorFileError> {
-
         let bytes = std::fs::read(path).map_err(|e| file_error(path, format!("cannot read the file: {e}")))?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| file_error(path, format!("not a safetensors file ({e})")))?;
+        let st =
+            SafeTensors::deserialize(&bytes).map_err(|e| file_error(path, format!("not a safetensors file ({e})")))?;
         let base = bytes.as_ptr() as usize;
         let mut entries = BTreeMap::new();
         for (name, view) in st.tensors() {
@@ -119,7 +119,6 @@ impl RawTensors {
 
     /// One tensor as f64.
     pub fn to_f64(&self, entry: &RawEntry) -> Vec<f64> {
-
         let raw = self.bytes(entry);
         match entry.dtype {
             DType::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
@@ -131,7 +130,10 @@ impl RawTensors {
 
     /// Every tensor as f64.
     pub fn to_map(&self) -> TensorMap {
-        self.entries.iter().map(|(k, e)| (k.clone(), TensorData { shape: e.shape.clone(), data: self.to_f64(e) })).collect()
+        self.entries
+            .iter()
+            .map(|(k, e)| (k.clone(), TensorData { shape: e.shape.clone(), data: self.to_f64(e) }))
+            .collect()
     }
 }
 
@@ -157,9 +159,7 @@ pub fn write_safetensors(path: &Path, tensors: &TensorMap, dtype: OutDType) -> R
 /// Writes a layer's inputs, each in its declared dtype (generated inputs are values of that
 /// dtype, so nothing is lost).
 pub fn write_inputs(path: &Path, layer: &Layer, tensors: &TensorMap) -> Result<(), TensorFileError> {
-    write_with(path, tensors, |name| {
-        layer.inputs().find(|(_, t)| t.name == name).map_or(DType::F64, |(_, t)| t.dtype)
-    })
+    write_with(path, tensors, |name| layer.inputs().find(|(_, t)| t.name == name).map_or(DType::F64, |(_, t)| t.dtype))
 }
 
 fn write_with(path: &Path, tensors: &TensorMap, dtype_of: impl Fn(&str) -> DType) -> Result<(), TensorFileError> {
@@ -169,7 +169,9 @@ fn write_with(path: &Path, tensors: &TensorMap, dtype_of: impl Fn(&str) -> DType
             let (st, bytes): (Dtype, Vec<u8>) = match dtype_of(n) {
                 DType::F32 => (Dtype::F32, t.data.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect()),
                 DType::F64 => (Dtype::F64, t.data.iter().flat_map(|v| v.to_le_bytes()).collect()),
-                DType::Bf16 => (Dtype::BF16, t.data.iter().flat_map(|v| half::bf16::from_f64(*v).to_le_bytes()).collect()),
+                DType::Bf16 => {
+                    (Dtype::BF16, t.data.iter().flat_map(|v| half::bf16::from_f64(*v).to_le_bytes()).collect())
+                }
                 DType::F16 => (Dtype::F16, t.data.iter().flat_map(|v| half::f16::from_f64(*v).to_le_bytes()).collect()),
             };
             (n.clone(), st, bytes, t.shape.clone())

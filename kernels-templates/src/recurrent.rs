@@ -220,7 +220,10 @@ fn scan_steps(
     }
     let scale = if spec.pairs { 2.0 } else { 1.0 };
     while terms.len() > 1 {
-        let mut next: Vec<Val> = terms.chunks(2).map(|p| if p.len() == 2 { Val::add(p[0].clone(), p[1].clone()) } else { p[0].clone() }).collect();
+        let mut next: Vec<Val> = terms
+            .chunks(2)
+            .map(|p| if p.len() == 2 { Val::add(p[0].clone(), p[1].clone()) } else { p[0].clone() })
+            .collect();
         std::mem::swap(&mut terms, &mut next);
     }
     let acc = terms.pop().unwrap_or_else(|| Val::splat(Val::Const(0.0), lanes));
