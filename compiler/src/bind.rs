@@ -125,7 +125,7 @@ pub fn sizes_from_shapes(
 ) -> Result<Sizes, BindError> {
     let mut problems = Vec::new();
     let mut bound: Vec<Option<(usize, String)>> = vec![None; layer.dims.len()];
-    for (name, _) in inputs {
+    for name in inputs.keys() {
         if !layer.inputs().any(|(_, t)| &t.name == name) {
             let is_output = layer.outputs().any(|(_, t)| &t.name == name);
             let why = if is_output { "it is an output of the layer" } else { "the layer has no such input" };

@@ -252,6 +252,16 @@ pub fn generate_inputs(layer: &Layer, sizes: &Sizes, seed: u64) -> TensorMap {
     out
 }
 
+/// `v` rounded to the nearest value of `dtype`.
+pub fn round_to(dtype: DType, v: f64) -> f64 {
+    match dtype {
+        DType::F32 => v as f32 as f64,
+        DType::F64 => v,
+        DType::Bf16 => half::bf16::from_f64(v).to_f64(),
+        DType::F16 => half::f16::from_f64(v).to_f64(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,15 +304,5 @@ mod tests {
         assert!(e.to_string().contains("not a safetensors file"), "{e}");
         let e = read_safetensors(&dir.path().join("missing.safetensors")).expect_err("fails");
         assert!(e.to_string().contains("missing.safetensors"), "{e}");
-    }
-}
-
-/// `v` rounded to the nearest value of `dtype`.
-pub fn round_to(dtype: DType, v: f64) -> f64 {
-    match dtype {
-        DType::F32 => v as f32 as f64,
-        DType::F64 => v,
-        DType::Bf16 => half::bf16::from_f64(v).to_f64(),
-        DType::F16 => half::f16::from_f64(v).to_f64(),
     }
 }

@@ -1,6 +1,9 @@
 //! pest parse tree to spanned AST: one `parse_<rule>` function per grammar rule, and pest
 //! errors turned into diagnostics with readable words instead of rule names.
 
+// A diagnostic is the error of the rare failing parse; its size does not matter there.
+#![allow(clippy::result_large_err)]
+
 use crate::ast::*;
 use crate::diag::Diagnostic;
 use crate::syntax_error::syntax_error;

@@ -75,6 +75,8 @@ pub enum Index {
     Lane,
 }
 
+// Constructors that fold constants; they take operands by value like the operators would.
+#[allow(clippy::should_implement_trait)]
 impl Index {
     /// `a + b`, folding constants.
     pub fn add(a: Index, b: Index) -> Index {
@@ -191,6 +193,8 @@ pub enum Val {
     ReduceAdd(Box<Val>),
 }
 
+// Constructors of expression nodes, named after the operation they build.
+#[allow(clippy::should_implement_trait)]
 impl Val {
     /// Elementwise `op`.
     pub fn bin(op: BinOp, a: Val, b: Val) -> Val {

@@ -44,7 +44,7 @@ impl<'ctx> Cg<'_, 'ctx> {
         Ok(self.b.build_bit_cast(v, self.i32.vec_type(n), "").map_err(err)?.into_vector_value())
     }
 
-    fn from_bits(&self, v: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
+    fn float_from_bits(&self, v: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
         let n = v.get_type().get_size();
         Ok(self.b.build_bit_cast(v, self.f32.vec_type(n), "").map_err(err)?.into_vector_value())
     }
@@ -63,7 +63,7 @@ pub fn exp<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>
     let p = cg.poly(r, &[1.0, 1.0, 1.0 / 2.0, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, 1.0 / 5040.0])?;
     let e = cg.b.build_int_nsw_add(cg.to_int(k)?, cg.ci(127, n), "").map_err(err)?;
     let e = cg.b.build_left_shift(e, cg.ci(23, n), "").map_err(err)?;
-    cg.b.build_float_mul(p, cg.from_bits(e)?, "").map_err(err)
+    cg.b.build_float_mul(p, cg.float_from_bits(e)?, "").map_err(err)
 }
 
 /// ln x: x = m 2^e with m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh((m-1)/(m+1)) by its
@@ -75,7 +75,7 @@ pub fn log<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>
     let e = cg.b.build_and(e, cg.ci(255, n), "").map_err(err)?;
     let e = cg.b.build_int_nsw_sub(e, cg.ci(127, n), "").map_err(err)?;
     let m = cg.b.build_and(bits, cg.ci(0x007f_ffff, n), "").map_err(err)?;
-    let m = cg.from_bits(cg.b.build_or(m, cg.ci(0x3f80_0000, n), "").map_err(err)?)?;
+    let m = cg.float_from_bits(cg.b.build_or(m, cg.ci(0x3f80_0000, n), "").map_err(err)?)?;
     // Move m from [1, 2) to [sqrt(1/2), sqrt(2)).
     let big =
         cg.b.build_float_compare(inkwell::FloatPredicate::OGT, m, cg.c(std::f64::consts::SQRT_2, n), "")
