@@ -43,12 +43,22 @@ fn run_native(
 
 #[test]
 fn stdlib_layers_match_the_interpreter() {
+    stdlib_layers_match_on("native");
+}
+
+/// The AVX2 code path (8 lanes, no AVX-512 instructions) runs on AVX-512 machines too.
+#[test]
+fn stdlib_layers_match_the_interpreter_with_avx2() {
+    stdlib_layers_match_on("x86-64-v3");
+}
+
+fn stdlib_layers_match_on(cpu: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     for name in STDLIB {
         let layer = stdlib_layer(name);
         let out = dir.path().join(name);
-        artifact::build(&layer, &BuildTarget::Cpu { cpu: "native".into() }, &out)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        artifact::build(&layer, &BuildTarget::Cpu { cpu: cpu.into() }, &out)
+            .unwrap_or_else(|e| panic!("{name} for {cpu}: {e}"));
         let lib = CpuLayer::load(&out).expect("loads");
         for l in [1usize, 7, 63, 500] {
             let dims: BTreeMap<String, usize> =

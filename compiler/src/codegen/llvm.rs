@@ -42,6 +42,7 @@ pub fn emit_kernel<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, k: &Kernel, 
         lane_ints: HashMap::new(),
         floats: HashMap::new(),
         seq_lanes: k.seq_lanes,
+        avx512: matches!(arch, Arch::X86 { .. }) && arch.max_lanes() == 16,
         lane_limit: k.lane_limit.clone(),
     };
     cg.prologue(k)?;
@@ -87,6 +88,8 @@ pub(super) struct Cg<'a, 'ctx> {
     floats: HashMap<Var, (PointerValue<'ctx>, u32)>,
     /// Sequences side by side per work item.
     seq_lanes: u32,
+    /// The target has AVX-512 (16-lane vectors, `vscalefps`).
+    pub(super) avx512: bool,
     lane_limit: Option<(Index, Index)>,
 }
 
@@ -413,6 +416,23 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
     fn same_width(&self, a: VectorValue<'ctx>, b: VectorValue<'ctx>) -> R<(VectorValue<'ctx>, VectorValue<'ctx>)> {
         let n = a.get_type().get_size().max(b.get_type().get_size());
         Ok((self.widen(a, n)?, self.widen(b, n)?))
+    }
+
+    /// Calls a target intrinsic that is not overloaded: `args` as they are, result a vector.
+    pub(super) fn call_exact(
+        &self,
+        name: &str,
+        args: &[inkwell::values::BasicMetadataValueEnum<'ctx>],
+    ) -> R<VectorValue<'ctx>> {
+        let intrinsic =
+            inkwell::intrinsics::Intrinsic::find(name).ok_or_else(|| CodegenError(format!("no intrinsic {name}")))?;
+        let f = intrinsic
+            .get_declaration(self.module, &[])
+            .ok_or_else(|| CodegenError(format!("no declaration of {name}")))?;
+        match self.b.build_call(f, args, "").map_err(err)?.try_as_basic_value() {
+            inkwell::values::ValueKind::Basic(BasicValueEnum::VectorValue(v)) => Ok(v),
+            _ => Err(CodegenError(format!("{name} did not return a vector"))),
+        }
     }
 
     pub(super) fn call(&self, name: &str, args: &[VectorValue<'ctx>]) -> R<VectorValue<'ctx>> {
