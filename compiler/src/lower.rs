@@ -132,7 +132,7 @@ impl Lowerer<'_> {
                     Func::Softplus => Val::Select(
                         Box::new(Val::bin(ssmc_loops::BinOp::Gt, v[0].clone(), c(20.0))),
                         Box::new(v[0].clone()),
-                        Box::new(Val::un(UnOp::Log, Val::add(c(1.0), Val::un(UnOp::Exp, v[0].clone())))),
+                        Box::new(Val::un(UnOp::Log1p, Val::un(UnOp::Exp, v[0].clone()))),
                     ),
                     Func::Sigmoid => sigmoid(v[0].clone()),
                     Func::Silu => Val::mul(v[0].clone(), sigmoid(v[0].clone())),

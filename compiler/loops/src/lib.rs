@@ -134,6 +134,8 @@ pub enum UnOp {
     Exp,
     /// ln x
     Log,
+    /// ln(1 + x), accurate for small x (x > -1)
+    Log1p,
     /// sqrt x
     Sqrt,
     /// sin x

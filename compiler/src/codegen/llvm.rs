@@ -495,6 +495,7 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
                     UnOp::Neg => self.b.build_float_neg(a, "").map_err(err)?,
                     UnOp::Exp => math::exp(self, a)?,
                     UnOp::Log => math::log(self, a)?,
+                    UnOp::Log1p => math::log1p(self, a)?,
                     UnOp::Sin => math::sin_cos(self, a)?.0,
                     UnOp::Cos => math::sin_cos(self, a)?.1,
                     UnOp::Sqrt => self.call("llvm.sqrt", &[a])?,

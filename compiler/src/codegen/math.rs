@@ -79,8 +79,9 @@ pub fn exp<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>
     cg.b.build_float_mul(p, cg.float_from_bits(e)?, "").map_err(err)
 }
 
-/// ln x: x = m 2^e with m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh((m-1)/(m+1)) by its
-/// odd series to s^11. NaN for x < 0 and -inf at 0 come out of the same arithmetic.
+/// ln x: x = (1 + f) 2^e with 1 + f in [sqrt(1/2), sqrt(2)), ln(1 + f) = f - f^2/2 + f^3 P(f)
+/// with the degree-8 polynomial P of Cephes' logf (no division), ln 2 in two parts. NaN
+/// for x < 0 and -inf at 0 are set explicitly.
 pub fn log<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
     let n = x.get_type().get_size();
     let bits = cg.bits(x)?;
@@ -100,17 +101,27 @@ pub fn log<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>
     let e1 = cg.b.build_int_nsw_add(e, cg.ci(1, n), "").map_err(err)?;
     let e = cg.b.build_select(big, e1, e, "").map_err(err)?.into_vector_value();
     let ef = cg.b.build_signed_int_to_float(e, cg.f32.vec_type(n), "").map_err(err)?;
-    let s =
-        cg.b.build_float_div(
-            cg.b.build_float_sub(m, cg.c(1.0, n), "").map_err(err)?,
-            cg.b.build_float_add(m, cg.c(1.0, n), "").map_err(err)?,
-            "",
-        )
-        .map_err(err)?;
-    let s2 = cg.b.build_float_mul(s, s, "").map_err(err)?;
-    let series = cg.poly(s2, &[2.0, 2.0 / 3.0, 2.0 / 5.0, 2.0 / 7.0, 2.0 / 9.0, 2.0 / 11.0])?;
-    let ln_m = cg.b.build_float_mul(s, series, "").map_err(err)?;
-    let y = cg.fma(ef, cg.c(std::f64::consts::LN_2, n), ln_m)?;
+    let f = cg.b.build_float_sub(m, cg.c(1.0, n), "").map_err(err)?;
+    let f2 = cg.b.build_float_mul(f, f, "").map_err(err)?;
+    let p = cg.poly(
+        f,
+        &[
+            3.333_333_117_4e-1,
+            -2.499_999_399_3e-1,
+            2.000_071_476_5e-1,
+            -1.666_805_766_5e-1,
+            1.424_932_278_7e-1,
+            -1.242_014_084_6e-1,
+            1.167_699_874e-1,
+            -1.151_461_031e-1,
+            7.037_683_629_2e-2,
+        ],
+    )?;
+    let y = cg.b.build_float_mul(cg.b.build_float_mul(f, f2, "").map_err(err)?, p, "").map_err(err)?;
+    let y = cg.fma(ef, cg.c(-2.121_944_40e-4, n), y)?;
+    let y = cg.fma(f2, cg.c(-0.5, n), y)?;
+    let y = cg.b.build_float_add(f, y, "").map_err(err)?;
+    let y = cg.fma(ef, cg.c(0.693_359_375, n), y)?;
     // log(0) = -inf, log(negative or NaN) = NaN, log(inf) = inf.
     let zero = cg.b.build_float_compare(inkwell::FloatPredicate::OEQ, x, cg.c(0.0, n), "").map_err(err)?;
     let y = cg.b.build_select(zero, cg.c(f64::NEG_INFINITY, n), y, "").map_err(err)?.into_vector_value();
@@ -118,6 +129,17 @@ pub fn log<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>
     let y = cg.b.build_select(bad, cg.c(f64::NAN, n), y, "").map_err(err)?.into_vector_value();
     let inf = cg.b.build_float_compare(inkwell::FloatPredicate::OEQ, x, cg.c(f64::INFINITY, n), "").map_err(err)?;
     Ok(cg.b.build_select(inf, x, y, "").map_err(err)?.into_vector_value())
+}
+
+/// ln(1 + u) for u > -1: ln w of w = 1 + u, corrected by the rounding of w,
+/// (u - (w - 1)) / w, so small u keep their digits (softplus of very negative x).
+pub fn log1p<'ctx>(cg: &Cg<'_, 'ctx>, u: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
+    let n = u.get_type().get_size();
+    let w = cg.b.build_float_add(cg.c(1.0, n), u, "").map_err(err)?;
+    let lw = log(cg, w)?;
+    let rounding = cg.b.build_float_sub(u, cg.b.build_float_sub(w, cg.c(1.0, n), "").map_err(err)?, "").map_err(err)?;
+    let c = cg.b.build_float_div(rounding, w, "").map_err(err)?;
+    cg.b.build_float_add(lw, c, "").map_err(err)
 }
 
 /// (sin x, cos x): x = q pi/2 + r with |r| <= pi/4, Taylor polynomials of r, and the
