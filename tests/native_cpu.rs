@@ -11,36 +11,6 @@ use std::collections::BTreeMap;
 #[path = "random_layers.rs"]
 mod random_layers;
 
-/// Runs the native layer on `inputs` (as f32) and returns its outputs as f64.
-fn run_native(
-    lib: &CpuLayer,
-    inputs: &tensors::TensorMap,
-    outputs: &tensors::TensorMap,
-    threads: usize,
-) -> tensors::TensorMap {
-    let f32s: BTreeMap<&str, Vec<f32>> =
-        inputs.iter().map(|(k, v)| (k.as_str(), v.data.iter().map(|x| *x as f32).collect())).collect();
-    // Poisoned: an element the kernel does not write stays NaN and fails the comparison.
-    let mut outs: BTreeMap<&str, Vec<f32>> =
-        outputs.iter().map(|(k, v)| (k.as_str(), vec![f32::NAN; v.data.len()])).collect();
-    {
-        let mut refs: Vec<TensorRef> =
-            inputs.iter().map(|(k, v)| TensorRef::input(k, &f32s[k.as_str()], &v.shape)).collect();
-        for (k, buf) in outs.iter_mut() {
-            refs.push(TensorRef::output(k, buf, &outputs[*k].shape));
-        }
-        lib.run(&refs, threads).expect("runs");
-    }
-    outs.into_iter()
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                tensors::TensorData { shape: outputs[k].shape.clone(), data: v.into_iter().map(f64::from).collect() },
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn stdlib_layers_match_the_interpreter() {
     stdlib_layers_match_on("native");
@@ -77,7 +47,7 @@ fn stdlib_layers_match_on(cpu: &str) {
                 })
                 .collect();
             let want = interp::run(&layer, &sizes, &inputs);
-            let got = run_native(&lib, &inputs, &want, 0);
+            let got = run_native(&lib, &layer, &inputs, &want, 0);
             for (k, w) in &want {
                 let e = rel_err(&got[k].data, &w.data);
                 println!("{name} L={l} {k}: rel err {e:.2e}");
@@ -138,7 +108,7 @@ fn random_layers_match_the_interpreter() {
                 })
                 .collect();
             let want = interp::run(&case.layer, &case.sizes, &inputs);
-            let got = run_native_any(&lib, &case.layer, &inputs, &want);
+            let got = run_native(&lib, &case.layer, &inputs, &want, 2);
             for (name, w) in &want {
                 let e = rel_err(&got[name].data, &w.data);
                 prop_assert!(e < 1e-5, "output {name}: relative error {e:e}\n{}", case.src);
@@ -148,12 +118,14 @@ fn random_layers_match_the_interpreter() {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
-/// Like `run_native`, with inputs in their declared dtypes (bf16 as raw bits).
-fn run_native_any(
+/// Runs the native layer on `threads` threads with the inputs in their declared dtypes (bf16
+/// as raw bits) and the outputs poisoned with NaN; returns the outputs as f64.
+fn run_native(
     lib: &CpuLayer,
     layer: &Layer,
     inputs: &tensors::TensorMap,
     outputs: &tensors::TensorMap,
+    threads: usize,
 ) -> tensors::TensorMap {
     enum Buf {
         F32(Vec<f32>),
@@ -184,7 +156,7 @@ fn run_native_any(
         for (k, buf) in outs.iter_mut() {
             refs.push(TensorRef::output(k, buf, &outputs[*k].shape));
         }
-        lib.run(&refs, 2).expect("runs");
+        lib.run(&refs, threads).expect("runs");
     }
     outs.into_iter()
         .map(|(k, v)| {
@@ -233,7 +205,7 @@ fn elementwise_functions_are_accurate() {
         let sizes = sizes_from_dims(&layer, &dims).expect("sizes");
         let inputs = tensors::generate_inputs(&layer, &sizes, 5);
         let want = interp::run(&layer, &sizes, &inputs);
-        let got = run_native(&lib, &inputs, &want, 1);
+        let got = run_native(&lib, &layer, &inputs, &want, 1);
         let worst = got["y"]
             .data
             .iter()
