@@ -42,8 +42,11 @@ pub fn runtime_dims(layer: &Layer) -> Vec<Handle<Dim>> {
     layer.dims.iter().filter(|(_, d)| d.size == DimSize::Runtime).map(|(h, _)| h).collect()
 }
 
+#[derive(Clone)]
 struct Lowerer<'a> {
     layer: &'a Layer,
+    /// The axis vector lanes run along (the state, or the elements of a head).
+    along: AxisRole,
     dims: Vec<Handle<Dim>>,
     /// Buffer position of each tensor.
     buffer_of: Vec<usize>,
@@ -96,16 +99,27 @@ impl Lowerer<'_> {
         Place { buf: self.buffer_of[t.index()], index, state_stride }
     }
 
-    /// A role expression at width `lanes` (vectorized along the state when it varies there).
+    /// The stride of the axis lanes run along in a tensor (0 when it has none).
+    fn stride_along(&self, t: Handle<Tensor>) -> Index {
+        let shape = &self.layer.tensors[t].shape;
+        let strides = self.strides(t);
+        shape
+            .iter()
+            .zip(strides)
+            .find(|(a, _)| matches!(a, Axis::Dim { dim, .. } if self.layer.dims[*dim].role.slot() == self.along.slot()))
+            .map_or(Index::Const(0), |(_, s)| s)
+    }
+
+    /// A role expression at width `lanes` (vectorized along `along` when it varies there).
     fn expr(&self, e: Handle<Expr>, lanes: u32) -> Val {
         let c = |v: f32| Val::splat(Val::Const(v), lanes);
         match &self.layer.exprs[e] {
             Expr::Const(v) => c(*v as f32),
             Expr::Load { tensor, component } => {
                 let p = self.place(*tensor, *component);
-                let along_state = p.state_stride != Index::Const(0);
-                if along_state && lanes > 1 {
-                    Val::Load { buf: p.buf, index: p.index, lanes, stride: p.state_stride }
+                let stride = self.stride_along(*tensor);
+                if stride != Index::Const(0) && lanes > 1 {
+                    Val::Load { buf: p.buf, index: p.index, lanes, stride }
                 } else {
                     Val::splat(Val::Load { buf: p.buf, index: p.index, lanes: 1, stride: Index::Const(1) }, lanes)
                 }
@@ -166,6 +180,7 @@ impl Lowerer<'_> {
             c: self.value(s.c, lanes),
             skip: s.skip.map(|e| self.expr(e, 1)),
             gate: s.gate.map(|e| self.expr(e, 1)),
+            gate_by_element: s.gate.map(|e| Lowerer { along: AxisRole::HeadDim, ..self.clone() }.expr(e, lanes)),
             decay_invariant: !(self.varies_in_time(s.dt) || t(s.a) || t(s.b)),
             a_invariant: !t(s.a),
             a_shared: [Some(s.a.re), s.a.im]
@@ -206,7 +221,7 @@ pub fn scan_spec(layer: &Layer, max_lanes: u32, head_lanes: bool) -> Result<Scan
         }
     }
     let dims = runtime_dims(layer);
-    let lw = Lowerer { layer, dims: dims.clone(), buffer_of };
+    let lw = Lowerer { layer, along: AxisRole::State, dims: dims.clone(), buffer_of };
     let ax = &layer.axes;
     let state = match ax.state {
         Axis::Dim { dim, divisor } => match layer.dims[dim].size {

@@ -45,6 +45,8 @@ pub struct ScanVals {
     pub skip: Option<Val>,
     /// Gate argument z, a scalar, if any.
     pub gate: Option<Val>,
+    /// The gate argument at `lanes` consecutive elements of a head (HEADDIM the first).
+    pub gate_by_element: Option<Val>,
     /// dt, A and B do not depend on time: Abar and Bbar are computed once.
     pub decay_invariant: bool,
     /// A does not depend on time.

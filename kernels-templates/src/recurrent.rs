@@ -79,8 +79,10 @@ pub fn recurrent(spec: &ScanSpec) -> Kernel {
                 let parts = if complex { 2 } else { 1 };
                 let size = Index::mul(spec.headdim.clone(), Index::Const(i64::from(spec.state) * parts));
                 if scratch.is_empty() {
-                    // The element states, then dt and Abar of one time tile.
-                    scratch.extend([size, Index::Const(i64::from(time_tile)), Index::Const(i64::from(time_tile))]);
+                    // The element states, then dt, Abar and silu(z) of one time tile.
+                    let tile = Index::Const(i64::from(time_tile));
+                    let gates = Index::mul(tile.clone(), spec.headdim.clone());
+                    scratch.extend([size, tile.clone(), tile, gates]);
                 }
                 tiled_scan(&mut bld, &mut body, spec, scan, k, time_tile);
             }
@@ -135,11 +137,19 @@ fn state_at(j: u32, lanes: u32) -> Stmt {
 }
 
 /// The hoisted values and the time loop `lo..hi` of scan `k`, updating the state `h`.
+/// z * sigmoid(z).
+fn silu(z: Val) -> Val {
+    let sig = Val::div(Val::Const(1.0), Val::add(Val::Const(1.0), Val::un(UnOp::Exp, Val::un(UnOp::Neg, z.clone()))));
+    Val::mul(z, sig)
+}
+
 /// dt and, for a real A shared by the state, Abar of each step, computed before the loop
 /// that reads them (once per time tile for all elements of a head).
 struct Staged {
     dt: Val,
     abar: Option<Val>,
+    /// silu(z) of the step's element.
+    gate: Option<Val>,
 }
 
 fn scan_steps(
@@ -232,11 +242,13 @@ fn scan_steps(
     if let Some(d) = &skip {
         y = Val::add(y, Val::mul(d.clone(), x.clone()));
     }
-    if let Some(z) = &scan.gate {
-        let z = bld.bind(&mut step, 1, z.clone());
-        let sig =
-            Val::div(Val::Const(1.0), Val::add(Val::Const(1.0), Val::un(UnOp::Exp, Val::un(UnOp::Neg, z.clone()))));
-        y = Val::mul(y, Val::mul(z, sig));
+    match (&scan.gate, staged.and_then(|st| st.gate.as_ref())) {
+        (Some(_), Some(g)) => y = Val::mul(y, g.clone()),
+        (Some(z), None) => {
+            let z = bld.bind(&mut step, 1, z.clone());
+            y = Val::mul(y, silu(z));
+        }
+        (None, _) => {}
     }
     let (buf, index) = (spec.y.buf, spec.y.index.clone());
     step.push(if k == 0 { Stmt::Store { buf, index, value: y } } else { Stmt::StoreAdd { buf, index, value: y } });
@@ -308,9 +320,50 @@ fn tiled_scan(bld: &mut Builder, body: &mut Vec<Stmt>, spec: &ScanSpec, scan: &S
                 let (abar, _) = discretize(spec.discretization, Some(&dt), &a, &a, lanes);
                 fill.push(Stmt::Store { buf: abar_buf, index: slot.clone(), value: abar.re });
             }
+            // silu(z) of every (step, element) of the tile: an inner loop over the elements,
+            // contiguous in z for the usual layouts, that LLVM vectorizes.
+            let gate_slot = Index::add(Index::mul(slot.clone(), spec.headdim.clone()), Index::Var(axis::HEADDIM));
+            if let (Some(z), Some(z_lanes)) = (&scan.gate, &scan.gate_by_element) {
+                // Whole vectors of elements first, then the elements left over one by one.
+                let width = Index::Const(i64::from(lanes));
+                let full = Index::div(spec.headdim.clone(), width.clone());
+                let chunk = bld.var();
+                let mut vectors =
+                    vec![Stmt::LetIndex { var: axis::HEADDIM, value: Index::mul(Index::Var(chunk), width.clone()) }];
+                let zv = bld.bind(&mut vectors, lanes, z_lanes.clone());
+                vectors.push(Stmt::StoreLanes {
+                    buf: scratch + 3,
+                    index: gate_slot.clone(),
+                    stride: Index::Const(1),
+                    lanes,
+                    value: silu(zv),
+                });
+                fill.push(Stmt::For {
+                    var: chunk,
+                    lo: Index::Const(0),
+                    hi: full.clone(),
+                    reverse: false,
+                    body: vectors,
+                });
+                let mut rest = Vec::new();
+                let zs = bld.bind(&mut rest, 1, z.clone());
+                rest.push(Stmt::Store { buf: scratch + 3, index: gate_slot.clone(), value: silu(zs) });
+                let first = Index::mul(full, width);
+                fill.push(Stmt::For {
+                    var: axis::HEADDIM,
+                    lo: first,
+                    hi: spec.headdim.clone(),
+                    reverse: false,
+                    body: rest,
+                });
+            }
             stage.push(Stmt::For { var: axis::TIME, lo: lo.clone(), hi: hi.clone(), reverse: false, body: fill });
-            let load = |buf| Val::Load { buf, index: slot.clone(), lanes: 1, stride: Index::Const(1) };
-            Some(Staged { dt: load(dt_buf), abar: real_shared.then(|| load(abar_buf)) })
+            let load = |buf, index: Index| Val::Load { buf, index, lanes: 1, stride: Index::Const(1) };
+            Some(Staged {
+                dt: load(dt_buf, slot.clone()),
+                abar: real_shared.then(|| load(abar_buf, slot.clone())),
+                gate: scan.gate.as_ref().map(|_| load(scratch + 3, gate_slot)),
+            })
         }
         _ => None,
     };

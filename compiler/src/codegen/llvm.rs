@@ -198,6 +198,16 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
                 }
                 self.b.build_store(p, x).map_err(err)?;
             }
+            Stmt::StoreLanes { buf, index, stride, lanes, value }
+                if *stride == Index::Const(1) && *lanes > 1 && self.bufs[*buf].1 == Elem::F32 =>
+            {
+                // Contiguous lanes: one vector store.
+                let v = self.val(value)?;
+                let v = self.widen(v, *lanes)?;
+                let p = self.elem_ptr(*buf, index)?;
+                let store = self.b.build_store(p, v).map_err(err)?;
+                store.set_alignment(4).map_err(err)?;
+            }
             Stmt::StoreLanes { buf, index, stride, lanes, value } => {
                 let v = self.val(value)?;
                 for k in 0..*lanes {
