@@ -5,7 +5,7 @@ use ssmc_compiler::bind::sizes_from_dims;
 use ssmc_compiler::ir::Layer;
 use ssmc_compiler::{interp, tensors};
 use ssmc_runtime::{CpuLayer, TensorRef};
-use ssmc_tests::{rel_err, stdlib_layer, STDLIB};
+use ssmc_tests::{rel_err, ssmc_bin, stdlib_layer, stdlib_source, Out, STDLIB};
 use std::collections::BTreeMap;
 
 #[path = "random_layers.rs"]
@@ -214,5 +214,57 @@ fn elementwise_functions_are_accurate() {
             .fold(0.0f64, f64::max);
         println!("{f} over {dist}: max relative error {worst:.2e}");
         assert!(worst < 2e-6, "{f} over {dist}: max relative error {worst:e}");
+    }
+}
+
+/// `ssmc run --target cpu` as a user runs it: on a file of inputs (handed to the kernel as
+/// they are), on generated inputs, with `--bench`, and with a bf16 input converted on the way.
+#[test]
+fn ssmc_run_target_cpu_matches_the_interpreter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bf16_src = stdlib_source("mamba1").replace("input u:          f32", "input u:          bf16");
+    let bf16_file = dir.path().join("mamba1_bf16.ssm");
+    std::fs::write(&bf16_file, bf16_src).expect("write");
+    let files: Vec<std::path::PathBuf> = STDLIB.iter().map(|n| ssmc_tests::stdlib(n)).chain([bf16_file]).collect();
+    for file in &files {
+        let name = file.file_stem().and_then(|s| s.to_str()).unwrap_or("?").to_string();
+        let (inp, want, got) = (
+            dir.path().join(format!("{name}.in")),
+            dir.path().join(format!("{name}.ref")),
+            dir.path().join(format!("{name}.out")),
+        );
+        let run = |args: &[&str]| {
+            let mut cmd = std::process::Command::new(ssmc_bin());
+            cmd.arg("run").arg(file).args(args);
+            Out::run(&mut cmd)
+        };
+        let p = |f: &std::path::Path| f.to_str().expect("utf-8 path").to_string();
+        run(&["--dim", "L=37", "--seed", "4", "--save-inputs", &p(&inp), "--output", &p(&want), "--dtype", "f64"])
+            .ok_for(&name);
+        let out = run(&[
+            "--target",
+            "cpu",
+            "--inputs",
+            &p(&inp),
+            "--output",
+            &p(&got),
+            "--dtype",
+            "f64",
+            "--bench",
+            "3",
+            "--json",
+        ]);
+        out.ok_for(&name);
+        let json: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("json summary");
+        assert_eq!(json["target"], "cpu", "{name}");
+        assert!(json["median_ms"].as_f64().is_some_and(|m| m > 0.0), "{name}: {json}");
+        let (w, g) = (tensors::read_safetensors(&want).expect("ref"), tensors::read_safetensors(&got).expect("out"));
+        let e = rel_err(&g["out"].data, &w["out"].data);
+        assert!(e < 1e-5, "{name}: --target cpu against the interpreter: relative error {e:e}");
+        // Generated inputs take the other path (converted from f64 one tensor at a time).
+        run(&["--dim", "L=37", "--seed", "4", "--target", "cpu", "--output", &p(&got), "--dtype", "f64"]).ok_for(&name);
+        let g = tensors::read_safetensors(&got).expect("out");
+        let e = rel_err(&g["out"].data, &w["out"].data);
+        assert!(e < 1e-5, "{name}: --target cpu on generated inputs: relative error {e:e}");
     }
 }
