@@ -22,9 +22,43 @@ type Result<T> = std::result::Result<T, Diagnostic>;
 pub fn parse(src: &str) -> std::result::Result<File, Vec<Diagnostic>> {
     // Detailed errors list the literal tokens tried (`]`, `:`), not only the rule names.
     pest::set_error_detail(true);
-    let mut pairs = SsmParser::parse(Rule::file, src).map_err(|e| vec![syntax_error(src, &e)])?;
+    let mut pairs = SsmParser::parse(Rule::file, src).map_err(|e| syntax_errors(src, &e))?;
     let file = pairs.next().ok_or_else(|| vec![Diagnostic::error("empty parse", Span::default(), "")])?;
     parse_file(file).map_err(|d| vec![d])
+}
+
+/// The first syntax error of a file, and one more for each later layer that has its own:
+/// pest stops at the first error, so every layer after it (from a line that starts with
+/// `layer`) is parsed again on its own.
+fn syntax_errors(src: &str, first: &pest::error::Error<Rule>) -> Vec<Diagnostic> {
+    let at = match first.location {
+        pest::error::InputLocation::Pos(p) => p,
+        pest::error::InputLocation::Span((p, _)) => p,
+    };
+    let mut starts: Vec<usize> = Vec::new();
+    let mut offset = 0;
+    for line in src.split_inclusive('\n') {
+        let rest = line.trim_start();
+        let after = rest.strip_prefix("layer").and_then(|r| r.chars().next());
+        if after.is_some_and(|c| c.is_whitespace() || c == '{') {
+            starts.push(offset + (line.len() - rest.len()));
+        }
+        offset += line.len();
+    }
+    let mut diags = vec![syntax_error(src, first)];
+    for (k, &start) in starts.iter().enumerate().filter(|(_, s)| **s > at) {
+        let end = starts.get(k + 1).copied().unwrap_or(src.len());
+        let chunk = &src[start..end];
+        if let Err(e) = SsmParser::parse(Rule::file, chunk) {
+            let mut d = syntax_error(chunk, &e);
+            d.primary.span = Span::new(d.primary.span.start + start, d.primary.span.end + start);
+            for l in &mut d.secondary {
+                l.span = Span::new(l.span.start + start, l.span.end + start);
+            }
+            diags.push(d);
+        }
+    }
+    diags
 }
 
 fn span(p: &Pair<Rule>) -> Span {
