@@ -3,7 +3,7 @@
 //! partial artifact.
 
 use crate::codegen::{self, Arch};
-use crate::ir::{Axis, DType, DimSize, Io, Layer};
+use crate::ir::{Axis, DimSize, Io, Layer};
 use crate::lower;
 use ssmc_kernels::Mapping;
 use ssmc_loops::Kernel;
@@ -50,19 +50,13 @@ pub fn manifest(layer: &Layer, target: &BuildTarget, mapping: Mapping, files: BT
         Axis::Dim { dim, divisor } => format!("{}/{divisor}", layer.dims[*dim].name),
         Axis::Complex => "2".to_string(),
     };
-    let dtype = |d: DType| match d {
-        DType::F32 => mf::DType::F32,
-        DType::F64 => mf::DType::F64,
-        DType::Bf16 => mf::DType::Bf16,
-        DType::F16 => mf::DType::F16,
-    };
     let mut tensors = Vec::new();
     for io in [Io::Input, Io::Output] {
         for (_, t) in layer.tensors.iter().filter(|(_, t)| t.io == io) {
             tensors.push(TensorInfo {
                 name: t.name.clone(),
                 io: if io == Io::Input { mf::Io::Input } else { mf::Io::Output },
-                dtype: dtype(t.dtype),
+                dtype: t.dtype,
                 shape: t.shape.iter().map(axis).collect(),
             });
         }

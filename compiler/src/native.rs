@@ -28,7 +28,7 @@ enum Buf {
     F32(Vec<f32>),
     Bf16(Vec<u16>),
     /// Bytes of the file, already in the declared dtype.
-    File(ssmc_runtime::DType, String),
+    File(DType, String),
 }
 
 fn convert(t: &ssmc_compiler::ir::Tensor, data: &[f64]) -> Buf {
@@ -78,15 +78,13 @@ pub fn run_with(
             }
             Inputs::Raw(raw) => {
                 let e = raw.entries.get(&t.name).ok_or_else(missing)?;
-                let declared = match t.dtype {
-                    DType::F32 => Some(ssmc_runtime::DType::F32),
-                    DType::Bf16 => Some(ssmc_runtime::DType::Bf16),
-                    _ => None,
-                };
-                let aligned = raw.bytes(e).as_ptr() as usize % declared.map_or(1, |d| d.size()) == 0;
-                match declared {
-                    Some(d) if e.dtype == t.dtype && aligned => (e.shape.clone(), Buf::File(d, t.name.clone())),
-                    _ => (e.shape.clone(), convert(t, &raw.to_f64(e))),
+                // The kernels read f32 and bf16; a file already in the declared one is used as is.
+                let native = matches!(t.dtype, DType::F32 | DType::Bf16);
+                let aligned = raw.bytes(e).as_ptr() as usize % t.dtype.size() == 0;
+                if native && e.dtype == t.dtype && aligned {
+                    (e.shape.clone(), Buf::File(t.dtype, t.name.clone()))
+                } else {
+                    (e.shape.clone(), convert(t, &raw.to_f64(e)))
                 }
             }
         };

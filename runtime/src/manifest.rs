@@ -17,6 +17,9 @@ pub enum DType {
 }
 
 impl DType {
+    /// All dtypes.
+    pub const ALL: [DType; 4] = [DType::F32, DType::F64, DType::Bf16, DType::F16];
+
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {

@@ -111,33 +111,8 @@ pub enum Axis {
     Complex,
 }
 
-/// Element types of tensors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DType {
-    /// IEEE binary32.
-    F32,
-    /// IEEE binary64.
-    F64,
-    /// bfloat16.
-    Bf16,
-    /// IEEE binary16.
-    F16,
-}
-
-impl DType {
-    /// All dtypes.
-    pub const ALL: [DType; 4] = [DType::F32, DType::F64, DType::Bf16, DType::F16];
-
-    /// The name used in `.ssm` files.
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "f32",
-            DType::F64 => "f64",
-            DType::Bf16 => "bf16",
-            DType::F16 => "f16",
-        }
-    }
-}
+/// Element types of tensors: the runtime's, so manifests and the IR speak of one type.
+pub use ssmc_runtime::DType;
 
 /// Whether a tensor is read or written.
 pub use ssmc_syntax::ast::Io;
