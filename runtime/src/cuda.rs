@@ -6,7 +6,7 @@
 //! [`GpuLayer::run`] answers [`Error::NotCompiledWithCuda`].
 
 use crate::manifest::Manifest;
-use crate::{bind, read_manifest, Error, TensorRef};
+use crate::{bind, Error, TensorRef};
 use std::path::Path;
 
 /// Threads per block of every launch: one work item (a sequence) per thread.
@@ -25,16 +25,7 @@ pub struct GpuLayer {
 impl GpuLayer {
     /// Reads the manifest and the PTX named by it in `dir`.
     pub fn load(dir: &Path) -> Result<Self, Error> {
-        let manifest = read_manifest(dir)?;
-        if manifest.target != "ptx" {
-            return Err(Error::Manifest(format!(
-                "{} holds a `{}` artifact, not a ptx one (build it with `ssmc build --target ptx`)",
-                dir.display(),
-                manifest.target
-            )));
-        }
-        let file = manifest.files.get("ptx").ok_or_else(|| Error::Manifest("no ptx file listed".into()))?;
-        let path = dir.join(file);
+        let (manifest, path) = crate::open_artifact(dir, "ptx", "ptx")?;
         let ptx =
             std::fs::read_to_string(&path).map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
         if !ptx.contains(&format!(".entry {}(", manifest.entry)) {

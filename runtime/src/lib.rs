@@ -124,19 +124,26 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, Error> {
     serde_json::from_str(&text).map_err(|e| Error::Manifest(format!("{}: {e}", path.display())))
 }
 
+/// The manifest in `dir`, which must be of `target`, and the path of its file of `kind`
+/// (`shared` for the CPU, `ptx` for the GPU).
+pub(crate) fn open_artifact(dir: &Path, target: &str, kind: &str) -> Result<(Manifest, PathBuf), Error> {
+    let manifest = read_manifest(dir)?;
+    if manifest.target != target {
+        return Err(Error::Manifest(format!(
+            "{} holds a `{}` artifact, not a {target} one (build it with `ssmc build --target {target}`)",
+            dir.display(),
+            manifest.target
+        )));
+    }
+    let file = manifest.files.get(kind).ok_or_else(|| Error::Manifest(format!("no {kind} file listed")))?;
+    let path = dir.join(file);
+    Ok((manifest, path))
+}
+
 impl CpuLayer {
     /// Loads the shared library named by the manifest in `dir`.
     pub fn load(dir: &Path) -> Result<Self, Error> {
-        let manifest = read_manifest(dir)?;
-        if manifest.target != "cpu" {
-            return Err(Error::Manifest(format!(
-                "{} holds a `{}` artifact, not a cpu one",
-                dir.display(),
-                manifest.target
-            )));
-        }
-        let lib_path: PathBuf =
-            dir.join(manifest.files.get("shared").ok_or_else(|| Error::Manifest("no shared library listed".into()))?);
+        let (manifest, lib_path) = open_artifact(dir, "cpu", "shared")?;
         #[allow(unsafe_code)] // Loading runs no initializers: ssmc libraries have none.
         let lib = unsafe { libloading::Library::new(&lib_path) }
             .map_err(|e| Error::Io(format!("cannot load {}: {e}", lib_path.display())))?;
