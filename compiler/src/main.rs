@@ -332,26 +332,20 @@ fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
             }
             (outputs, times, "interp", plan)
         }
-        Target::Cpu => {
+        Target::Cpu | Target::Cuda => {
+            let (name, what) = if args.target == Target::Cpu { ("cpu", "native CPU") } else { ("cuda", "GPU") };
             if let Some(f) = args.form.filter(|f| *f != forms::Form::Recurrent) {
-                return Err(fail(format!("form {f} has no native CPU schedule yet (recurrent has); `--target interp --form {f}` runs its f64 specification")));
+                return Err(fail(format!("form {f} has no {what} schedule yet (recurrent has); `--target interp --form {f}` runs its f64 specification")));
             }
             let shapes: Vec<(String, Vec<usize>)> =
                 layer.outputs().map(|(_, t)| (t.name.clone(), sizes.shape(&t.shape))).collect();
             let inputs = std::mem::replace(&mut inputs, native::Inputs::Map(tensors::TensorMap::new()));
-            let run =
-                native::run_cpu(layer, &file.text, &args.cpu, inputs, &shapes, bench, args.threads).map_err(fail)?;
-            (run.outputs, run.times, "cpu", forms::Plan { forms: vec![forms::Form::Recurrent; plan.forms.len()] })
-        }
-        Target::Cuda => {
-            if let Some(f) = args.form.filter(|f| *f != forms::Form::Recurrent) {
-                return Err(fail(format!("form {f} has no GPU schedule yet (recurrent has); `--target interp --form {f}` runs its f64 specification")));
+            let run = match args.target {
+                Target::Cpu => native::run_cpu(layer, &file.text, &args.cpu, inputs, &shapes, bench, args.threads),
+                _ => gpu::run_cuda(layer, &file.text, inputs, &shapes, bench),
             }
-            let shapes: Vec<(String, Vec<usize>)> =
-                layer.outputs().map(|(_, t)| (t.name.clone(), sizes.shape(&t.shape))).collect();
-            let inputs = std::mem::replace(&mut inputs, native::Inputs::Map(tensors::TensorMap::new()));
-            let run = gpu::run_cuda(layer, &file.text, inputs, &shapes, bench).map_err(fail)?;
-            (run.outputs, run.times, "cuda", forms::Plan { forms: vec![forms::Form::Recurrent; plan.forms.len()] })
+            .map_err(fail)?;
+            (run.outputs, run.times, name, forms::Plan { forms: vec![forms::Form::Recurrent; plan.forms.len()] })
         }
     };
     let elapsed = median(&times);
