@@ -2,6 +2,7 @@
 
 use ssmc_compiler::artifact::{self, BuildTarget};
 use ssmc_compiler::bind::sizes_from_dims;
+use ssmc_compiler::forms::Form;
 use ssmc_compiler::ir::Layer;
 use ssmc_compiler::{interp, tensors};
 use ssmc_runtime::{CpuLayer, TensorRef};
@@ -27,7 +28,7 @@ fn stdlib_layers_match_on(cpu: &str) {
     for name in STDLIB {
         let layer = stdlib_layer(name);
         let out = dir.path().join(name);
-        artifact::build(&layer, &BuildTarget::Cpu { cpu: cpu.into() }, &out)
+        artifact::build(&layer, &BuildTarget::Cpu { cpu: cpu.into() }, Form::Recurrent, &out)
             .unwrap_or_else(|e| panic!("{name} for {cpu}: {e}"));
         let lib = CpuLayer::load(&out).expect("loads");
         for l in [1usize, 7, 63, 500] {
@@ -89,7 +90,7 @@ fn random_layers_match_the_interpreter() {
             let k = count.get();
             count.set(k + 1);
             let out = dir.path().join(format!("case{k}"));
-            artifact::build(&case.layer, &BuildTarget::Cpu { cpu: "native".into() }, &out)
+            artifact::build(&case.layer, &BuildTarget::Cpu { cpu: "native".into() }, Form::Recurrent, &out)
                 .unwrap_or_else(|e| panic!("{e}\n{}", case.src));
             let lib = CpuLayer::load(&out).expect("loads");
             // Both sides see the inputs as the kernel does: rounded to f32 or bf16.
@@ -198,7 +199,7 @@ fn elementwise_functions_are_accurate() {
         );
         let layer = ssmc_compiler::compile(&src).unwrap_or_else(|d| panic!("{d:?}\n{src}")).0.layers.remove(0);
         let out = dir.path().join(format!("f{k}"));
-        artifact::build(&layer, &BuildTarget::Cpu { cpu: "native".into() }, &out).expect("builds");
+        artifact::build(&layer, &BuildTarget::Cpu { cpu: "native".into() }, Form::Recurrent, &out).expect("builds");
         let lib = CpuLayer::load(&out).expect("loads");
         let dims: BTreeMap<String, usize> =
             [("B".to_string(), 1), ("D".to_string(), 64), ("L".to_string(), 512)].into();

@@ -6,6 +6,7 @@
 //! where it fails.
 
 use ssmc_compiler::artifact::{self, BuildTarget};
+use ssmc_compiler::forms::Form;
 use ssmc_tests::{repo, stdlib_layer, STDLIB};
 use std::path::PathBuf;
 use std::process::Command;
@@ -61,7 +62,8 @@ fn stdlib_ptx_assembles_for_sm_90() {
     for name in STDLIB {
         let layer = stdlib_layer(name);
         let out = dir.path().join(name);
-        let m = artifact::build(&layer, &BuildTarget::Ptx, &out).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let m =
+            artifact::build(&layer, &BuildTarget::Ptx, Form::Recurrent, &out).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!((m.target.as_str(), m.arch.as_str()), ("ptx", "sm_90"));
         let ptx = out.join(&m.files["ptx"]);
         let cubin = dir.path().join(format!("{name}.cubin"));

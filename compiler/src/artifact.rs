@@ -3,6 +3,7 @@
 //! partial artifact.
 
 use crate::codegen::{self, Arch};
+use crate::forms::{egraph::Choice, Form};
 use crate::ir::{Axis, DimSize, Io, Layer};
 use crate::lower;
 use ssmc_kernels::Mapping;
@@ -33,18 +34,61 @@ impl BuildTarget {
     }
 }
 
-/// The loop-IR kernel of a layer for a target (the `recurrent` schedule).
-pub fn kernel(layer: &Layer, target: &BuildTarget) -> Result<Kernel, String> {
-    Ok(ssmc_kernels::recurrent(&spec(layer, target)?))
+/// The loop-IR kernel of a layer for a target in form `form`, or why that form has no
+/// native schedule for this layer and target.
+pub fn kernel(layer: &Layer, target: &BuildTarget, form: Form) -> Result<Kernel, String> {
+    schedule(layer, target, form).map(|(k, _)| k)
 }
 
-fn spec(layer: &Layer, target: &BuildTarget) -> Result<ssmc_kernels::ScanSpec, String> {
+/// The kernel and what one of its work items covers.
+fn schedule(layer: &Layer, target: &BuildTarget, form: Form) -> Result<(Kernel, Mapping), String> {
     let cpu = matches!(target, BuildTarget::Cpu { .. });
-    lower::scan_spec(layer, target.arch().max_lanes(), cpu).map_err(|e| e.to_string())
+    let max_lanes = target.arch().max_lanes();
+    let spec = |choice| lower::scan_spec(layer, max_lanes, choice).map_err(|e| e.to_string());
+    let native = "native forms: recurrent on every target; chunked (a decay shared by the state) and conv on the CPU";
+    match (form, cpu) {
+        (Form::Recurrent, _) => {
+            let s = spec(if cpu { lower::MappingChoice::Cpu } else { lower::MappingChoice::Gpu })?;
+            Ok((ssmc_kernels::recurrent(&s), s.mapping))
+        }
+        (Form::Chunked { q }, true) => {
+            let s = spec(lower::MappingChoice::HeadTiles)?;
+            Ok((ssmc_kernels::chunked(&s, q as u32)?, s.mapping))
+        }
+        (Form::Conv, true) => {
+            let s = spec(lower::MappingChoice::Sequences)?;
+            Ok((ssmc_kernels::conv(&s)?, s.mapping))
+        }
+        (f, true) => Err(format!("form {f} has no native schedule ({native})")),
+        (f, false) => Err(format!("form {f} has no GPU schedule yet ({native})")),
+    }
+}
+
+/// The form a native artifact of `layer` is built in: `forced` if given (it must be legal
+/// and have a native schedule), else the cheapest legal form by the cost model that has a
+/// native schedule for this layer and target.
+pub fn native_form(layer: &Layer, target: &BuildTarget, choice: &Choice, forced: Option<Form>) -> Result<Form, String> {
+    if let Some(f) = forced {
+        let plan = choice.force(f)?;
+        let f = plan.forms.first().copied().unwrap_or(Form::Recurrent);
+        kernel(layer, target, f)?;
+        return Ok(f);
+    }
+    let mut legal: Vec<(f64, Form)> =
+        choice.candidates.iter().filter_map(|c| c.legality.as_ref().ok().map(|e| (e.seconds, c.form))).collect();
+    legal.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let chosen = choice.plan.forms.first().copied().into_iter().chain(legal.into_iter().map(|(_, f)| f));
+    Ok(chosen.into_iter().find(|f| kernel(layer, target, *f).is_ok()).unwrap_or(Form::Recurrent))
 }
 
 /// The manifest of a layer's artifact.
-pub fn manifest(layer: &Layer, target: &BuildTarget, mapping: Mapping, files: BTreeMap<String, String>) -> Manifest {
+pub fn manifest(
+    layer: &Layer,
+    target: &BuildTarget,
+    form: Form,
+    mapping: Mapping,
+    files: BTreeMap<String, String>,
+) -> Manifest {
     let axis = |a: &Axis| match a {
         Axis::Dim { dim, divisor: 1 } => layer.dims[*dim].name.clone(),
         Axis::Dim { dim, divisor } => format!("{}/{divisor}", layer.dims[*dim].name),
@@ -83,7 +127,7 @@ pub fn manifest(layer: &Layer, target: &BuildTarget, mapping: Mapping, files: BT
         layer: layer.name.clone(),
         target: target_name.to_string(),
         arch,
-        form: "recurrent".to_string(),
+        form: form.to_string(),
         entry: lower::kernel_name(layer),
         files,
         dims: layer
@@ -168,10 +212,10 @@ pub fn header(m: &Manifest) -> String {
     h
 }
 
-/// Builds the artifact of `layer` into `dir` (created if needed; its files replaced).
-pub fn build(layer: &Layer, target: &BuildTarget, dir: &Path) -> Result<Manifest, String> {
-    let spec = spec(layer, target)?;
-    let kernel = ssmc_kernels::recurrent(&spec);
+/// Builds the artifact of `layer` in `form` into `dir` (created if needed; its files
+/// replaced).
+pub fn build(layer: &Layer, target: &BuildTarget, form: Form, dir: &Path) -> Result<Manifest, String> {
+    let (kernel, mapping) = schedule(layer, target, form)?;
     let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     let work = tempfile::Builder::new()
@@ -200,7 +244,7 @@ pub fn build(layer: &Layer, target: &BuildTarget, dir: &Path) -> Result<Manifest
         }
     }
     files.insert("header".to_string(), format!("{name}.h"));
-    let m = manifest(layer, target, spec.mapping, files);
+    let m = manifest(layer, target, form, mapping, files);
     std::fs::write(work.path().join(format!("{name}.h")), header(&m)).map_err(|e| e.to_string())?;
     let json = serde_json::to_string_pretty(&m).map_err(|e| e.to_string())?;
     std::fs::write(work.path().join("manifest.json"), json + "\n").map_err(|e| e.to_string())?;
@@ -227,10 +271,10 @@ fn run_tool(cmd: &mut Command) -> Result<(), String> {
 /// The directory where `ssmc run --target cpu` keeps the artifact of a layer, keyed by
 /// everything that changes the code: the source text, the layer, the target, and the
 /// ssmc build itself (version, and the size and time of the running executable). `$SSMC_CACHE`, else `$XDG_CACHE_HOME/ssmc`, else `~/.cache/ssmc`.
-pub fn cache_dir(source: &str, layer: &str, target: &BuildTarget) -> std::path::PathBuf {
+pub fn cache_dir(source: &str, layer: &str, target: &BuildTarget, form: Form) -> std::path::PathBuf {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (source, layer, format!("{target:?}"), env!("CARGO_PKG_VERSION")).hash(&mut h);
+    (source, layer, format!("{target:?}"), form.to_string(), env!("CARGO_PKG_VERSION")).hash(&mut h);
     if let Some(meta) = std::env::current_exe().ok().and_then(|p| std::fs::metadata(p).ok()) {
         (meta.len(), meta.modified().ok()).hash(&mut h);
     }

@@ -3,6 +3,7 @@
 
 use crate::native::{self, Inputs, NativeRun};
 use ssmc_compiler::artifact::{self, BuildTarget};
+use ssmc_compiler::forms::Form;
 use ssmc_compiler::ir::Layer;
 use ssmc_runtime::GpuLayer;
 
@@ -11,14 +12,15 @@ use ssmc_runtime::GpuLayer;
 pub fn run_cuda(
     layer: &Layer,
     source: &str,
+    form: Form,
     inputs: Inputs,
     outputs_shape: &[(String, Vec<usize>)],
     bench: usize,
 ) -> Result<NativeRun, String> {
     let target = BuildTarget::Ptx;
-    let dir = artifact::cache_dir(source, &layer.name, &target);
+    let dir = artifact::cache_dir(source, &layer.name, &target, form);
     if !dir.join("manifest.json").exists() {
-        artifact::build(layer, &target, &dir)?;
+        artifact::build(layer, &target, form, &dir)?;
     }
     let gpu = GpuLayer::load(&dir).map_err(|e| e.to_string())?;
     native::run_with(layer, inputs, outputs_shape, bench, |refs| gpu.run(refs).map_err(|e| e.to_string()))

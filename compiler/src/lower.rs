@@ -195,9 +195,23 @@ impl Lowerer<'_> {
     }
 }
 
-/// The scan spec of a layer for vectors of at most `max_lanes` f32; `head_lanes` allows
-/// lanes over heads (the CPU; on the GPU each thread keeps one sequence).
-pub fn scan_spec(layer: &Layer, max_lanes: u32, head_lanes: bool) -> Result<ScanSpec, LowerError> {
+/// How a schedule wants work items and vector lanes laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MappingChoice {
+    /// The CPU's `recurrent`: lanes over heads without a headdim, time tiles of whole heads
+    /// with one.
+    Cpu,
+    /// The GPU: one sequence per thread, lanes over the state.
+    Gpu,
+    /// A whole head (all its elements) per work item, lanes over the state (`chunked`).
+    HeadTiles,
+    /// One sequence (batch, head, element) per work item, lanes over the state (`conv`).
+    Sequences,
+}
+
+/// The scan spec of a layer for vectors of at most `max_lanes` f32, its work items and
+/// lanes laid out as `choice` says.
+pub fn scan_spec(layer: &Layer, max_lanes: u32, choice: MappingChoice) -> Result<ScanSpec, LowerError> {
     let mut buffers = Vec::new();
     let mut buffer_of = vec![0; layer.tensors.len()];
     for io in [Io::Input, Io::Output] {
@@ -240,10 +254,10 @@ pub fn scan_spec(layer: &Layer, max_lanes: u32, head_lanes: bool) -> Result<Scan
     // With one on the CPU, each work item walks a whole head in time tiles, so B and C are
     // read once per head, not once per element. 16 steps: B and C of a tile (16 KiB at
     // N = 128) stay in L1 for all elements; tiles of 8, 32 and 64 measured slower.
-    let mapping = match (head_lanes, ax.headdim) {
-        (true, None) => Mapping::HeadLanes { lanes: max_lanes },
-        (true, Some(_)) => Mapping::StateTiles { time_tile: 16 },
-        (false, _) => Mapping::StateLanes,
+    let mapping = match (choice, ax.headdim) {
+        (MappingChoice::Cpu, None) => Mapping::HeadLanes { lanes: max_lanes },
+        (MappingChoice::Cpu, Some(_)) | (MappingChoice::HeadTiles, _) => Mapping::StateTiles { time_tile: 16 },
+        (MappingChoice::Gpu | MappingChoice::Sequences, _) => Mapping::StateLanes,
     };
     let lanes = match mapping {
         Mapping::HeadLanes { .. } => 1,

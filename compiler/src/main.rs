@@ -72,6 +72,16 @@ struct BuildArgs {
     /// The directory to write (created if needed; its files replaced).
     #[arg(short, long, value_name = "DIR")]
     output: PathBuf,
+    /// The algorithmic form to compile: recurrent (every target), chunked or chunked:Q (CPU,
+    /// layers whose decay is shared by the state, as Mamba-2), conv (CPU, time-invariant
+    /// layers). Without it: the cost model's choice at the sizes of `--dim`, or recurrent
+    /// (right at every length) when no `--dim` is given.
+    #[arg(long, value_name = "FORM", value_parser = forms::Form::parse)]
+    form: Option<forms::Form>,
+    /// Size of a runtime dim the cost model chooses the form at, e.g. `--dim L=65536`
+    /// (repeatable). The artifact runs at any size.
+    #[arg(long = "dim", value_name = "NAME=SIZE", value_parser = parse_dim)]
+    dims: Vec<(String, usize)>,
     /// Also write an intermediate form: `loops` (the loop IR) or `llvm` (optimized LLVM IR).
     #[arg(long, value_name = "WHAT")]
     emit: Vec<EmitWhat>,
@@ -333,19 +343,28 @@ fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
             (outputs, times, "interp", plan)
         }
         Target::Cpu | Target::Cuda => {
-            let (name, what) = if args.target == Target::Cpu { ("cpu", "native CPU") } else { ("cuda", "GPU") };
-            if let Some(f) = args.form.filter(|f| *f != forms::Form::Recurrent) {
-                return Err(fail(format!("form {f} has no {what} schedule yet (recurrent has); `--target interp --form {f}` runs its f64 specification")));
-            }
+            use ssmc_compiler::artifact::{self, BuildTarget};
+            let (name, build_target) = match args.target {
+                Target::Cpu => ("cpu", BuildTarget::Cpu { cpu: args.cpu.clone() }),
+                _ => ("cuda", BuildTarget::Ptx),
+            };
+            let form = artifact::native_form(layer, &build_target, &choice, args.form).map_err(|e| {
+                fail(format!(
+                    "{e}; `--target interp --form {}` runs its f64 specification",
+                    args.form.map_or(String::new(), |f| f.to_string())
+                ))
+            })?;
             let shapes: Vec<(String, Vec<usize>)> =
                 layer.outputs().map(|(_, t)| (t.name.clone(), sizes.shape(&t.shape))).collect();
             let inputs = std::mem::replace(&mut inputs, native::Inputs::Map(tensors::TensorMap::new()));
             let run = match args.target {
-                Target::Cpu => native::run_cpu(layer, &file.text, &args.cpu, inputs, &shapes, bench, args.threads),
-                _ => gpu::run_cuda(layer, &file.text, inputs, &shapes, bench),
+                Target::Cpu => {
+                    native::run_cpu(layer, &file.text, &args.cpu, form, inputs, &shapes, bench, args.threads)
+                }
+                _ => gpu::run_cuda(layer, &file.text, form, inputs, &shapes, bench),
             }
             .map_err(fail)?;
-            (run.outputs, run.times, name, forms::Plan { forms: vec![forms::Form::Recurrent; plan.forms.len()] })
+            (run.outputs, run.times, name, forms::Plan { forms: vec![form; plan.forms.len()] })
         }
     };
     let elapsed = median(&times);
@@ -413,16 +432,25 @@ fn median(times: &[std::time::Duration]) -> std::time::Duration {
 fn build(args: &BuildArgs, color: bool) -> Result<(), Failed> {
     use ssmc_compiler::artifact::{self, BuildTarget};
     let start = std::time::Instant::now();
-    let layers = load(&args.file, color)?;
+    let (layers, file) = load_with_source(&args.file, color)?;
     let layer = pick_layer(&layers, args.layer.as_deref())?;
     let target = match args.target {
         CostTarget::Cpu => BuildTarget::Cpu { cpu: args.cpu.clone() },
         CostTarget::Ptx => BuildTarget::Ptx,
     };
-    let m = artifact::build(layer, &target, &args.output)
+    let form = if args.form.is_none() && args.dims.is_empty() {
+        forms::Form::Recurrent
+    } else {
+        let dims: BTreeMap<String, usize> = args.dims.iter().cloned().collect();
+        let sizes = sizes_from_dims(layer, &dims).map_err(fail)?;
+        let choice = egraph::choose(layer, &sizes, args.target.target(), &|sp| file.line_col(sp.start).0);
+        artifact::native_form(layer, &target, &choice, args.form)
+            .map_err(|e| fail(format!("cannot build layer `{}`: {e}", layer.name)))?
+    };
+    let m = artifact::build(layer, &target, form, &args.output)
         .map_err(|e| fail(format!("cannot build layer `{}`: {e}", layer.name)))?;
     for what in &args.emit {
-        let kernel = artifact::kernel(layer, &target).map_err(fail)?;
+        let kernel = artifact::kernel(layer, &target, form).map_err(fail)?;
         let (name, text) = match what {
             EmitWhat::Loops => (format!("{}.loops", layer.name), kernel.to_string()),
             EmitWhat::Llvm => {

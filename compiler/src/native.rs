@@ -2,6 +2,7 @@
 //! with ssmc-runtime and runs it on the inputs converted to the declared dtypes.
 
 use ssmc_compiler::artifact::{self, BuildTarget};
+use ssmc_compiler::forms::Form;
 use ssmc_compiler::ir::{DType, Io, Layer};
 use ssmc_compiler::tensors::{RawTensors, TensorData, TensorMap};
 use ssmc_runtime::{CpuLayer, TensorRef};
@@ -43,15 +44,16 @@ pub fn run_cpu(
     layer: &Layer,
     source: &str,
     cpu: &str,
+    form: Form,
     inputs: Inputs,
     outputs_shape: &[(String, Vec<usize>)],
     bench: usize,
     threads: usize,
 ) -> Result<NativeRun, String> {
     let target = BuildTarget::Cpu { cpu: cpu.to_string() };
-    let dir = artifact::cache_dir(source, &layer.name, &target);
+    let dir = artifact::cache_dir(source, &layer.name, &target, form);
     if !dir.join("manifest.json").exists() {
-        artifact::build(layer, &target, &dir)?;
+        artifact::build(layer, &target, form, &dir)?;
     }
     let lib = CpuLayer::load(&dir).map_err(|e| e.to_string())?;
     run_with(layer, inputs, outputs_shape, bench, |refs| lib.run(refs, threads).map_err(|e| e.to_string()))

@@ -7,10 +7,14 @@
 //! thread, the state in registers as vectors of `lanes` f32 over the state index, time
 //! sequential.
 
+mod chunked;
 mod complex;
+mod conv;
 mod recurrent;
 
+pub use chunked::chunked;
 pub use complex::Cx;
+pub use conv::conv;
 pub use recurrent::recurrent;
 
 use ssmc_loops::{Buffer, Index, Val};
