@@ -269,3 +269,102 @@ fn ssmc_run_target_cpu_matches_the_interpreter() {
         assert!(e < 1e-5, "{name}: --target cpu on generated inputs: relative error {e:e}");
     }
 }
+
+/// The native `chunked` form of Mamba-2 (SSD) against the interpreter: chunk sizes that
+/// divide L, that do not, of one step and longer than L; heads of a size that is not a
+/// multiple of the vector width.
+#[test]
+fn chunked_mamba2_matches_the_interpreter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layer = stdlib_layer("mamba2");
+    for q in [1u32, 3, 16, 64] {
+        let out = dir.path().join(format!("q{q}"));
+        artifact::build(&layer, &BuildTarget::Cpu { cpu: "native".into() }, Form::Chunked { q: q as usize }, &out)
+            .unwrap_or_else(|e| panic!("chunked:{q}: {e}"));
+        let lib = CpuLayer::load(&out).expect("loads");
+        assert_eq!(lib.manifest().form, format!("chunked:{q}"));
+        for (l, p) in [(1usize, 16usize), (7, 37), (63, 64), (500, 21), (1000, 32)] {
+            let dims: BTreeMap<String, usize> =
+                [("L".to_string(), l), ("H".to_string(), 3), ("P".to_string(), p), ("B".to_string(), 2)].into();
+            let sizes = sizes_from_dims(&layer, &dims).expect("sizes");
+            let inputs = f32_inputs(tensors::generate_inputs(&layer, &sizes, 7));
+            let want = interp::run(&layer, &sizes, &inputs);
+            let got = run_native(&lib, &layer, &inputs, &want, 2);
+            let e = rel_err(&got["out"].data, &want["out"].data);
+            println!("chunked:{q} L={l} P={p}: rel err {e:.2e}");
+            assert!(e < 1e-5, "chunked:{q} L={l} P={p}: relative error {e:e}");
+        }
+    }
+}
+
+/// Native `chunked` of random layers whose decay is a scalar per head (every direction,
+/// skip, gate, groups, initial and final state, layouts, zoh and zoh_euler), at random
+/// chunk sizes, against the interpreter; layers it cannot take are refused with a reason.
+#[test]
+fn chunked_random_layers_match_the_interpreter() {
+    use proptest::prelude::*;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 32,
+        failure_persistence: None,
+        ..Default::default()
+    });
+    let count = std::cell::Cell::new(0);
+    let q_sizes = prop::sample::select(vec![1usize, 2, 3, 4, 16, 32, 64]);
+    runner
+        .run(
+            &(random_layers::config(), random_layers::dims(), any::<u64>(), q_sizes, any::<bool>()),
+            |(mut cfg, d, seed, q, euler)| {
+                cfg.n_const = true;
+                cfg.a = random_layers::AKind::Scalar;
+                cfg.disc = if euler { random_layers::Disc::ZohEuler } else { random_layers::Disc::Zoh };
+                let cfg = cfg.normalize();
+                let case = random_layers::build_with(&cfg, d, seed, |src| {
+                    src.lines()
+                        .map(|l| l.replace(": f64[", ": f32[").replace(": f16[", ": f32[").replace(": bf16[", ": f32["))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                });
+                let k = count.get();
+                count.set(k + 1);
+                let target = BuildTarget::Cpu { cpu: "native".into() };
+                let out = dir.path().join(format!("case{k}"));
+                artifact::build(&case.layer, &target, Form::Chunked { q }, &out)
+                    .unwrap_or_else(|e| panic!("{e}\n{}", case.src));
+                let lib = CpuLayer::load(&out).expect("loads");
+                let inputs = f32_inputs(case.inputs.clone());
+                let want = interp::run(&case.layer, &case.sizes, &inputs);
+                let got = run_native(&lib, &case.layer, &inputs, &want, 2);
+                for (name, w) in &want {
+                    let e = rel_err(&got[name].data, &w.data);
+                    prop_assert!(e < 1e-5, "chunked:{q} output {name}: relative error {e:e}\n{}", case.src);
+                }
+                Ok(())
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Layers native `chunked` cannot take get a reason, not wrong code.
+#[test]
+fn chunked_refuses_what_it_cannot_take() {
+    let target = BuildTarget::Cpu { cpu: "native".into() };
+    for (name, why) in [("mamba1", "A varies along the state"), ("s4d", "complex"), ("vim", "A varies along the state")]
+    {
+        let e = artifact::kernel(&stdlib_layer(name), &target, Form::Chunked { q: 64 }).expect_err(name);
+        assert!(e.contains(why), "{name}: {e}");
+    }
+    let e = artifact::kernel(&stdlib_layer("mamba2"), &BuildTarget::Ptx, Form::Chunked { q: 64 }).expect_err("ptx");
+    assert!(e.contains("no GPU schedule"), "{e}");
+}
+
+/// Inputs rounded to f32, so the interpreter sees what the kernel sees.
+fn f32_inputs(inputs: tensors::TensorMap) -> tensors::TensorMap {
+    inputs
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.data.iter_mut().for_each(|x| *x = *x as f32 as f64);
+            (k, v)
+        })
+        .collect()
+}

@@ -4,7 +4,7 @@
 
 use crate::arena::Handle;
 use crate::ir::*;
-use ssmc_kernels::{Cx, Mapping, Place, ScanSpec, ScanVals};
+use ssmc_kernels::{Cx, Mapping, Place, Scalars, ScanSpec, ScanVals};
 use ssmc_loops::{axis, Buffer, Elem, Index, UnOp, Val, Var};
 use std::fmt;
 
@@ -171,6 +171,7 @@ impl Lowerer<'_> {
     }
 
     fn scan(&self, s: &Scan, reversed: bool, lanes: u32) -> ScanVals {
+        let by_element = Lowerer { along: AxisRole::HeadDim, ..self.clone() };
         let t = |v: Value| self.varies_in_time(Some(v.re)) || self.varies_in_time(v.im);
         ScanVals {
             x: self.expr(s.x, 1),
@@ -180,7 +181,10 @@ impl Lowerer<'_> {
             c: self.value(s.c, lanes),
             skip: s.skip.map(|e| self.expr(e, 1)),
             gate: s.gate.map(|e| self.expr(e, 1)),
-            gate_by_element: s.gate.map(|e| Lowerer { along: AxisRole::HeadDim, ..self.clone() }.expr(e, lanes)),
+            gate_by_element: s.gate.map(|e| by_element.expr(e, lanes)),
+            x_by_element: by_element.expr(s.x, lanes),
+            skip_by_element: s.skip.map(|e| by_element.expr(e, lanes)),
+            at_one_state: Scalars { a: self.value(s.a, 1), b: self.value(s.b, 1), c: self.value(s.c, 1) },
             decay_invariant: !(self.varies_in_time(s.dt) || t(s.a) || t(s.b)),
             a_invariant: !t(s.a),
             a_shared: [Some(s.a.re), s.a.im]
@@ -292,6 +296,7 @@ pub fn scan_spec(layer: &Layer, max_lanes: u32, choice: MappingChoice) -> Result
         },
         scans,
         y: lw.place(layer.output, None),
+        y_element_stride: Lowerer { along: AxisRole::HeadDim, ..lw.clone() }.stride_along(layer.output),
         h0: layer.initial_state.map(|t| lw.place(t, None)),
         h_final: layer.final_state.map(|t| lw.place(t, None)),
     })

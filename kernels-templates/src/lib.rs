@@ -51,6 +51,12 @@ pub struct ScanVals {
     pub gate: Option<Val>,
     /// The gate argument at `lanes` consecutive elements of a head (HEADDIM the first).
     pub gate_by_element: Option<Val>,
+    /// x at `lanes` consecutive elements of a head (HEADDIM the first).
+    pub x_by_element: Val,
+    /// The skip D at `lanes` consecutive elements of a head, if any.
+    pub skip_by_element: Option<Val>,
+    /// A, B and C at the one state index STATE (scalars).
+    pub at_one_state: Scalars,
     /// dt, A and B do not depend on time: Abar and Bbar are computed once.
     pub decay_invariant: bool,
     /// A does not depend on time.
@@ -65,6 +71,17 @@ pub struct ScanVals {
     pub skip_invariant: bool,
     /// Runs backward in time.
     pub reversed: bool,
+}
+
+/// A, B and C at one state index.
+#[derive(Clone, Debug)]
+pub struct Scalars {
+    /// A.
+    pub a: Cx,
+    /// B.
+    pub b: Cx,
+    /// C.
+    pub c: Cx,
 }
 
 /// Where a tensor with axes among batch, time, head, headdim, state lives.
@@ -135,6 +152,8 @@ pub struct ScanSpec {
     pub scans: Vec<ScanVals>,
     /// The output y.
     pub y: Place,
+    /// Distance in y between consecutive elements of a head (0 without a headdim).
+    pub y_element_stride: Index,
     /// The initial state, if any.
     pub h0: Option<Place>,
     /// The final state, if any.

@@ -5,18 +5,19 @@
 use crate::{Cx, Discretization, Mapping, ScanSpec, ScanVals};
 use ssmc_loops::{axis, BinOp, Index, Kernel, Stmt, UnOp, Val, Var};
 
-struct Builder {
-    next: u32,
+/// Allocates fresh variables and binds values to them.
+pub(crate) struct Builder {
+    pub(crate) next: u32,
 }
 
 impl Builder {
-    fn var(&mut self) -> Var {
+    pub(crate) fn var(&mut self) -> Var {
         self.next += 1;
         Var(self.next)
     }
 
     /// Binds `v` to a fresh variable and returns the variable's value.
-    fn bind(&mut self, out: &mut Vec<Stmt>, lanes: u32, value: Val) -> Val {
+    pub(crate) fn bind(&mut self, out: &mut Vec<Stmt>, lanes: u32, value: Val) -> Val {
         let var = self.var();
         out.push(Stmt::Let { var, lanes, value });
         Val::Var(var)
@@ -138,7 +139,7 @@ fn state_at(j: u32, lanes: u32) -> Stmt {
 
 /// The hoisted values and the time loop `lo..hi` of scan `k`, updating the state `h`.
 /// z * sigmoid(z).
-fn silu(z: Val) -> Val {
+pub(crate) fn silu(z: Val) -> Val {
     let sig = Val::div(Val::Const(1.0), Val::add(Val::Const(1.0), Val::un(UnOp::Exp, Val::un(UnOp::Neg, z.clone()))));
     Val::mul(z, sig)
 }
@@ -414,7 +415,7 @@ fn tiled_scan(bld: &mut Builder, body: &mut Vec<Stmt>, spec: &ScanSpec, scan: &S
 
 /// Binds the axis variables of work item `seq`; returns the statements, the number of
 /// work items, the sequences per item and the lane validity bound.
-fn decode(spec: &ScanSpec, seq: Var, bld: &mut Builder) -> (Vec<Stmt>, Index, u32, Option<(Index, Index)>) {
+pub(crate) fn decode(spec: &ScanSpec, seq: Var, bld: &mut Builder) -> (Vec<Stmt>, Index, u32, Option<(Index, Index)>) {
     let w = Index::Var(seq);
     match spec.mapping {
         Mapping::StateLanes => {
