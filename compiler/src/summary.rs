@@ -1,7 +1,7 @@
 //! What `ssmc run` prints: per output its shape and statistics, as text or JSON.
 
 use ssmc_compiler::bind::Sizes;
-use ssmc_compiler::forms::{cost, egraph};
+use ssmc_compiler::forms::{cost, egraph, Form};
 use ssmc_compiler::ir::Layer;
 use ssmc_compiler::tensors::TensorMap;
 use std::collections::BTreeMap;
@@ -199,9 +199,23 @@ pub fn explain_text(
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "chosen  {}   (extracted term {})", choice.plan, choice.extracted);
+    let build_target = match target {
+        cost::Target::Cpu => ssmc_compiler::artifact::BuildTarget::Cpu { cpu: "native".to_string() },
+        cost::Target::Ptx => ssmc_compiler::artifact::BuildTarget::Ptx,
+    };
+    let native = ssmc_compiler::artifact::native_form(layer, &build_target, choice, None).unwrap_or(Form::Recurrent);
+    let why = if native == choice.plan.forms.first().copied().unwrap_or(Form::Recurrent) {
+        String::new()
+    } else {
+        match ssmc_compiler::artifact::kernel(layer, &build_target, choice.plan.forms[0]) {
+            Err(e) => format!(" ({e})"),
+            Ok(_) => String::new(),
+        }
+    };
     let _ = writeln!(
         out,
-        "native  recurrent only so far: `--target cpu|cuda` compile it; every form runs as an f64 specification with `--form NAME`"
+        "native  {native}{why}: what `ssmc run --target {}` and `ssmc build` with these --dim compile; `--form NAME` forces another",
+        if target == cost::Target::Cpu { "cpu" } else { "cuda" }
     );
     out
 }

@@ -43,6 +43,8 @@ pub fn chunked(spec: &ScanSpec, q: u32) -> Result<Kernel, String> {
         Index::Const(qi * qi),
         Index::Const(qi * n),
         Index::mul(Index::Const(qi), spec.headdim.clone()),
+        Index::Const(qi),
+        Index::Const(qi),
     ];
     for (k, scan) in spec.scans.iter().enumerate() {
         let mut c = Chunks { spec, scan, k, q, s: scratch, bld: &mut bld };
@@ -96,6 +98,10 @@ struct Scratch {
     wb: usize,
     /// x of the chunk, [q][P].
     x: usize,
+    /// exp(cum_i).
+    from_start: usize,
+    /// i as a float (masks the upper triangle of M).
+    pos: usize,
 }
 
 impl Scratch {
@@ -108,6 +114,8 @@ impl Scratch {
             m: first + 4,
             wb: first + 5,
             x: first + 6,
+            from_start: first + 7,
+            pos: first + 8,
         }
     }
 }
@@ -251,12 +259,17 @@ impl Chunks<'_> {
         let i = self.bld.var();
         let cum = self.bld.var();
         out.push(Stmt::Let { var: cum, lanes: 1, value: Val::Const(0.0) });
+        let pos = self.bld.var();
+        out.push(Stmt::Let { var: pos, lanes: 1, value: Val::Const(0.0) });
         let mut step = vec![self.at_time(chunk, var(i)), Stmt::LetIndex { var: axis::STATE, value: c(0) }];
         let dt = self.bld.bind(&mut step, 1, scan.dt.clone().unwrap_or(Val::Const(0.0)));
         let a = self.bld.bind(&mut step, 1, scan.at_one_state.a.re.clone());
         let la = self.bld.bind(&mut step, 1, Val::mul(dt.clone(), a.clone()));
         step.push(Stmt::Set { var: cum, value: Val::add(Val::Var(cum), la.clone()) });
         step.push(Stmt::Store { buf: s.cum, index: var(i), value: Val::Var(cum) });
+        step.push(Stmt::Store { buf: s.from_start, index: var(i), value: Val::un(UnOp::Exp, Val::Var(cum)) });
+        step.push(Stmt::Store { buf: s.pos, index: var(i), value: Val::Var(pos) });
+        step.push(Stmt::Set { var: pos, value: Val::add(Val::Var(pos), Val::Const(1.0)) });
         let beta = match self.spec.discretization {
             Discretization::Zoh => {
                 // (exp(dt a) - 1) / a, and dt (1 + dt a / 2) near dt a = 0 where the ratio loses digits.
@@ -313,13 +326,30 @@ impl Chunks<'_> {
         }
         let dot = tree_sum(terms);
         let dot = if lanes > 1 { Val::ReduceAdd(Box::new(dot)) } else { dot };
-        let decay = Val::un(UnOp::Exp, Val::sub(load(s.cum, var(i)), load(s.cum, var(col))));
-        let value = Val::mul(Val::mul(dot, decay), load(s.beta, var(col)));
         let at = |col: Index| Index::add(Index::mul(var(i), c(q)), col);
-        cell.push(Stmt::Store { buf: s.m, index: at(var(col)), value });
-        row.push(for_range(col, c(0), Index::add(var(i), c(1)), cell));
-        let zero = vec![Stmt::Store { buf: s.m, index: at(var(col)), value: Val::Const(0.0) }];
-        row.push(for_range(col, Index::add(var(i), c(1)), c(q), zero));
+        if lanes > 1 && q % i64::from(lanes) == 0 {
+            // The dots, then decay and beta for whole vectors of columns at once; columns
+            // after i (and after the chunk's end) are masked to zero by their position.
+            cell.push(Stmt::Store { buf: s.m, index: at(var(col)), value: dot });
+            row.push(for_range(col, c(0), Index::add(var(i), c(1)), cell));
+            let v = self.bld.var();
+            let first = Index::mul(var(v), c(i64::from(lanes)));
+            let vec = |buf: usize, index: Index| load_lanes(buf, index, lanes);
+            let splat = |x: Val| Val::splat(x, lanes);
+            let decay = Val::un(UnOp::Exp, Val::sub(splat(load(s.cum, var(i))), vec(s.cum, first.clone())));
+            let value = Val::mul(Val::mul(vec(s.m, at(first.clone())), decay), vec(s.beta, first.clone()));
+            let after = Val::bin(BinOp::Gt, vec(s.pos, first.clone()), splat(load(s.pos, var(i))));
+            let masked = Val::Select(Box::new(after), Box::new(splat(Val::Const(0.0))), Box::new(value));
+            let store = Stmt::StoreLanes { buf: s.m, index: at(first), stride: c(1), lanes, value: masked };
+            row.push(for_range(v, c(0), c(q / i64::from(lanes)), vec![store]));
+        } else {
+            let decay = Val::un(UnOp::Exp, Val::sub(load(s.cum, var(i)), load(s.cum, var(col))));
+            let value = Val::mul(Val::mul(dot, decay), load(s.beta, var(col)));
+            cell.push(Stmt::Store { buf: s.m, index: at(var(col)), value });
+            row.push(for_range(col, c(0), Index::add(var(i), c(1)), cell));
+            let zero = vec![Stmt::Store { buf: s.m, index: at(var(col)), value: Val::Const(0.0) }];
+            row.push(for_range(col, Index::add(var(i), c(1)), c(q), zero));
+        }
         out.push(for_range(i, c(0), len.clone(), row));
         out.push(Stmt::LetIndex { var: axis::STATE, value: c(0) });
     }
@@ -365,7 +395,7 @@ impl Chunks<'_> {
         out.push(for_range(axis::STATE, c(0), c(n), per_n));
         out.push(Stmt::LetIndex { var: axis::STATE, value: c(0) });
         for (r, a) in acc.iter().enumerate() {
-            let decay = Val::splat(Val::un(UnOp::Exp, load(s.cum, row(r as u32))), width);
+            let decay = Val::splat(load(s.from_start, row(r as u32)), width);
             out.push(Stmt::Set { var: *a, value: Val::mul(Val::Var(*a), decay) });
         }
         // + sum_s M[i, s] x_s (M is zero above the diagonal).
@@ -445,7 +475,7 @@ impl Chunks<'_> {
         let mut out = vec![Stmt::Let {
             var: decay,
             lanes: width,
-            value: Val::splat(Val::un(UnOp::Exp, load(s.cum, Index::sub(len.clone(), c(1)))), width),
+            value: Val::splat(load(s.from_start, Index::sub(len.clone(), c(1))), width),
         }];
         let nb = self.bld.var();
         let mut per_block = Vec::new();
