@@ -31,7 +31,7 @@ fn stdlib_layers_match_on(cpu: &str) {
         artifact::build(&layer, &BuildTarget::Cpu { cpu: cpu.into() }, Form::Recurrent, &out)
             .unwrap_or_else(|e| panic!("{name} for {cpu}: {e}"));
         let lib = CpuLayer::load(&out).expect("loads");
-        for l in [1usize, 7, 63, 500] {
+        for l in [1usize, 7, 63, 500, 1000] {
             let dims: BTreeMap<String, usize> =
                 [("L".to_string(), l), ("D".to_string(), 37), ("H".to_string(), if name == "mamba2" { 5 } else { 37 })]
                     .into_iter()
@@ -367,4 +367,71 @@ fn f32_inputs(inputs: tensors::TensorMap) -> tensors::TensorMap {
             (k, v)
         })
         .collect()
+}
+
+/// Forms on the command line: `ssmc run --target cpu --form chunked:Q` runs native chunked
+/// code and matches the interpreter; without `--form` the cost model's native choice runs;
+/// a form without a native schedule for the layer is refused with the reason, and `ssmc
+/// build` records the form in the manifest and writes nothing when it refuses.
+#[test]
+fn cli_native_forms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = |f: &std::path::Path| f.to_str().expect("utf-8 path").to_string();
+    let (inp, want, got) = (dir.path().join("in"), dir.path().join("ref"), dir.path().join("out"));
+    let mamba2 = ssmc_tests::stdlib("mamba2");
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(ssmc_bin());
+        cmd.arg("run").arg(&mamba2).args(args);
+        Out::run(&mut cmd)
+    };
+    let dims = ["--dim", "L=300", "--dim", "P=24", "--dim", "H=3"];
+    let mut args: Vec<&str> = dims.to_vec();
+    let (inp_s, want_s, got_s) = (p(&inp), p(&want), p(&got));
+    args.extend(["--save-inputs", &inp_s, "--output", &want_s, "--dtype", "f64"]);
+    run(&args).ok();
+    for (form, shown) in [(Some("chunked:16"), "chunked:16"), (Some("recurrent"), "recurrent"), (None, "chunked:")] {
+        let mut args = vec!["--target", "cpu", "--inputs", &inp_s, "--output", &got_s, "--dtype", "f64", "--json"];
+        if let Some(f) = form {
+            args.extend(["--form", f]);
+        }
+        let out = run(&args);
+        out.ok();
+        let json: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("json summary");
+        let f = json["form"].as_str().expect("form").to_string();
+        assert!(f.starts_with(shown), "{form:?}: ran {f}");
+        let (w, g) = (tensors::read_safetensors(&want).expect("ref"), tensors::read_safetensors(&got).expect("out"));
+        let e = rel_err(&g["out"].data, &w["out"].data);
+        assert!(e < 1e-5, "{form:?}: relative error {e:e}");
+    }
+    let mut cmd = std::process::Command::new(ssmc_bin());
+    cmd.args(["run", "--target", "cpu", "--form", "chunked"]).arg(ssmc_tests::stdlib("mamba1"));
+    Out::run(&mut cmd).fails().stderr_has(&["form chunked has no native schedule", "A varies along the state"]);
+    let mut cmd = std::process::Command::new(ssmc_bin());
+    cmd.args(["run", "--target", "cpu", "--form", "quadratic"]).arg(&mamba2);
+    Out::run(&mut cmd)
+        .fails()
+        .stderr_has(&["form quadratic has no native schedule", "--target interp --form quadratic"]);
+
+    let build = |out: &std::path::Path, extra: &[&str]| {
+        let mut cmd = std::process::Command::new(ssmc_bin());
+        cmd.arg("build").arg(&mamba2).arg("-o").arg(out).args(extra);
+        Out::run(&mut cmd)
+    };
+    let manifest_form = |d: &std::path::Path| {
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("manifest.json")).expect("manifest")).expect("json");
+        m["form"].as_str().expect("form").to_string()
+    };
+    let plain = dir.path().join("plain");
+    build(&plain, &[]).ok();
+    assert_eq!(manifest_form(&plain), "recurrent");
+    let sized = dir.path().join("sized");
+    build(&sized, &["--dim", "L=2048", "--dim", "H=24", "--dim", "P=64"]).ok();
+    assert!(manifest_form(&sized).starts_with("chunked:"), "{}", manifest_form(&sized));
+    let forced = dir.path().join("forced");
+    build(&forced, &["--form", "chunked:8"]).ok();
+    assert_eq!(manifest_form(&forced), "chunked:8");
+    let refused = dir.path().join("refused");
+    build(&refused, &["--form", "scan"]).fails().stderr_has(&["form scan has no native schedule"]);
+    assert!(!refused.exists(), "a refused build writes nothing");
 }
