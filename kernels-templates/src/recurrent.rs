@@ -5,30 +5,30 @@
 use crate::{Cx, Discretization, Mapping, ScanSpec, ScanVals};
 use ssmc_loops::{axis, BinOp, Index, Kernel, Stmt, UnOp, Val, Var};
 
-struct Builder {
-    next: u32,
+pub(crate) struct Builder {
+    pub(crate) next: u32,
 }
 
 impl Builder {
-    fn var(&mut self) -> Var {
+    pub(crate) fn var(&mut self) -> Var {
         self.next += 1;
         Var(self.next)
     }
 
     /// Binds `v` to a fresh variable and returns the variable's value.
-    fn bind(&mut self, out: &mut Vec<Stmt>, lanes: u32, value: Val) -> Val {
+    pub(crate) fn bind(&mut self, out: &mut Vec<Stmt>, lanes: u32, value: Val) -> Val {
         let var = self.var();
         out.push(Stmt::Let { var, lanes, value });
         Val::Var(var)
     }
 
-    fn bind_cx(&mut self, out: &mut Vec<Stmt>, lanes: u32, v: Cx) -> Cx {
+    pub(crate) fn bind_cx(&mut self, out: &mut Vec<Stmt>, lanes: u32, v: Cx) -> Cx {
         Cx { re: self.bind(out, lanes, v.re), im: v.im.map(|im| self.bind(out, lanes, im)) }
     }
 }
 
 /// (Abar, Bbar) from dt (a scalar), A and B (vectors).
-fn discretize(d: Discretization, dt: Option<&Val>, a: &Cx, b: &Cx, lanes: u32) -> (Cx, Cx) {
+pub(crate) fn discretize(d: Discretization, dt: Option<&Val>, a: &Cx, b: &Cx, lanes: u32) -> (Cx, Cx) {
     let one = Cx::constant(1.0, lanes);
     let dt = dt.map(|v| Val::splat(v.clone(), lanes)).unwrap_or(Val::splat(Val::Const(0.0), lanes));
     let dta = a.scale(&dt);
@@ -129,16 +129,17 @@ pub fn recurrent(spec: &ScanSpec) -> Kernel {
         lane_limit,
         scratch,
         body,
+        host_conv: false,
     }
 }
 
-fn state_at(j: u32, lanes: u32) -> Stmt {
+pub(crate) fn state_at(j: u32, lanes: u32) -> Stmt {
     Stmt::LetIndex { var: axis::STATE, value: Index::Const((j * lanes) as i64) }
 }
 
 /// The hoisted values and the time loop `lo..hi` of scan `k`, updating the state `h`.
 /// z * sigmoid(z).
-fn silu(z: Val) -> Val {
+pub(crate) fn silu(z: Val) -> Val {
     let sig = Val::div(Val::Const(1.0), Val::add(Val::Const(1.0), Val::un(UnOp::Exp, Val::un(UnOp::Neg, z.clone()))));
     Val::mul(z, sig)
 }
@@ -414,7 +415,7 @@ fn tiled_scan(bld: &mut Builder, body: &mut Vec<Stmt>, spec: &ScanSpec, scan: &S
 
 /// Binds the axis variables of work item `seq`; returns the statements, the number of
 /// work items, the sequences per item and the lane validity bound.
-fn decode(spec: &ScanSpec, seq: Var, bld: &mut Builder) -> (Vec<Stmt>, Index, u32, Option<(Index, Index)>) {
+pub(crate) fn decode(spec: &ScanSpec, seq: Var, bld: &mut Builder) -> (Vec<Stmt>, Index, u32, Option<(Index, Index)>) {
     let w = Index::Var(seq);
     match spec.mapping {
         Mapping::StateLanes => {
@@ -483,14 +484,20 @@ fn decode(spec: &ScanSpec, seq: Var, bld: &mut Builder) -> (Vec<Stmt>, Index, u3
 /// Role values of one chunk of state lanes computed before the time loop: A, B and C when
 /// they do not depend on time, and Abar, Bbar when dt does not either.
 #[derive(Default)]
-struct Hoisted {
-    a: Option<Cx>,
-    b: Option<Cx>,
-    c: Option<Cx>,
-    discrete: Option<(Cx, Cx)>,
+pub(crate) struct Hoisted {
+    pub(crate) a: Option<Cx>,
+    pub(crate) b: Option<Cx>,
+    pub(crate) c: Option<Cx>,
+    pub(crate) discrete: Option<(Cx, Cx)>,
 }
 
-fn hoist(bld: &mut Builder, body: &mut Vec<Stmt>, spec: &ScanSpec, scan: &ScanVals, chunks: u32) -> Vec<Hoisted> {
+pub(crate) fn hoist(
+    bld: &mut Builder,
+    body: &mut Vec<Stmt>,
+    spec: &ScanSpec,
+    scan: &ScanVals,
+    chunks: u32,
+) -> Vec<Hoisted> {
     let lanes = spec.lanes;
     // TIME is not read by time-invariant values; bind it so every variable is defined.
     body.push(Stmt::LetIndex { var: axis::TIME, value: Index::Const(0) });
