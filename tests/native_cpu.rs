@@ -369,6 +369,11 @@ fn f32_inputs(inputs: tensors::TensorMap) -> tensors::TensorMap {
         .collect()
 }
 
+/// Generated inputs rounded to f32.
+fn rounded_inputs(layer: &Layer, sizes: &ssmc_compiler::bind::Sizes, seed: u64) -> tensors::TensorMap {
+    f32_inputs(tensors::generate_inputs(layer, sizes, seed))
+}
+
 /// Forms on the command line: `ssmc run --target cpu --form chunked:Q` runs native chunked
 /// code and matches the interpreter; without `--form` the cost model's native choice runs;
 /// a form without a native schedule for the layer is refused with the reason, and `ssmc
@@ -434,4 +439,159 @@ fn cli_native_forms() {
     let refused = dir.path().join("refused");
     build(&refused, &["--form", "scan"]).fails().stderr_has(&["form scan has no native schedule"]);
     assert!(!refused.exists(), "a refused build writes nothing");
+}
+
+/// The native `conv` form of S4D (K by the Vandermonde sum, the convolution by FFT in the
+/// runtime) against the f64 interpreter, at short and FFT lengths and a channel count that
+/// is not a multiple of the vector width.
+#[test]
+fn conv_of_s4d_matches_the_interpreter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layer = stdlib_layer("s4d");
+    let out = dir.path().join("s4d");
+    let m = artifact::build(&layer, &BuildTarget::Cpu { cpu: "native".into() }, Form::Conv, &out).expect("builds");
+    assert_eq!((m.form.as_str(), m.host.as_slice()), ("conv", ["causal_conv_f32".to_string()].as_slice()));
+    let header = std::fs::read_to_string(out.join("s4d.h")).expect("header");
+    assert!(header.contains("ssmc_causal_conv_f32"), "{header}");
+    let lib = CpuLayer::load(&out).expect("loads");
+    for l in [1usize, 7, 63, 500, 1000] {
+        let dims: BTreeMap<String, usize> = [("L".to_string(), l), ("H".to_string(), 37)].into();
+        let sizes = sizes_from_dims(&layer, &dims).expect("sizes");
+        let inputs = rounded_inputs(&layer, &sizes, 5 + l as u64);
+        let want = interp::run(&layer, &sizes, &inputs);
+        let got = run_native(&lib, &layer, &inputs, &want, 2);
+        let e = rel_err(&got["out"].data, &want["out"].data);
+        println!("s4d conv L={l}: rel err {e:.2e}");
+        assert!(e < 1e-5, "s4d conv L={l}: relative error {e:e}");
+    }
+}
+
+/// Random time-invariant layers (real and complex A, every discretization, reverse and
+/// bidirectional scans, skip, gate, initial state, awkward sizes) in the native `conv` form
+/// against the interpreter.
+#[test]
+fn conv_of_random_time_invariant_layers_matches_the_interpreter() {
+    use proptest::prelude::*;
+    use random_layers::Var as V;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: 40,
+        failure_persistence: None,
+        ..Default::default()
+    });
+    let count = std::cell::Cell::new(0);
+    runner
+        .run(&(random_layers::config(), random_layers::dims(), any::<u64>()), |(mut cfg, d, seed)| {
+            // Native code needs a compile-time state size; conv needs a time-invariant
+            // layer (per batch row is fine) and produces no final state.
+            cfg.n_const = true;
+            cfg.final_ = false;
+            for s in [&mut cfg.fwd, &mut cfg.bwd] {
+                for v in [&mut s.dt, &mut s.b.var, &mut s.c.var] {
+                    if *v == V::Selective {
+                        *v = V::Batch;
+                    }
+                }
+            }
+            let case = random_layers::build_with(&cfg, d, seed, |src| {
+                src.lines()
+                    .map(|l| {
+                        let l = l.replace(": f64[", ": f32[").replace(": f16[", ": f32[");
+                        if l.trim_start().starts_with("output") {
+                            l.replace(": bf16[", ": f32[")
+                        } else {
+                            l
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            let k = count.get();
+            count.set(k + 1);
+            let out = dir.path().join(format!("conv{k}"));
+            artifact::build(&case.layer, &BuildTarget::Cpu { cpu: "native".into() }, Form::Conv, &out)
+                .unwrap_or_else(|e| panic!("{e}\n{}", case.src));
+            let lib = CpuLayer::load(&out).expect("loads");
+            let inputs: tensors::TensorMap = case
+                .inputs
+                .iter()
+                .map(|(name, v)| {
+                    let bf16 =
+                        case.layer.inputs().any(|(_, t)| &t.name == name && t.dtype == ssmc_compiler::ir::DType::Bf16);
+                    let data = v
+                        .data
+                        .iter()
+                        .map(|x| if bf16 { half::bf16::from_f64(*x).to_f64() } else { *x as f32 as f64 })
+                        .collect();
+                    (name.clone(), tensors::TensorData { shape: v.shape.clone(), data })
+                })
+                .collect();
+            let want = interp::run(&case.layer, &case.sizes, &inputs);
+            let got = run_native(&lib, &case.layer, &inputs, &want, 2);
+            for (name, w) in &want {
+                let e = rel_err(&got[name].data, &w.data);
+                prop_assert!(e < 1e-5, "output {name}: relative error {e:e}\n{}", case.src);
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Layers the native `conv` form cannot compute are refused with the reason: a selective
+/// layer, and a final state.
+#[test]
+fn conv_refuses_selective_layers_and_final_states() {
+    let cpu = BuildTarget::Cpu { cpu: "native".into() };
+    let err = artifact::kernel(&stdlib_layer("mamba1"), &cpu, Form::Conv).expect_err("mamba1 is selective");
+    assert!(err.contains("time-invariant") && err.contains("use recurrent"), "{err}");
+    let src = "layer lti {
+  dims batch B, channel H, time L, state N = 4
+  input u: f32[B, H, L]
+  input log_dt: f32[H]
+  input A_log: f32[H, N]
+  input Bt: f32[H, N]
+  input Ct: f32[H, N]
+  output out: f32[B, H, L]
+  output hT: f32[B, H, N]
+  x = u
+  dt = exp(log_dt)
+  A = diagonal(-exp(A_log))
+  B = Bt
+  C = Ct
+  final_state hT
+  discretize zoh
+}";
+    let layer = ssmc_compiler::compile(src).unwrap_or_else(|d| panic!("{d:?}\n{src}")).0.layers.remove(0);
+    let err = artifact::kernel(&layer, &cpu, Form::Conv).expect_err("conv has no final state");
+    assert!(err.contains("final state") && err.contains("use recurrent"), "{err}");
+    // The CLI names the reason too, and writes no output.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_path = dir.path().join("out.safetensors");
+    let mut cmd = std::process::Command::new(ssmc_bin());
+    cmd.args(["run", "--dim", "L=8", "--target", "cpu", "--form", "conv", "--output"]).arg(&out_path);
+    let out = Out::run(cmd.arg(ssmc_tests::stdlib("mamba1")));
+    out.fails().stderr_has(&["conv"]);
+    assert!(!out_path.exists(), "an output was written for a refused form");
+}
+
+/// `ssmc run --target cpu --form conv` of S4D against `--target interp` on the same inputs.
+#[test]
+fn ssmc_run_conv_matches_the_interpreter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = |f: &std::path::Path| f.to_str().expect("utf-8 path").to_string();
+    let (inp, want, got) = (dir.path().join("in"), dir.path().join("ref"), dir.path().join("out"));
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(ssmc_bin());
+        cmd.arg("run").arg(ssmc_tests::stdlib("s4d")).args(args);
+        Out::run(&mut cmd)
+    };
+    run(&["--dim", "L=777", "--dim", "H=19", "--seed", "2", "--save-inputs", &p(&inp)]).ok_for("inputs");
+    run(&["--inputs", &p(&inp), "--target", "interp", "--output", &p(&want), "--dtype", "f64"]).ok_for("interp");
+    let out = run(&["--inputs", &p(&inp), "--target", "cpu", "--form", "conv", "--output", &p(&got), "--json"]);
+    out.ok_for("conv");
+    let json: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("json summary");
+    assert_eq!((json["target"].as_str(), json["form"].as_str()), (Some("cpu"), Some("conv")), "{json}");
+    let (w, g) = (tensors::read_safetensors(&want).expect("ref"), tensors::read_safetensors(&got).expect("out"));
+    let e = rel_err(&g["out"].data, &w["out"].data);
+    assert!(e < 1e-5, "--form conv against the interpreter: relative error {e:e}");
 }

@@ -4,7 +4,7 @@ fn main() {
     let src = std::fs::read_to_string(&args[1]).expect("read");
     let layer = ssmc_compiler::compile(&src).expect("compiles").0.layers.remove(0);
     let target = ssmc_compiler::artifact::BuildTarget::Cpu { cpu: "native".into() };
-    let k = ssmc_compiler::artifact::kernel(&layer, &target).expect("kernel");
+    let k = ssmc_compiler::artifact::kernel(&layer, &target, ssmc_compiler::forms::Form::Recurrent).expect("kernel");
     if args.get(2).map(String::as_str) == Some("loops") {
         print!("{k}");
     } else {

@@ -81,12 +81,12 @@ pub fn native_form(layer: &Layer, target: &BuildTarget, choice: &Choice, forced:
     Ok(chosen.into_iter().find(|f| kernel(layer, target, *f).is_ok()).unwrap_or(Form::Recurrent))
 }
 
-/// The manifest of a layer's artifact.
+/// The manifest of a layer's artifact whose kernel is `kernel`.
 pub fn manifest(
     layer: &Layer,
     target: &BuildTarget,
     form: Form,
-    mapping: Mapping,
+    (kernel, mapping): (&Kernel, Mapping),
     files: BTreeMap<String, String>,
 ) -> Manifest {
     let axis = |a: &Axis| match a {
@@ -146,6 +146,7 @@ pub fn manifest(
         sequences,
         head_lanes,
         specialized: "generic".to_string(),
+        host: if kernel.host_conv { vec![ssmc_runtime::conv::CAUSAL_CONV_F32.to_string()] } else { Vec::new() },
     }
 }
 
@@ -161,6 +162,12 @@ pub fn header(m: &Manifest) -> String {
     for (i, t) in m.tensors.iter().enumerate() {
         let io = if t.io == mf::Io::Input { "in " } else { "out" };
         h += &format!(" *   [{i}] {io} {:<14} {} [{}]\n", t.name, t.dtype.name(), t.shape.join(", "));
+    }
+    for (i, name) in m.host.iter().enumerate() {
+        let at = m.tensors.len() + i;
+        h += &format!(" *   [{at}] the address of ssmc_{name} (libssmc_runtime; declared below), a host routine\n");
+        h += " *       the kernel calls: void (*)(const float* k, const float* x, float* y, int64_t len)\n";
+        h += " *       sets y[t] = sum over s <= t of k[t - s] x[s] for t < len (its causal convolution)\n";
     }
     h += " * dims[i]: the runtime dims in this order:\n";
     let runtime: Vec<&DimInfo> = m.dims.iter().filter(|d| d.size.is_none()).collect();
@@ -185,6 +192,9 @@ pub fn header(m: &Manifest) -> String {
         " * Runs work items [begin, end) of {work}. Work items are independent, so ranges\n * may run on different threads. Sizes are not checked here: ssmc-runtime checks them\n * against manifest.json. */\n"
     );
     h += &format!("void {}(const void* const* bufs, const int64_t* dims, int64_t begin, int64_t end);\n\n", m.entry);
+    for name in &m.host {
+        h += &format!("/* From libssmc_runtime: pass its address in bufs after the tensors. */\nvoid ssmc_{name}(const float* k, const float* x, float* y, int64_t len);\n\n");
+    }
     h += &format!("#define {upper}_NUM_TENSORS {}\n#define {upper}_NUM_DIMS {}\n", m.tensors.len(), runtime.len());
     for (i, t) in m.tensors.iter().enumerate() {
         h += &format!("#define {upper}_TENSOR_{} {i}\n", t.name.to_uppercase());
@@ -244,7 +254,7 @@ pub fn build(layer: &Layer, target: &BuildTarget, form: Form, dir: &Path) -> Res
         }
     }
     files.insert("header".to_string(), format!("{name}.h"));
-    let m = manifest(layer, target, form, mapping, files);
+    let m = manifest(layer, target, form, (&kernel, mapping), files);
     std::fs::write(work.path().join(format!("{name}.h")), header(&m)).map_err(|e| e.to_string())?;
     let json = serde_json::to_string_pretty(&m).map_err(|e| e.to_string())?;
     std::fs::write(work.path().join("manifest.json"), json + "\n").map_err(|e| e.to_string())?;

@@ -59,6 +59,7 @@ pub fn chunked(spec: &ScanSpec, q: u32) -> Result<Kernel, String> {
         seq_lanes: 1,
         lane_limit: None,
         scratch: sizes,
+        host_conv: false,
         body,
     })
 }

@@ -5,7 +5,8 @@
 //!
 //! Today: `recurrent`, one sequence (batch, head, head element) per CPU work item or GPU
 //! thread, the state in registers as vectors of `lanes` f32 over the state index, time
-//! sequential.
+//! sequential; `conv` on the CPU for time-invariant scans, one sequence per work item, the
+//! kernel K by its Vandermonde sum and the convolution by FFT in a host routine.
 
 mod chunked;
 mod complex;

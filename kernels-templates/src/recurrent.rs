@@ -23,13 +23,13 @@ impl Builder {
         Val::Var(var)
     }
 
-    fn bind_cx(&mut self, out: &mut Vec<Stmt>, lanes: u32, v: Cx) -> Cx {
+    pub(crate) fn bind_cx(&mut self, out: &mut Vec<Stmt>, lanes: u32, v: Cx) -> Cx {
         Cx { re: self.bind(out, lanes, v.re), im: v.im.map(|im| self.bind(out, lanes, im)) }
     }
 }
 
 /// (Abar, Bbar) from dt (a scalar), A and B (vectors).
-fn discretize(d: Discretization, dt: Option<&Val>, a: &Cx, b: &Cx, lanes: u32) -> (Cx, Cx) {
+pub(crate) fn discretize(d: Discretization, dt: Option<&Val>, a: &Cx, b: &Cx, lanes: u32) -> (Cx, Cx) {
     let one = Cx::constant(1.0, lanes);
     let dt = dt.map(|v| Val::splat(v.clone(), lanes)).unwrap_or(Val::splat(Val::Const(0.0), lanes));
     let dta = a.scale(&dt);
@@ -130,10 +130,11 @@ pub fn recurrent(spec: &ScanSpec) -> Kernel {
         lane_limit,
         scratch,
         body,
+        host_conv: false,
     }
 }
 
-fn state_at(j: u32, lanes: u32) -> Stmt {
+pub(crate) fn state_at(j: u32, lanes: u32) -> Stmt {
     Stmt::LetIndex { var: axis::STATE, value: Index::Const((j * lanes) as i64) }
 }
 
@@ -484,14 +485,20 @@ pub(crate) fn decode(spec: &ScanSpec, seq: Var, bld: &mut Builder) -> (Vec<Stmt>
 /// Role values of one chunk of state lanes computed before the time loop: A, B and C when
 /// they do not depend on time, and Abar, Bbar when dt does not either.
 #[derive(Default)]
-struct Hoisted {
-    a: Option<Cx>,
-    b: Option<Cx>,
-    c: Option<Cx>,
-    discrete: Option<(Cx, Cx)>,
+pub(crate) struct Hoisted {
+    pub(crate) a: Option<Cx>,
+    pub(crate) b: Option<Cx>,
+    pub(crate) c: Option<Cx>,
+    pub(crate) discrete: Option<(Cx, Cx)>,
 }
 
-fn hoist(bld: &mut Builder, body: &mut Vec<Stmt>, spec: &ScanSpec, scan: &ScanVals, chunks: u32) -> Vec<Hoisted> {
+pub(crate) fn hoist(
+    bld: &mut Builder,
+    body: &mut Vec<Stmt>,
+    spec: &ScanSpec,
+    scan: &ScanVals,
+    chunks: u32,
+) -> Vec<Hoisted> {
     let lanes = spec.lanes;
     // TIME is not read by time-invariant values; bind it so every variable is defined.
     body.push(Stmt::LetIndex { var: axis::TIME, value: Index::Const(0) });

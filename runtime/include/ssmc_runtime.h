@@ -72,6 +72,12 @@ void ssmc_layer_close(ssmc_layer* layer);
 /* The version of ssmc-runtime, e.g. "0.1.0" (a static string). */
 const char* ssmc_version(void);
 
+/* Host routine of the conv form: y[t] = sum over s <= t of k[t - s] x[s] for t < len, by
+ * FFT. ssmc_layer_run passes it to the kernels that need it (their manifest's "host" list
+ * names "causal_conv_f32"); a program calling such a kernel directly passes its address in
+ * bufs after the tensors, as the generated header says. */
+void ssmc_causal_conv_f32(const float* k, const float* x, float* y, int64_t len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -11,6 +11,7 @@
 
 pub mod bind;
 mod capi;
+pub mod conv;
 pub mod cuda;
 pub mod manifest;
 
@@ -113,6 +114,8 @@ pub type EntryFn = unsafe extern "C" fn(bufs: *const *const u8, dims: *const i64
 pub struct CpuLayer {
     manifest: Manifest,
     entry: EntryFn,
+    /// Addresses of the manifest's host routines, passed after the tensors.
+    host: Vec<usize>,
     // Keeps the library mapped while `entry` is used.
     _lib: libloading::Library,
 }
@@ -144,6 +147,15 @@ impl CpuLayer {
     /// Loads the shared library named by the manifest in `dir`.
     pub fn load(dir: &Path) -> Result<Self, Error> {
         let (manifest, lib_path) = open_artifact(dir, "cpu", "shared")?;
+        let host = manifest
+            .host
+            .iter()
+            .map(|name| {
+                conv::host_routine(name).map(|p| p as usize).ok_or_else(|| {
+                    Error::Manifest(format!("the artifact needs host routine `{name}`, which this ssmc-runtime lacks"))
+                })
+            })
+            .collect::<Result<Vec<usize>, Error>>()?;
         #[allow(unsafe_code)] // Loading runs no initializers: ssmc libraries have none.
         let lib = unsafe { libloading::Library::new(&lib_path) }
             .map_err(|e| Error::Io(format!("cannot load {}: {e}", lib_path.display())))?;
@@ -152,7 +164,7 @@ impl CpuLayer {
             *lib.get::<EntryFn>(manifest.entry.as_bytes())
                 .map_err(|e| Error::Manifest(format!("no entry `{}` in {}: {e}", manifest.entry, lib_path.display())))?
         };
-        Ok(CpuLayer { manifest, entry, _lib: lib })
+        Ok(CpuLayer { manifest, entry, host, _lib: lib })
     }
 
     /// The manifest.
@@ -172,6 +184,7 @@ impl CpuLayer {
             .tensors
             .iter()
             .map(|info| tensors.iter().find(|t| t.name == info.name).map_or(0, |t| t.data as usize))
+            .chain(self.host.iter().copied())
             .collect();
         let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
         let threads = threads.min(sequences.max(1) as usize);

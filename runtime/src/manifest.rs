@@ -104,6 +104,11 @@ pub struct Manifest {
     pub head_lanes: Option<HeadLanes>,
     /// `generic` (runtime dims are bound per call).
     pub specialized: String,
+    /// Host routines the entry point calls, by name (`causal_conv_f32`: the runtime's
+    /// `ssmc_causal_conv_f32`); the caller passes their addresses in this order in `bufs`
+    /// after the tensors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host: Vec<String>,
 }
 
 /// Work items of `lanes` heads of one group each.

@@ -302,6 +302,19 @@ pub enum Stmt {
         /// The body.
         body: Vec<Stmt>,
     },
+    /// The causal convolution `output[t] = sum_{s <= t} kernel[t - s] * input[s]` for
+    /// `t < len`, over f32 buffers (scratch arrays), by the host routine of
+    /// [`Kernel::host_conv`].
+    Convolve {
+        /// Buffer of the convolution kernel (`len` elements).
+        kernel: usize,
+        /// Buffer of the input (`len` elements).
+        input: usize,
+        /// Buffer written (`len` elements).
+        output: usize,
+        /// Number of elements.
+        len: Index,
+    },
 }
 
 /// A kernel: the body runs once per work item in `[begin, end)`, with `seq` bound. A work
@@ -330,6 +343,10 @@ pub struct Kernel {
     pub scratch: Vec<Index>,
     /// Statements run for each sequence.
     pub body: Vec<Stmt>,
+    /// The body has [`Stmt::Convolve`]: the caller passes the address of a routine
+    /// `void (*)(const float* k, const float* x, float* y, int64_t len)` computing it (the
+    /// runtime's `ssmc_causal_conv_f32`) in `bufs[buffers.len()]`, after the tensors.
+    pub host_conv: bool,
 }
 
 impl fmt::Display for Index {
@@ -377,6 +394,9 @@ fn write_block(f: &mut fmt::Formatter<'_>, body: &[Stmt], depth: usize) -> fmt::
                 writeln!(f, "{pad}b{buf}[{index} +: {lanes} by {stride}] = {value}")?
             }
             Stmt::LetIndex { var, value } => writeln!(f, "{pad}let i{} = {value}", var.0)?,
+            Stmt::Convolve { kernel, input, output, len } => {
+                writeln!(f, "{pad}b{output}[..{len}] = causal_conv(b{kernel}, b{input})")?
+            }
             Stmt::For { var, lo, hi, reverse, body } => {
                 let dir = if *reverse { " rev" } else { "" };
                 writeln!(f, "{pad}for i{} in {lo}..{hi}{dir} {{", var.0)?;
@@ -401,6 +421,9 @@ impl fmt::Display for Kernel {
         }
         for (i, s) in self.scratch.iter().enumerate() {
             writeln!(f, "  b{} scratch f32[{s}]", self.buffers.len() + i)?;
+        }
+        if self.host_conv {
+            writeln!(f, "  bufs[{}] = host causal_conv_f32", self.buffers.len())?;
         }
         writeln!(f, "  for i{} in 0..{} (work items of {} sequences) {{", self.seq.0, self.sequences, self.seq_lanes)?;
         write_block(f, &self.body, 2)?;

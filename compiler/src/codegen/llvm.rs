@@ -44,6 +44,9 @@ pub fn emit_kernel<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, k: &Kernel, 
         seq_lanes: k.seq_lanes,
         avx512: matches!(arch, Arch::X86 { .. }) && arch.max_lanes() == 16,
         lane_limit: k.lane_limit.clone(),
+        cpu: matches!(arch, Arch::X86 { .. }),
+        heap: Vec::new(),
+        host_conv: None,
     };
     cg.prologue(k)?;
     let param = |i: u32| func.get_nth_param(i).expect("kernel has four parameters").into_int_value();
@@ -67,6 +70,7 @@ pub fn emit_kernel<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, k: &Kernel, 
             cg.b.position_at_end(done);
         }
     }
+    cg.release()?;
     cg.b.build_return(None).map_err(err)?;
     Ok(())
 }
@@ -91,6 +95,12 @@ pub(super) struct Cg<'a, 'ctx> {
     /// The target has AVX-512 (16-lane vectors, `vscalefps`).
     pub(super) avx512: bool,
     lane_limit: Option<(Index, Index)>,
+    /// x86-64 (else NVPTX).
+    cpu: bool,
+    /// Scratch arrays on the heap, freed before the return.
+    heap: Vec<PointerValue<'ctx>>,
+    /// The host routine of [`Stmt::Convolve`], loaded from `bufs`.
+    host_conv: Option<PointerValue<'ctx>>,
 }
 
 /// `contract`: lets LLVM fuse a multiply and an add into one FMA.
@@ -120,19 +130,76 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
                     .map_err(err)?;
             self.dims.push(self.b.build_load(self.i64, slot, name).map_err(err)?.into_int_value());
         }
-        // Scratch arrays live on the stack of the call, after the tensors in buffer order.
-        for size in &k.scratch {
-            let n = self.index(size)?;
-            let p = self.b.build_array_alloca(self.f32, n, "scratch").map_err(err)?;
-            self.bufs.push((p, Elem::F32));
-        }
-        // Every float variable lives in an entry-block slot; mem2reg makes them registers.
+        // Every float variable lives in an entry-block slot (before the
+        // branches of the heap scratch); mem2reg makes them registers.
         let mut lets = Vec::new();
         collect_lets(&k.body, &mut lets);
         for (var, lanes) in lets {
             let lanes = lanes * self.seq_lanes;
             let slot = self.b.build_alloca(self.vt(lanes), &format!("v{}", var.0)).map_err(err)?;
             self.floats.insert(var, (slot, lanes));
+        }
+        if k.host_conv {
+            if !self.cpu {
+                return Err(CodegenError("a host convolution (the conv form) has no GPU code".into()));
+            }
+            let at = self.i64.const_int(k.buffers.len() as u64, false);
+            let slot = unsafe { self.b.build_in_bounds_gep(self.ptr, bufs, &[at], "") }.map_err(err)?;
+            self.host_conv = Some(self.b.build_load(self.ptr, slot, "host_conv").map_err(err)?.into_pointer_value());
+        }
+        // Scratch arrays come after the tensors in buffer order, one set per call: on the
+        // heap on the CPU (they grow with the runtime dims; a worker thread's stack is small),
+        // on the stack (local memory) on the GPU.
+        for size in &k.scratch {
+            let n = self.index(size)?;
+            let p = if self.cpu {
+                self.malloc(n)?
+            } else {
+                self.b.build_array_alloca(self.f32, n, "scratch").map_err(err)?
+            };
+            self.bufs.push((p, Elem::F32));
+        }
+        Ok(())
+    }
+
+    /// `n` f32 from `malloc` (one more, so that a size 0 is no null result); traps when
+    /// there is no memory.
+    fn malloc(&mut self, n: IntValue<'ctx>) -> R<PointerValue<'ctx>> {
+        let malloc = self
+            .module
+            .get_function("malloc")
+            .unwrap_or_else(|| self.module.add_function("malloc", self.ptr.fn_type(&[self.i64.into()], false), None));
+        let bytes = self.b.build_int_nsw_add(n, self.i64.const_int(1, false), "").map_err(err)?;
+        let bytes = self.b.build_int_nsw_mul(bytes, self.i64.const_int(4, false), "").map_err(err)?;
+        let p = match self.b.build_call(malloc, &[bytes.into()], "scratch").map_err(err)?.try_as_basic_value() {
+            inkwell::values::ValueKind::Basic(v) => v.into_pointer_value(),
+            inkwell::values::ValueKind::Instruction(_) => return Err(CodegenError("malloc returned nothing".into())),
+        };
+        let null = self.b.build_is_null(p, "").map_err(err)?;
+        let (fail, ok) =
+            (self.ctx.append_basic_block(self.func, "no_memory"), self.ctx.append_basic_block(self.func, "scratch"));
+        self.b.build_conditional_branch(null, fail, ok).map_err(err)?;
+        self.b.position_at_end(fail);
+        let trap = inkwell::intrinsics::Intrinsic::find("llvm.trap")
+            .and_then(|t| t.get_declaration(self.module, &[]))
+            .ok_or_else(|| CodegenError("no llvm.trap".into()))?;
+        self.b.build_call(trap, &[], "").map_err(err)?;
+        self.b.build_unreachable().map_err(err)?;
+        self.b.position_at_end(ok);
+        self.heap.push(p);
+        Ok(p)
+    }
+
+    /// Frees the heap scratch arrays.
+    fn release(&self) -> R<()> {
+        if self.heap.is_empty() {
+            return Ok(());
+        }
+        let free = self.module.get_function("free").unwrap_or_else(|| {
+            self.module.add_function("free", self.ctx.void_type().fn_type(&[self.ptr.into()], false), None)
+        });
+        for p in &self.heap {
+            self.b.build_call(free, &[(*p).into()], "").map_err(err)?;
         }
         Ok(())
     }
@@ -216,6 +283,20 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
                     let x = self.lane(v, k)?;
                     self.b.build_store(p, x).map_err(err)?;
                 }
+            }
+            Stmt::Convolve { kernel, input, output, len } => {
+                let f = self.host_conv.ok_or_else(|| CodegenError("Convolve in a kernel without host_conv".into()))?;
+                let ty = self
+                    .ctx
+                    .void_type()
+                    .fn_type(&[self.ptr.into(), self.ptr.into(), self.ptr.into(), self.i64.into()], false);
+                let args = [
+                    self.bufs[*kernel].0.into(),
+                    self.bufs[*input].0.into(),
+                    self.bufs[*output].0.into(),
+                    self.index(len)?.into(),
+                ];
+                self.b.build_indirect_call(ty, f, &args, "").map_err(err)?;
             }
             Stmt::For { var, lo, hi, reverse, body } => {
                 let (lo, hi) = (self.index(lo)?, self.index(hi)?);

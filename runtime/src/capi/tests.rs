@@ -33,7 +33,7 @@ const MANIFEST: &str = r#"{
 fn layer() -> SsmcLayer {
     let manifest: Manifest = serde_json::from_str(MANIFEST).expect("manifest");
     let lib = libloading::os::unix::Library::this().into();
-    SsmcLayer(CpuLayer { manifest, entry: twice, _lib: lib })
+    SsmcLayer(CpuLayer { manifest, entry: twice, host: Vec::new(), _lib: lib })
 }
 
 const SHAPE: [i64; 2] = [3, 5];
