@@ -45,6 +45,7 @@ pub fn chunked(spec: &ScanSpec, q: u32) -> Result<Kernel, String> {
         Index::mul(Index::Const(qi), spec.headdim.clone()),
         Index::Const(qi),
         Index::Const(qi),
+        Index::mul(Index::Const(qi), spec.headdim.clone()),
     ];
     for (k, scan) in spec.scans.iter().enumerate() {
         let mut c = Chunks { spec, scan, k, q, s: scratch, bld: &mut bld };
@@ -103,6 +104,8 @@ struct Scratch {
     from_start: usize,
     /// i as a float (masks the upper triangle of M).
     pos: usize,
+    /// z of the chunk, [q][P].
+    gate: usize,
 }
 
 impl Scratch {
@@ -117,12 +120,22 @@ impl Scratch {
             x: first + 6,
             from_start: first + 7,
             pos: first + 8,
+            gate: first + 9,
         }
     }
 }
 
 fn load(buf: usize, index: Index) -> Val {
     Val::Load { buf, index, lanes: 1, stride: Index::Const(1) }
+}
+
+/// Stores `value` of `width` lanes (a scalar for 1) at `index`, `index + 1`, ...
+fn store_at(buf: usize, index: Index, width: u32, value: Val) -> Stmt {
+    if width > 1 {
+        Stmt::StoreLanes { buf, index, stride: Index::Const(1), lanes: width, value }
+    } else {
+        Stmt::Store { buf, index, value }
+    }
 }
 
 fn load_lanes(buf: usize, index: Index, lanes: u32) -> Val {
@@ -290,19 +303,23 @@ impl Chunks<'_> {
         out.push(for_range(j, c(0), len.clone(), vec![Stmt::Store { buf: s.carry, index: var(j), value: w }]));
     }
 
-    /// x of every (step, element) of the chunk into scratch [q][P].
+    /// x and z of every (step, element) of the chunk into scratch [q][P]: a pass of plain
+    /// copies over their rows, whose cache misses overlap, instead of a miss in the middle
+    /// of every output row.
     fn stage_x(&mut self, out: &mut Vec<Stmt>, chunk: Var, len: &Index) {
         let i = self.bld.var();
         let mut step = vec![self.at_time(chunk, var(i))];
         for width in self.widths() {
-            let x = if width > 1 { self.scan.x_by_element.clone() } else { self.scan.x.clone() };
+            let vector = width > 1;
+            let scan = self.scan;
+            let x = if vector { scan.x_by_element.clone() } else { scan.x.clone() };
+            let gate = if vector { scan.gate_by_element.clone() } else { scan.gate.clone() };
             let index = Index::add(Index::mul(var(i), self.p()), var(axis::HEADDIM));
-            let store = if width > 1 {
-                Stmt::StoreLanes { buf: self.s.x, index, stride: c(1), lanes: width, value: x }
-            } else {
-                Stmt::Store { buf: self.s.x, index, value: x }
-            };
-            step.extend(self.over_elements(width, vec![store]));
+            let mut stores = vec![store_at(self.s.x, index.clone(), width, x)];
+            if let Some(z) = gate {
+                stores.push(store_at(self.s.gate, index, width, z));
+            }
+            step.extend(self.over_elements(width, stores));
         }
         out.push(for_range(i, c(0), len.clone(), step));
     }
@@ -417,17 +434,15 @@ impl Chunks<'_> {
         for (r, a) in acc.iter().enumerate() {
             out.push(self.at_time(chunk, row(r as u32)));
             let mut y = Val::Var(*a);
-            let (skip, gate) = if width > 1 {
-                (self.scan.skip_by_element.clone(), self.scan.gate_by_element.clone())
-            } else {
-                (self.scan.skip.clone(), self.scan.gate.clone())
-            };
+            let skip = if width > 1 { self.scan.skip_by_element.clone() } else { self.scan.skip.clone() };
+            let gate = &self.scan.gate;
             let x = load_lanes(s.x, Index::add(Index::mul(row(r as u32), self.p()), var(axis::HEADDIM)), width);
             if let Some(d) = skip {
                 let d = if width > 1 && !is_vector(&d) { Val::splat(d, width) } else { d };
                 y = Val::add(y, Val::mul(d, x));
             }
-            if let Some(z) = gate {
+            if gate.is_some() {
+                let z = load_lanes(s.gate, Index::add(Index::mul(row(r as u32), self.p()), var(axis::HEADDIM)), width);
                 let z = self.bld.bind(&mut out, width, z);
                 y = Val::mul(y, silu(z));
             }
