@@ -28,15 +28,27 @@ impl Builder {
     }
 }
 
-/// (Abar, Bbar) from dt (a scalar), A and B (vectors).
-pub(crate) fn discretize(d: Discretization, dt: Option<&Val>, a: &Cx, b: &Cx, lanes: u32) -> (Cx, Cx) {
+/// (Abar, Bbar) from dt (a scalar), A and B (vectors); `a_log2e`, A log2(e) of a real A
+/// when it is hoisted, gives Abar = 2^(dt A log2 e) without the product by log2(e).
+pub(crate) fn discretize(
+    d: Discretization,
+    dt: Option<&Val>,
+    a: &Cx,
+    a_log2e: Option<&Val>,
+    b: &Cx,
+    lanes: u32,
+) -> (Cx, Cx) {
     let one = Cx::constant(1.0, lanes);
     let dt = dt.map(|v| Val::splat(v.clone(), lanes)).unwrap_or(Val::splat(Val::Const(0.0), lanes));
     let dta = a.scale(&dt);
+    let exp_dta = || match a_log2e {
+        Some(a2) => Cx::real(Val::un(UnOp::Exp2, Val::mul(a2.clone(), dt.clone()))),
+        None => dta.exp(),
+    };
     match d {
-        Discretization::ZohEuler => (dta.exp(), b.scale(&dt)),
+        Discretization::ZohEuler => (exp_dta(), b.scale(&dt)),
         Discretization::Zoh => {
-            let abar = dta.exp();
+            let abar = exp_dta();
             let exact = abar.sub(&one).div(a).mul(b);
             let bbar = match (&a.im, &exact.im) {
                 // Real A: near dt A = 0 the ratio loses digits; dt B (1 + dt A / 2) there.
@@ -104,7 +116,12 @@ pub fn recurrent(spec: &ScanSpec) -> Kernel {
                 }
                 let time = (Index::Const(0), spec.time.clone());
                 let steps = scan_steps(&mut bld, spec, scan, k, &h, time, None);
-                body.extend(steps);
+                match spec.mapping {
+                    Mapping::HeadLanes { lanes } if lanes > 1 => {
+                        body.extend(stage_lanes(&mut bld, spec, steps, &mut scratch, lanes))
+                    }
+                    _ => body.extend(steps),
+                }
                 if let Some(p) = &spec.h_final {
                     for (j, hj) in h.iter().enumerate() {
                         body.push(state_at(j as u32, lanes));
@@ -189,7 +206,7 @@ fn scan_steps(
         (None, true, None) => {
             step.push(state_at(0, lanes));
             let a = pre[0].a.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.a.clone()));
-            let (abar, _) = discretize(spec.discretization, dt.as_ref(), &a, &a, lanes);
+            let (abar, _) = discretize(spec.discretization, dt.as_ref(), &a, None, &a, lanes);
             Some((a, bld.bind_cx(&mut step, lanes, abar)))
         }
         _ => None,
@@ -211,13 +228,14 @@ fn scan_steps(
             (Some((abar, bbar)), _) => (abar.clone(), bbar.scale(&xs)),
             (None, Some((a, abar))) => {
                 let b = pre.b.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.b.clone()));
-                let bbar = discretize(spec.discretization, dt.as_ref(), a, &b, lanes).1;
+                let bbar = discretize(spec.discretization, dt.as_ref(), a, None, &b, lanes).1;
                 (abar.clone(), input(&b, bbar))
             }
             (None, None) => {
                 let a = pre.a.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.a.clone()));
                 let b = pre.b.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.b.clone()));
-                let (abar, bbar) = discretize(spec.discretization, dt.as_ref(), &a, &b, lanes);
+                let a_log2e = pre.a_log2e.as_ref();
+                let (abar, bbar) = discretize(spec.discretization, dt.as_ref(), &a, a_log2e, &b, lanes);
                 (abar, input(&b, bbar))
             }
         };
@@ -319,7 +337,7 @@ fn tiled_scan(bld: &mut Builder, body: &mut Vec<Stmt>, spec: &ScanSpec, scan: &S
             if real_shared {
                 // A is lowered at the state's vector width; lane 0 is stored.
                 let a = Cx::real(bld.bind(&mut fill, lanes, scan.a.re.clone()));
-                let (abar, _) = discretize(spec.discretization, Some(&dt), &a, &a, lanes);
+                let (abar, _) = discretize(spec.discretization, Some(&dt), &a, None, &a, lanes);
                 fill.push(Stmt::Store { buf: abar_buf, index: slot.clone(), value: abar.re });
             }
             // silu(z) of every (step, element) of the tile: an inner loop over the elements,
@@ -414,6 +432,185 @@ fn tiled_scan(bld: &mut Builder, body: &mut Vec<Stmt>, spec: &ScanSpec, scan: &S
     }
 }
 
+/// Whether an index differs between the lanes of a work item of `Mapping::HeadLanes` (it
+/// reads the head, which decode binds per lane).
+fn per_lane(i: &Index) -> bool {
+    mentions(i, &|i| matches!(i, Index::Lane | Index::Var(axis::HEAD)))
+}
+
+/// Whether `i` or a part of it satisfies `hit`.
+fn mentions(i: &Index, hit: &dyn Fn(&Index) -> bool) -> bool {
+    hit(i)
+        || match i {
+            Index::Add(a, b)
+            | Index::Sub(a, b)
+            | Index::Mul(a, b)
+            | Index::Div(a, b)
+            | Index::Rem(a, b)
+            | Index::Min(a, b) => mentions(a, hit) || mentions(b, hit),
+            Index::Const(_) | Index::Dim(_) | Index::Var(_) | Index::Lane => false,
+        }
+}
+
+/// `base` of an index `base + t` at time t: the tensor's steps are adjacent in memory.
+fn time_run(i: &Index) -> Option<&Index> {
+    match i {
+        Index::Add(base, t) if **t == Index::Var(axis::TIME) && !mentions(base, &|i| *i == Index::Var(axis::TIME)) => {
+            Some(&**base)
+        }
+        _ => None,
+    }
+}
+
+/// Rewrites the time loop of a scan with lanes over heads (`steps`' last statement), where
+/// a lane-varying load or store is a gather or scatter of one element per lane:
+/// - loads that do not depend on time (delta_bias) are read once before the loop;
+/// - the time loop walks tiles of `lanes` steps; for every lane-varying tensor read or
+///   written along its contiguous time axis (not by state index), a tile of `lanes` steps of all lanes is
+///   transposed into (or out of) a scratch tile, and each step reads (writes) one vector;
+/// - the steps past the last whole tile run as before.
+fn stage_lanes(
+    bld: &mut Builder,
+    spec: &ScanSpec,
+    mut steps: Vec<Stmt>,
+    scratch: &mut Vec<Index>,
+    lanes: u32,
+) -> Vec<Stmt> {
+    let Some(Stmt::For { var, lo, hi, reverse, body: step }) = steps.pop() else {
+        unreachable!("scan_steps ends with the time loop")
+    };
+    let first_tile = spec.buffers.len();
+    let s = Index::Const(i64::from(lanes));
+    let tile_var = bld.var();
+    let t0 = Index::add(lo.clone(), Index::mul(Index::Var(tile_var), s.clone()));
+    let slot = Index::add(Index::mul(Index::sub(Index::Var(var), t0.clone()), s.clone()), Index::Lane);
+    let mut st = Stager {
+        bld,
+        spec,
+        hoisted: Vec::new(),
+        tiles: Vec::new(),
+        outs: Vec::new(),
+        loads: Vec::new(),
+        scratch,
+        first_tile,
+        lanes,
+    };
+    let tail: Vec<Stmt> = step.iter().map(|x| st.stmt(x, None)).collect();
+    let tiled: Vec<Stmt> = step.iter().map(|x| st.stmt(x, Some(&slot))).collect();
+    let moves = |list: &[(usize, Index, usize)], into_tile| {
+        list.iter()
+            .map(|(buf, base, tile)| Stmt::Transpose {
+                buf: *buf,
+                index: Index::add(base.clone(), t0.clone()),
+                tile: *tile,
+                count: lanes,
+                into_tile,
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut tile_body = moves(&st.tiles, true);
+    tile_body.push(Stmt::For { var, lo: t0.clone(), hi: Index::add(t0.clone(), s.clone()), reverse, body: tiled });
+    tile_body.extend(moves(&st.outs, false));
+    let whole = Index::div(Index::sub(hi.clone(), lo.clone()), s.clone());
+    let rest = Index::add(lo, Index::mul(whole.clone(), s));
+    let tiles = Stmt::For { var: tile_var, lo: Index::Const(0), hi: whole, reverse, body: tile_body };
+    let tail = Stmt::For { var, lo: rest, hi, reverse, body: tail };
+    steps.append(&mut st.hoisted);
+    // A reverse scan starts at the end: the steps past the last whole tile first.
+    steps.extend(if reverse { [tail, tiles] } else { [tiles, tail] });
+    steps
+}
+
+/// The rewriting of [`stage_lanes`]: what it hoisted and which tiles it made.
+struct Stager<'a> {
+    bld: &'a mut Builder,
+    spec: &'a ScanSpec,
+    /// Lets of the time-invariant lane-varying loads, run before the loop.
+    hoisted: Vec<Stmt>,
+    /// (tensor, `base` of its index `base + t`, scratch tile) read per tile.
+    tiles: Vec<(usize, Index, usize)>,
+    /// The same, written per tile.
+    outs: Vec<(usize, Index, usize)>,
+    /// The hoisted loads and their variables.
+    loads: Vec<(Val, Val)>,
+    /// The kernel's scratch arrays, which the tiles join.
+    scratch: &'a mut Vec<Index>,
+    /// Buffer position of the kernel's first scratch array.
+    first_tile: usize,
+    /// Sequences per work item, and steps per tile.
+    lanes: u32,
+}
+
+impl Stager<'_> {
+    /// The scratch tile of (buf, base), made on first use.
+    fn tile(&mut self, buf: usize, base: &Index, output: bool) -> usize {
+        let list = if output { &mut self.outs } else { &mut self.tiles };
+        if let Some(&(_, _, t)) = list.iter().find(|(b, i, _)| *b == buf && i == base) {
+            return t;
+        }
+        let t = self.first_tile + self.scratch.len();
+        self.scratch.push(Index::Const(i64::from(self.lanes * self.lanes)));
+        list.push((buf, base.clone(), t));
+        t
+    }
+
+    /// A step statement; with `slot` (the step's index in a tile), staged through tiles.
+    fn stmt(&mut self, s: &Stmt, slot: Option<&Index>) -> Stmt {
+        let by_state = |i: &Index| *i == Index::Var(axis::STATE);
+        match s {
+            Stmt::Let { var, lanes, value } => Stmt::Let { var: *var, lanes: *lanes, value: self.val(value, slot) },
+            Stmt::Set { var, value } => Stmt::Set { var: *var, value: self.val(value, slot) },
+            Stmt::Store { buf, index, value } => {
+                let value = self.val(value, slot);
+                match (slot, time_run(index)) {
+                    (Some(slot), Some(base)) if per_lane(base) && !mentions(base, &by_state) => {
+                        Stmt::Store { buf: self.tile(*buf, base, true), index: slot.clone(), value }
+                    }
+                    _ => Stmt::Store { buf: *buf, index: index.clone(), value },
+                }
+            }
+            Stmt::StoreAdd { buf, index, value } => {
+                Stmt::StoreAdd { buf: *buf, index: index.clone(), value: self.val(value, slot) }
+            }
+            other => other.clone(),
+        }
+    }
+
+    fn val(&mut self, v: &Val, slot: Option<&Index>) -> Val {
+        match v {
+            Val::Load { buf, index, lanes: 1, .. } if !self.spec.buffers[*buf].output && per_lane(index) => {
+                let in_step = |i: &Index| matches!(i, Index::Var(axis::TIME) | Index::Var(axis::STATE));
+                if !mentions(index, &in_step) {
+                    if let Some((_, var)) = self.loads.iter().find(|(load, _)| load == v) {
+                        return var.clone();
+                    }
+                    let var = self.bld.bind(&mut self.hoisted, 1, v.clone());
+                    self.loads.push((v.clone(), var.clone()));
+                    return var;
+                }
+                // Not by state index (C of a lane's head): the tile is filled before the step.
+                match (slot, time_run(index)) {
+                    (Some(slot), Some(base)) if !mentions(base, &in_step) => Val::Load {
+                        buf: self.tile(*buf, base, false),
+                        index: slot.clone(),
+                        lanes: 1,
+                        stride: Index::Const(1),
+                    },
+                    _ => v.clone(),
+                }
+            }
+            Val::Un(op, a) => Val::Un(*op, Box::new(self.val(a, slot))),
+            Val::Bin(op, a, b) => Val::Bin(*op, Box::new(self.val(a, slot)), Box::new(self.val(b, slot))),
+            Val::Select(c, a, b) => {
+                Val::Select(Box::new(self.val(c, slot)), Box::new(self.val(a, slot)), Box::new(self.val(b, slot)))
+            }
+            Val::Splat(a, n) => Val::Splat(Box::new(self.val(a, slot)), *n),
+            Val::ReduceAdd(a) => Val::ReduceAdd(Box::new(self.val(a, slot))),
+            Val::Const(_) | Val::Var(_) | Val::Load { .. } => v.clone(),
+        }
+    }
+}
+
 /// Binds the axis variables of work item `seq`; returns the statements, the number of
 /// work items, the sequences per item and the lane validity bound.
 pub(crate) fn decode(spec: &ScanSpec, seq: Var, bld: &mut Builder) -> (Vec<Stmt>, Index, u32, Option<(Index, Index)>) {
@@ -489,6 +686,8 @@ pub(crate) struct Hoisted {
     pub(crate) a: Option<Cx>,
     pub(crate) b: Option<Cx>,
     pub(crate) c: Option<Cx>,
+    /// A log2(e) of a real, time-invariant A with lanes over heads, for Abar = 2^(dt A log2 e).
+    pub(crate) a_log2e: Option<Val>,
     pub(crate) discrete: Option<(Cx, Cx)>,
 }
 
@@ -510,13 +709,23 @@ pub(crate) fn hoist(
                 a: bind(scan.a_invariant, &scan.a),
                 b: bind(scan.b_invariant, &scan.b),
                 c: bind(scan.c_invariant, &scan.c),
+                a_log2e: None,
                 discrete: None,
             };
+            let exp_of_dta = matches!(spec.discretization, Discretization::ZohEuler | Discretization::Zoh);
+            if let (Mapping::HeadLanes { .. }, Some(a), true, false) =
+                (spec.mapping, &out.a, exp_of_dta, scan.decay_invariant)
+            {
+                if a.im.is_none() {
+                    let log2e = Val::splat(Val::Const(std::f32::consts::LOG2_E), lanes);
+                    out.a_log2e = Some(bld.bind(body, lanes, Val::mul(a.re.clone(), log2e)));
+                }
+            }
             if scan.decay_invariant {
                 let dt = scan.dt.clone().map(|v| bld.bind(body, 1, v));
                 let (a, b) =
                     (out.a.clone().unwrap_or_else(|| scan.a.clone()), out.b.clone().unwrap_or_else(|| scan.b.clone()));
-                let (abar, bbar) = discretize(spec.discretization, dt.as_ref(), &a, &b, lanes);
+                let (abar, bbar) = discretize(spec.discretization, dt.as_ref(), &a, None, &b, lanes);
                 out.discrete = Some((bld.bind_cx(body, lanes, abar), bld.bind_cx(body, lanes, bbar)));
             }
             out

@@ -132,6 +132,9 @@ pub enum UnOp {
     Neg,
     /// e^x (a polynomial on every target, vectorized, never a libm call)
     Exp,
+    /// 2^x (a polynomial, like `Exp`; e^x as 2^(x log2 e) saves a product where x log2 e
+    /// can be formed from a hoisted factor)
+    Exp2,
     /// ln x
     Log,
     /// ln(1 + x), accurate for small x (x > -1)
@@ -282,6 +285,23 @@ pub enum Stmt {
         /// The scalar added.
         value: Val,
     },
+    /// Moves `count` consecutive elements of every sequence lane between `buf` and the
+    /// scratch tile `tile`, which holds them step-major: element j of lane k at
+    /// `j * seq_lanes + k`. Step j of all lanes is then one contiguous vector of the tile
+    /// where the lanes are far apart in `buf` (one transpose per tile instead of a gather
+    /// or scatter per step). Only in kernels whose work item is a vector of sequences.
+    Transpose {
+        /// The tensor's buffer position.
+        buf: usize,
+        /// Element index of a lane's first element (differs between lanes).
+        index: Index,
+        /// Buffer position of the scratch tile (`count * seq_lanes` elements).
+        tile: usize,
+        /// Number of consecutive elements per lane.
+        count: u32,
+        /// From `buf` into the tile; otherwise from the tile back into `buf`.
+        into_tile: bool,
+    },
     /// Declares integer variable `var` = `value`.
     LetIndex {
         /// The variable.
@@ -392,6 +412,10 @@ fn write_block(f: &mut fmt::Formatter<'_>, body: &[Stmt], depth: usize) -> fmt::
             Stmt::StoreAdd { buf, index, value } => writeln!(f, "{pad}b{buf}[{index}] += {value}")?,
             Stmt::StoreLanes { buf, index, stride, lanes, value } => {
                 writeln!(f, "{pad}b{buf}[{index} +: {lanes} by {stride}] = {value}")?
+            }
+            Stmt::Transpose { buf, index, tile, count, into_tile } => {
+                let arrow = if *into_tile { "->" } else { "<-" };
+                writeln!(f, "{pad}transpose b{buf}[{index} +: {count} per lane] {arrow} tile b{tile}")?
             }
             Stmt::LetIndex { var, value } => writeln!(f, "{pad}let i{} = {value}", var.0)?,
             Stmt::Convolve { kernel, input, output, len } => {

@@ -42,7 +42,7 @@ pub fn emit_kernel<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, k: &Kernel, 
         lane_ints: HashMap::new(),
         floats: HashMap::new(),
         seq_lanes: k.seq_lanes,
-        avx512: matches!(arch, Arch::X86 { .. }) && arch.max_lanes() == 16,
+        avx512: arch.avx512(),
         lane_limit: k.lane_limit.clone(),
         cpu: matches!(arch, Arch::X86 { .. }),
         heap: Vec::new(),
@@ -92,7 +92,7 @@ pub(super) struct Cg<'a, 'ctx> {
     floats: HashMap<Var, (PointerValue<'ctx>, u32)>,
     /// Sequences side by side per work item.
     seq_lanes: u32,
-    /// The target has AVX-512 (16-lane vectors, `vscalefps`).
+    /// The target has AVX-512 F and DQ (16-lane vectors, `vscalefps`, `vreduceps`).
     pub(super) avx512: bool,
     lane_limit: Option<(Index, Index)>,
     /// x86-64 (else NVPTX).
@@ -244,6 +244,14 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
                     self.ints.insert(*var, v);
                 }
             }
+            Stmt::Store { buf, index, value } if self.consecutive(*buf, index).is_some() => {
+                // One element per lane at consecutive indices: one vector store.
+                let v = self.val(value)?;
+                let v = self.widen(v, self.seq_lanes)?;
+                let first = self.consecutive(*buf, index).expect("checked by the guard");
+                let store = self.b.build_store(self.elem_ptr(*buf, first)?, v).map_err(err)?;
+                store.set_alignment(4).map_err(err)?;
+            }
             Stmt::Store { buf, index, value } | Stmt::StoreAdd { buf, index, value } if self.varies(index) => {
                 let v = self.val(value)?;
                 let v = self.widen(v, self.seq_lanes)?;
@@ -302,6 +310,82 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
                 let (lo, hi) = (self.index(lo)?, self.index(hi)?);
                 self.counted_loop(*var, lo, hi, *reverse, body)?;
             }
+            Stmt::Transpose { buf, index, tile, count, into_tile } => {
+                self.transpose(*buf, index, *tile, *count, *into_tile)?
+            }
+        }
+        Ok(())
+    }
+
+    /// The index of lane 0 when lane k of `index` is that plus k (`first + lane`) and the
+    /// buffer holds f32: the lanes are one vector in memory.
+    fn consecutive<'i>(&self, buf: usize, index: &'i Index) -> Option<&'i Index> {
+        match index {
+            Index::Add(first, lane) if **lane == Index::Lane && !self.varies(first) && self.seq_lanes > 1 => {
+                (self.bufs[buf].1 == Elem::F32).then_some(&**first)
+            }
+            _ => None,
+        }
+    }
+
+    /// [`Stmt::Transpose`]: where each lane's run is one vector of f32 as long as the
+    /// vector of lanes, one load per run or step, a shuffle network (log2 of the lanes
+    /// rounds of interleaving pairs) and one store per step or run; element by element
+    /// otherwise.
+    fn transpose(&self, buf: usize, index: &Index, tile: usize, count: u32, into_tile: bool) -> R<()> {
+        let s = self.seq_lanes;
+        let run = |k: u32| -> R<PointerValue<'ctx>> { self.elem_ptr_at(buf, self.index_lane(index, k)?) };
+        let step = |j: u32| self.elem_ptr_at(tile, self.i64.const_int(u64::from(j * s), false));
+        if count != s || !s.is_power_of_two() || s < 2 || self.bufs[buf].1 != Elem::F32 {
+            for k in 0..s {
+                for j in 0..count {
+                    let at = self
+                        .b
+                        .build_int_nsw_add(self.index_lane(index, k)?, self.i64.const_int(j.into(), false), "")
+                        .map_err(err)?;
+                    let slot = self.elem_ptr_at(tile, self.i64.const_int(u64::from(j * s + k), false))?;
+                    if into_tile {
+                        self.b.build_store(slot, self.load_at(buf, at)?).map_err(err)?;
+                    } else {
+                        let x = self.b.build_load(self.f32, slot, "").map_err(err)?;
+                        self.b.build_store(self.elem_ptr_at(buf, at)?, x).map_err(err)?;
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let (from, to): (Vec<_>, Vec<_>) = if into_tile {
+            ((0..s).map(run).collect::<R<_>>()?, (0..s).map(step).collect::<R<_>>()?)
+        } else {
+            ((0..s).map(step).collect::<R<_>>()?, (0..s).map(run).collect::<R<_>>()?)
+        };
+        let mut v = Vec::new();
+        for p in from {
+            let load = self.b.build_load(self.vt(s), p, "").map_err(err)?;
+            if let Some(inst) = load.as_any_value_enum().into_vector_value().as_instruction() {
+                inst.set_alignment(4).map_err(err)?;
+            }
+            v.push(load.into_vector_value());
+        }
+        // Row r, column c at v[r][c]; each round interleaves rows i and i + s/2 (low halves,
+        // then high halves); after log2(s) rounds v[c][r] holds it.
+        let half = s / 2;
+        let mask = |pick: &dyn Fn(u32) -> u32| {
+            VectorType::const_vector(&(0..s).map(|i| self.i32.const_int(pick(i).into(), false)).collect::<Vec<_>>())
+        };
+        let lo = mask(&|i| i / 2 + (i % 2) * s);
+        let hi = mask(&|i| half + i / 2 + (i % 2) * s);
+        for _ in 0..s.trailing_zeros() {
+            let mut next = Vec::with_capacity(s as usize);
+            for i in 0..half as usize {
+                let (a, b) = (v[i], v[i + half as usize]);
+                next.push(self.b.build_shuffle_vector(a, b, lo, "").map_err(err)?);
+                next.push(self.b.build_shuffle_vector(a, b, hi, "").map_err(err)?);
+            }
+            v = next;
+        }
+        for (p, x) in to.into_iter().zip(v) {
+            self.b.build_store(p, x).map_err(err)?.set_alignment(4).map_err(err)?;
         }
         Ok(())
     }
@@ -550,6 +634,14 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
                     .ok_or_else(|| CodegenError(format!("float variable v{} is not declared", var.0)))?;
                 self.b.build_load(self.vt(lanes), slot, "").map_err(err)?.into_vector_value()
             }
+            Val::Load { buf, index, lanes: 1, .. } if self.consecutive(*buf, index).is_some() => {
+                let first = self.consecutive(*buf, index).expect("checked by the guard");
+                let load = self.b.build_load(self.vt(self.seq_lanes), self.elem_ptr(*buf, first)?, "").map_err(err)?;
+                if let Some(inst) = load.as_any_value_enum().into_vector_value().as_instruction() {
+                    inst.set_alignment(4).map_err(err)?;
+                }
+                load.into_vector_value()
+            }
             Val::Load { buf, index, lanes: 1, .. } if self.varies(index) => {
                 // A gather: one element per sequence lane.
                 let mut out = self.vt(self.seq_lanes).get_poison();
@@ -585,6 +677,7 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
                 match op {
                     UnOp::Neg => self.b.build_float_neg(a, "").map_err(err)?,
                     UnOp::Exp => math::exp(self, a)?,
+                    UnOp::Exp2 => math::exp2(self, a)?,
                     UnOp::Log => math::log(self, a)?,
                     UnOp::Log1p => math::log1p(self, a)?,
                     UnOp::Sin => math::sin_cos(self, a)?.0,

@@ -42,6 +42,17 @@ impl Arch {
             Arch::Nvptx => 16,
         }
     }
+
+    /// x86 with AVX-512 F and DQ (16-lane vectors, `vscalefps`, `vreduceps`).
+    fn avx512(&self) -> bool {
+        match self {
+            Arch::X86 { cpu } => {
+                let (name, features) = x86_cpu(cpu);
+                name == "x86-64-v4" || (features.contains("+avx512f") && features.contains("+avx512dq"))
+            }
+            Arch::Nvptx => false,
+        }
+    }
 }
 
 /// A failure inside LLVM (never the user's input: that is checked before).
