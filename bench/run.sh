@@ -42,7 +42,13 @@ echo "$ssmc_m2" > "$m2.ssmc.json"
 peer_m2=$("$py" bench/peers_cpu.py mamba2 "$m2.in.safetensors" "$m2.cpu.safetensors" "$runs")
 echo "$peer_m2" > "$m2.peer.json"
 a=$(echo "$ssmc_m2" | json_field median_ms); b=$(echo "$peer_m2" | json_field median_ms)
-table+=("$(row "Mamba-2 b1 L2048 h24 p64 n128 fp32" "$a ms" "$b ms" "$(python3 -c "print(f'{$b/$a:.1f}x')")")")
+form_m2=$(echo "$ssmc_m2" | json_field form)
+table+=("$(row "Mamba-2 b1 L2048 h24 p64 n128 fp32 ($form_m2)" "$a ms" "$b ms" "$(python3 -c "print(f'{$b/$a:.1f}x')")")")
+# The same with the recurrent form, against the same peer run.
+rec_m2=$("$ssmc" run stdlib/mamba2.ssm --target cpu --form recurrent --inputs "$m2.in.safetensors" --bench "$runs" --json)
+echo "$rec_m2" > "$m2.recurrent.json"
+a=$(echo "$rec_m2" | json_field median_ms)
+table+=("$(row "Mamba-2, same, recurrent form" "$a ms" "$b ms" "$(python3 -c "print(f'{$b/$a:.1f}x')")")")
 
 # S4D at L = 65536: the native conv form (K by its Vandermonde sum, the convolution by FFT
 # in ssmc-runtime) against the native recurrent form, on the same inputs.

@@ -41,10 +41,12 @@ impl Target {
                 lanes: 32.0,
                 step_latency: 2e-9,
                 launch: 1e-6,
-                eff_serial: 0.25,
+                eff_serial: 0.35,
                 eff_parallel: 0.5,
                 eff_matmul: 0.7,
-                eff_fft: 0.4,
+                // Measured: ssmc's FFT convolution (realfft) reaches about 50 GFLOP/s on
+                // two cores, counting 2.5 n log2 n per real transform (bench/NOTES.md).
+                eff_fft: 0.13,
             },
             // H200: 67 TFLOP/s fp32, 4.28 TB/s, 132 SMs x 128 lanes.
             Target::Ptx => Machine {
@@ -224,8 +226,11 @@ pub fn estimate(form: Form, s: &Shape, m: &Machine) -> Estimate {
         Form::Conv => {
             let nfft = (2.0 * l).max(2.0).log2().ceil().exp2();
             let fft_one = 2.5 * nfft * nfft.log2();
-            let kernel = s.kernels * l * n * s.mac() * 2.0 + s.decay_flops();
-            let ffts = (2.0 * seq + s.kernels) * fft_one + seq * nfft * 3.0;
+            // As the CPU schedule does it, per sequence: K = sum over the state of w z^l (z^l
+            // by products: a multiply-add per (l, state index), twice that for a complex
+            // state), then three transforms (K, x, the inverse) and the product.
+            let kernel = seq * l * n * if s.complex { 4.0 } else { 2.0 } + s.decay_flops();
+            let ffts = 3.0 * seq * fft_one + seq * nfft * 3.0;
             (0.0, kernel + final_state, 0.0, ffts, s.kernels * l * 4.0, nfft.log2(), 4.0)
         }
         Form::Quadratic => {
