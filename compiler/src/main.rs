@@ -357,11 +357,10 @@ fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
             let shapes: Vec<(String, Vec<usize>)> =
                 layer.outputs().map(|(_, t)| (t.name.clone(), sizes.shape(&t.shape))).collect();
             let inputs = std::mem::replace(&mut inputs, native::Inputs::Map(tensors::TensorMap::new()));
+            let dir = native::cached_artifact(layer, &file.text, &build_target, form).map_err(fail)?;
             let run = match args.target {
-                Target::Cpu => {
-                    native::run_cpu(layer, &file.text, &args.cpu, form, inputs, &shapes, bench, args.threads)
-                }
-                _ => gpu::run_cuda(layer, &file.text, form, inputs, &shapes, bench),
+                Target::Cpu => native::run_cpu(layer, &dir, inputs, &shapes, bench, args.threads),
+                _ => gpu::run_cuda(layer, &dir, inputs, &shapes, bench),
             }
             .map_err(fail)?;
             (run.outputs, run.times, name, forms::Plan { forms: vec![form; plan.forms.len()] })

@@ -39,23 +39,32 @@ fn convert(t: &ssmc_compiler::ir::Tensor, data: &[f64]) -> Buf {
     }
 }
 
-/// Runs `layer` natively; `bench` > 0 adds a warm-up run and times `bench` runs.
-pub fn run_cpu(
+/// The directory of `layer`'s artifact for `target` in `form`, built into the cache first
+/// if it is not there yet.
+pub fn cached_artifact(
     layer: &Layer,
     source: &str,
-    cpu: &str,
+    target: &BuildTarget,
     form: Form,
+) -> Result<std::path::PathBuf, String> {
+    let dir = artifact::cache_dir(source, &layer.name, target, form);
+    if !dir.join("manifest.json").exists() {
+        artifact::build(layer, target, form, &dir)?;
+    }
+    Ok(dir)
+}
+
+/// Runs the CPU artifact in `dir` of `layer` on `threads` threads (0: all cores); `bench` >
+/// 0 adds a warm-up run and times `bench` runs.
+pub fn run_cpu(
+    layer: &Layer,
+    dir: &std::path::Path,
     inputs: Inputs,
     outputs_shape: &[(String, Vec<usize>)],
     bench: usize,
     threads: usize,
 ) -> Result<NativeRun, String> {
-    let target = BuildTarget::Cpu { cpu: cpu.to_string() };
-    let dir = artifact::cache_dir(source, &layer.name, &target, form);
-    if !dir.join("manifest.json").exists() {
-        artifact::build(layer, &target, form, &dir)?;
-    }
-    let lib = CpuLayer::load(&dir).map_err(|e| e.to_string())?;
+    let lib = CpuLayer::load(dir).map_err(|e| e.to_string())?;
     run_with(layer, inputs, outputs_shape, bench, |refs| lib.run(refs, threads).map_err(|e| e.to_string()))
 }
 

@@ -19,9 +19,9 @@ pub fn run(seq: &Sequence, q: usize) -> CoreOut {
             decay.fill(C64::new(1.0, 0.0));
             let mut acc = C64::new(0.0, 0.0);
             for s in (start..=t).rev() {
-                for n in 0..state {
-                    acc += seq.c.at(t, n, state) * decay[n] * seq.bbar.at(s, n, state) * seq.x[s];
-                    decay[n] *= seq.abar.at(s, n, state);
+                for (n, d) in decay.iter_mut().enumerate() {
+                    acc += seq.c.at(t, n, state) * *d * seq.bbar.at(s, n, state) * seq.x[s];
+                    *d *= seq.abar.at(s, n, state);
                 }
             }
             // decay is now prod_{start<=r<=t} abar_r: the carried-in state's contribution.

@@ -12,9 +12,9 @@ fn row(seq: &Sequence, t: usize, decay: &mut [C64]) -> Vec<f64> {
     let mut m = vec![0.0; t + 1];
     for s in (0..=t).rev() {
         let mut v = C64::new(0.0, 0.0);
-        for n in 0..state {
-            v += seq.c.at(t, n, state) * decay[n] * seq.bbar.at(s, n, state);
-            decay[n] *= seq.abar.at(s, n, state);
+        for (n, d) in decay.iter_mut().enumerate() {
+            v += seq.c.at(t, n, state) * *d * seq.bbar.at(s, n, state);
+            *d *= seq.abar.at(s, n, state);
         }
         m[s] = seq.pairs * v.re;
     }
