@@ -5,7 +5,8 @@
 //! ```text
 //! .ssm text --ssmc_syntax::parse--> AST --sema::check--> layer IR (ir)
 //!   --forms::egraph::choose--> chosen form (forms::Plan)       f64 specs: forms::run, interp::run
-//!   --lower::scan_spec--> ScanSpec --ssmc_kernels::recurrent--> loop IR (ssmc_loops::Kernel)
+//!   --artifact::native_form--> the cheapest chosen form with a native schedule
+//!   --lower::scan_spec--> ScanSpec --ssmc_kernels::{recurrent, chunked, conv}--> loop IR
 //!   --codegen::{object, ptx}--> x86-64 object / PTX --artifact::build--> library, header, manifest
 //! ```
 //!
