@@ -74,19 +74,7 @@ fn random_layers_match_the_interpreter() {
         .run(&(random_layers::config(), random_layers::dims(), any::<u64>()), |(mut cfg, d, seed)| {
             // Native code needs a compile-time state size, f32 or bf16 inputs and f32 outputs.
             cfg.n_const = true;
-            let case = random_layers::build_with(&cfg, d, seed, |src| {
-                src.lines()
-                    .map(|l| {
-                        let l = l.replace(": f64[", ": f32[").replace(": f16[", ": f32[");
-                        if l.trim_start().starts_with("output") {
-                            l.replace(": bf16[", ": f32[")
-                        } else {
-                            l
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
+            let case = random_layers::build_with(&cfg, d, seed, native_dtypes);
             let k = count.get();
             count.set(k + 1);
             let out = dir.path().join(format!("case{k}"));
@@ -94,20 +82,7 @@ fn random_layers_match_the_interpreter() {
                 .unwrap_or_else(|e| panic!("{e}\n{}", case.src));
             let lib = CpuLayer::load(&out).expect("loads");
             // Both sides see the inputs as the kernel does: rounded to f32 or bf16.
-            let inputs: tensors::TensorMap = case
-                .inputs
-                .iter()
-                .map(|(name, v)| {
-                    let bf16 =
-                        case.layer.inputs().any(|(_, t)| &t.name == name && t.dtype == ssmc_compiler::ir::DType::Bf16);
-                    let data = v
-                        .data
-                        .iter()
-                        .map(|x| if bf16 { half::bf16::from_f64(*x).to_f64() } else { *x as f32 as f64 })
-                        .collect();
-                    (name.clone(), tensors::TensorData { shape: v.shape.clone(), data })
-                })
-                .collect();
+            let inputs = kernel_inputs(&case);
             let want = interp::run(&case.layer, &case.sizes, &inputs);
             let got = run_native(&lib, &case.layer, &inputs, &want, 2);
             for (name, w) in &want {
@@ -277,10 +252,12 @@ fn ssmc_run_target_cpu_matches_the_interpreter() {
 fn chunked_mamba2_matches_the_interpreter() {
     let dir = tempfile::tempdir().expect("tempdir");
     let layer = stdlib_layer("mamba2");
-    for q in [1u32, 3, 16, 64] {
-        let out = dir.path().join(format!("q{q}"));
-        artifact::build(&layer, &BuildTarget::Cpu { cpu: "native".into() }, Form::Chunked { q: q as usize }, &out)
-            .unwrap_or_else(|e| panic!("chunked:{q}: {e}"));
+    // Every chunk size on this CPU, one with AVX2's 8 lanes.
+    let cases = [("native", 1u32), ("native", 3), ("native", 16), ("native", 64), ("x86-64-v3", 16)];
+    for (cpu, q) in cases {
+        let out = dir.path().join(format!("{cpu}-q{q}"));
+        artifact::build(&layer, &BuildTarget::Cpu { cpu: cpu.into() }, Form::Chunked { q: q as usize }, &out)
+            .unwrap_or_else(|e| panic!("chunked:{q} for {cpu}: {e}"));
         let lib = CpuLayer::load(&out).expect("loads");
         assert_eq!(lib.manifest().form, format!("chunked:{q}"));
         for (l, p) in [(1usize, 16usize), (7, 37), (63, 64), (500, 21), (1000, 32)] {
@@ -291,8 +268,8 @@ fn chunked_mamba2_matches_the_interpreter() {
             let want = interp::run(&layer, &sizes, &inputs);
             let got = run_native(&lib, &layer, &inputs, &want, 2);
             let e = rel_err(&got["out"].data, &want["out"].data);
-            println!("chunked:{q} L={l} P={p}: rel err {e:.2e}");
-            assert!(e < 1e-5, "chunked:{q} L={l} P={p}: relative error {e:e}");
+            println!("chunked:{q} for {cpu} L={l} P={p}: rel err {e:.2e}");
+            assert!(e < 1e-5, "chunked:{q} for {cpu} L={l} P={p}: relative error {e:e}");
         }
     }
 }
@@ -319,12 +296,7 @@ fn chunked_random_layers_match_the_interpreter() {
                 cfg.a = random_layers::AKind::Scalar;
                 cfg.disc = if euler { random_layers::Disc::ZohEuler } else { random_layers::Disc::Zoh };
                 let cfg = cfg.normalize();
-                let case = random_layers::build_with(&cfg, d, seed, |src| {
-                    src.lines()
-                        .map(|l| l.replace(": f64[", ": f32[").replace(": f16[", ": f32[").replace(": bf16[", ": f32["))
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                });
+                let case = random_layers::build_with(&cfg, d, seed, native_dtypes);
                 let k = count.get();
                 count.set(k + 1);
                 let target = BuildTarget::Cpu { cpu: "native".into() };
@@ -332,7 +304,7 @@ fn chunked_random_layers_match_the_interpreter() {
                 artifact::build(&case.layer, &target, Form::Chunked { q }, &out)
                     .unwrap_or_else(|e| panic!("{e}\n{}", case.src));
                 let lib = CpuLayer::load(&out).expect("loads");
-                let inputs = f32_inputs(case.inputs.clone());
+                let inputs = kernel_inputs(&case);
                 let want = interp::run(&case.layer, &case.sizes, &inputs);
                 let got = run_native(&lib, &case.layer, &inputs, &want, 2);
                 for (name, w) in &want {
@@ -356,6 +328,38 @@ fn chunked_refuses_what_it_cannot_take() {
     }
     let e = artifact::kernel(&stdlib_layer("mamba2"), &BuildTarget::Ptx, Form::Chunked { q: 64 }).expect_err("ptx");
     assert!(e.contains("no GPU schedule"), "{e}");
+}
+
+/// A random layer's source with the dtypes native code takes: f32 or bf16 inputs, f32
+/// outputs.
+fn native_dtypes(src: String) -> String {
+    src.lines()
+        .map(|l| {
+            let l = l.replace(": f64[", ": f32[").replace(": f16[", ": f32[");
+            if l.trim_start().starts_with("output") {
+                l.replace(": bf16[", ": f32[")
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A random case's inputs as the kernel sees them: rounded to f32 or bf16, as declared.
+fn kernel_inputs(case: &random_layers::Case) -> tensors::TensorMap {
+    case.inputs
+        .iter()
+        .map(|(name, v)| {
+            let bf16 = case.layer.inputs().any(|(_, t)| &t.name == name && t.dtype == ssmc_compiler::ir::DType::Bf16);
+            let data = v
+                .data
+                .iter()
+                .map(|x| if bf16 { half::bf16::from_f64(*x).to_f64() } else { *x as f32 as f64 })
+                .collect();
+            (name.clone(), tensors::TensorData { shape: v.shape.clone(), data })
+        })
+        .collect()
 }
 
 /// Inputs rounded to f32, so the interpreter sees what the kernel sees.
@@ -448,21 +452,24 @@ fn cli_native_forms() {
 fn conv_of_s4d_matches_the_interpreter() {
     let dir = tempfile::tempdir().expect("tempdir");
     let layer = stdlib_layer("s4d");
-    let out = dir.path().join("s4d");
-    let m = artifact::build(&layer, &BuildTarget::Cpu { cpu: "native".into() }, Form::Conv, &out).expect("builds");
-    assert_eq!((m.form.as_str(), m.host.as_slice()), ("conv", ["causal_conv_f32".to_string()].as_slice()));
-    let header = std::fs::read_to_string(out.join("s4d.h")).expect("header");
-    assert!(header.contains("ssmc_causal_conv_f32"), "{header}");
-    let lib = CpuLayer::load(&out).expect("loads");
-    for l in [1usize, 7, 63, 500, 1000] {
-        let dims: BTreeMap<String, usize> = [("L".to_string(), l), ("H".to_string(), 37)].into();
-        let sizes = sizes_from_dims(&layer, &dims).expect("sizes");
-        let inputs = rounded_inputs(&layer, &sizes, 5 + l as u64);
-        let want = interp::run(&layer, &sizes, &inputs);
-        let got = run_native(&lib, &layer, &inputs, &want, 2);
-        let e = rel_err(&got["out"].data, &want["out"].data);
-        println!("s4d conv L={l}: rel err {e:.2e}");
-        assert!(e < 1e-5, "s4d conv L={l}: relative error {e:e}");
+    // Every length on this CPU, two with AVX2's 8 lanes.
+    for (cpu, lengths) in [("native", &[1usize, 7, 63, 500, 1000][..]), ("x86-64-v3", &[63, 500][..])] {
+        let out = dir.path().join(format!("s4d-{cpu}"));
+        let m = artifact::build(&layer, &BuildTarget::Cpu { cpu: cpu.into() }, Form::Conv, &out).expect("builds");
+        assert_eq!((m.form.as_str(), m.host.as_slice()), ("conv", ["causal_conv_f32".to_string()].as_slice()));
+        let header = std::fs::read_to_string(out.join("s4d.h")).expect("header");
+        assert!(header.contains("ssmc_causal_conv_f32"), "{header}");
+        let lib = CpuLayer::load(&out).expect("loads");
+        for &l in lengths {
+            let dims: BTreeMap<String, usize> = [("L".to_string(), l), ("H".to_string(), 37)].into();
+            let sizes = sizes_from_dims(&layer, &dims).expect("sizes");
+            let inputs = rounded_inputs(&layer, &sizes, 5 + l as u64);
+            let want = interp::run(&layer, &sizes, &inputs);
+            let got = run_native(&lib, &layer, &inputs, &want, 2);
+            let e = rel_err(&got["out"].data, &want["out"].data);
+            println!("s4d conv for {cpu} L={l}: rel err {e:.2e}");
+            assert!(e < 1e-5, "s4d conv for {cpu} L={l}: relative error {e:e}");
+        }
     }
 }
 
@@ -493,39 +500,14 @@ fn conv_of_random_time_invariant_layers_matches_the_interpreter() {
                     }
                 }
             }
-            let case = random_layers::build_with(&cfg, d, seed, |src| {
-                src.lines()
-                    .map(|l| {
-                        let l = l.replace(": f64[", ": f32[").replace(": f16[", ": f32[");
-                        if l.trim_start().starts_with("output") {
-                            l.replace(": bf16[", ": f32[")
-                        } else {
-                            l
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
+            let case = random_layers::build_with(&cfg, d, seed, native_dtypes);
             let k = count.get();
             count.set(k + 1);
             let out = dir.path().join(format!("conv{k}"));
             artifact::build(&case.layer, &BuildTarget::Cpu { cpu: "native".into() }, Form::Conv, &out)
                 .unwrap_or_else(|e| panic!("{e}\n{}", case.src));
             let lib = CpuLayer::load(&out).expect("loads");
-            let inputs: tensors::TensorMap = case
-                .inputs
-                .iter()
-                .map(|(name, v)| {
-                    let bf16 =
-                        case.layer.inputs().any(|(_, t)| &t.name == name && t.dtype == ssmc_compiler::ir::DType::Bf16);
-                    let data = v
-                        .data
-                        .iter()
-                        .map(|x| if bf16 { half::bf16::from_f64(*x).to_f64() } else { *x as f32 as f64 })
-                        .collect();
-                    (name.clone(), tensors::TensorData { shape: v.shape.clone(), data })
-                })
-                .collect();
+            let inputs = kernel_inputs(&case);
             let want = interp::run(&case.layer, &case.sizes, &inputs);
             let got = run_native(&lib, &case.layer, &inputs, &want, 2);
             for (name, w) in &want {
