@@ -14,6 +14,7 @@
 //! vector lanes over the elements of the head and several rows (or state indices) at once,
 //! each its own accumulator, so no single dependency chain bounds the speed.
 
+use crate::complex::expm1;
 use crate::recurrent::{decode, silu, Builder};
 use crate::{Discretization, Mapping, ScanSpec, ScanVals};
 use ssmc_loops::{axis, BinOp, Index, Kernel, Stmt, UnOp, Val, Var};
@@ -287,7 +288,7 @@ impl Chunks<'_> {
         let beta = match self.spec.discretization {
             Discretization::Zoh => {
                 // (exp(dt a) - 1) / a, and dt (1 + dt a / 2) near dt a = 0 where the ratio loses digits.
-                let exact = Val::div(Val::sub(Val::un(UnOp::Exp, la.clone()), Val::Const(1.0)), a);
+                let exact = Val::div(expm1(la.clone()), a);
                 let series = Val::mul(dt, Val::add(Val::Const(1.0), Val::mul(la.clone(), Val::Const(0.5))));
                 let small = Val::bin(BinOp::Gt, Val::Const(1e-4), Val::un(UnOp::Abs, la));
                 Val::Select(Box::new(small), Box::new(series), Box::new(exact))

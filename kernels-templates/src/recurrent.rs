@@ -49,7 +49,7 @@ pub(crate) fn discretize(
         Discretization::ZohEuler => (exp_dta(), b.scale(&dt)),
         Discretization::Zoh => {
             let abar = exp_dta();
-            let exact = abar.sub(&one).div(a).mul(b);
+            let exact = dta.exp_m1().div(a).mul(b);
             let bbar = match (&a.im, &exact.im) {
                 // Real A: near dt A = 0 the ratio loses digits; dt B (1 + dt A / 2) there.
                 (None, None) => {
