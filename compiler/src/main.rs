@@ -167,9 +167,11 @@ struct RunArgs {
     /// Time N runs after a warm-up run and report the median.
     #[arg(long, value_name = "N")]
     bench: Option<usize>,
-    /// Run an algorithmic form's f64 specification: recurrent, scan, chunked, chunked:Q,
-    /// conv, quadratic; refused with the reason when illegal (default: the reference
-    /// interpreter; `ssmc explain` shows which form the e-graph chooses and why).
+    /// The algorithmic form to run: recurrent, scan, chunked, chunked:Q, conv, quadratic;
+    /// refused with the reason when illegal. With `--target interp` its f64 specification
+    /// runs (default: the reference interpreter); with `--target cpu|cuda` its native code
+    /// (default: the cheapest legal form with a native schedule; `ssmc explain` shows the
+    /// estimates and the choice).
     #[arg(long, value_name = "FORM", value_parser = forms::Form::parse)]
     form: Option<forms::Form>,
     /// Write the materialized mixer matrix M (batch, channel, L, L) of the layer on these
