@@ -152,6 +152,8 @@ fn elementwise_functions_are_accurate() {
         ("exp(u)", "uniform(-80, 80)"),
         ("log(u)", "uniform(0.000001, 1000000)"),
         ("softplus(u)", "uniform(-30, 30)"),
+        ("softplus(u)", "uniform(-2, 2)"),
+        ("softplus(u)", "uniform(-87, 87)"),
         ("silu(u)", "uniform(-30, 30)"),
         ("sigmoid(u)", "uniform(-30, 30)"),
         ("sqrt(u)", "uniform(0, 1000)"),

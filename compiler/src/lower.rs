@@ -142,12 +142,7 @@ impl Lowerer<'_> {
                     Func::Log => Val::un(UnOp::Log, v[0].clone()),
                     Func::Sqrt => Val::un(UnOp::Sqrt, v[0].clone()),
                     Func::Abs => Val::un(UnOp::Abs, v[0].clone()),
-                    // log(1 + e^x), and x itself above 20 as torch does.
-                    Func::Softplus => Val::Select(
-                        Box::new(Val::bin(ssmc_loops::BinOp::Gt, v[0].clone(), c(20.0))),
-                        Box::new(v[0].clone()),
-                        Box::new(Val::un(UnOp::Log1p, Val::un(UnOp::Exp, v[0].clone()))),
-                    ),
+                    Func::Softplus => Val::un(UnOp::Softplus, v[0].clone()),
                     Func::Sigmoid => sigmoid(v[0].clone()),
                     Func::Silu => Val::mul(v[0].clone(), sigmoid(v[0].clone())),
                     Func::Clamp => Val::bin(

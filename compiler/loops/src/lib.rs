@@ -137,8 +137,9 @@ pub enum UnOp {
     Exp2,
     /// ln x
     Log,
-    /// ln(1 + x), accurate for small x (x > -1)
-    Log1p,
+    /// ln(1 + e^x), accurate for very negative x (e^x there) and x itself above 20 as in
+    /// torch
+    Softplus,
     /// sqrt x
     Sqrt,
     /// sin x

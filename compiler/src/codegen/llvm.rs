@@ -3,6 +3,7 @@
 #![allow(unsafe_code)] // inkwell's GEP builders are `unsafe fn`: indices come from the loop IR, bounds from the runtime's checks.
 
 use super::{err, math, Arch, CodegenError};
+use inkwell::attributes::{Attribute, AttributeLoc};
 use inkwell::builder::Builder;
 use inkwell::context::Context;
 use inkwell::module::Module;
@@ -23,6 +24,11 @@ pub fn emit_kernel<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, k: &Kernel, 
     if *arch == Arch::Nvptx {
         // The PTX kernel calling convention marks an entry point.
         func.set_call_conventions(71);
+    } else {
+        // A frame aligned to 64 bytes, so that 512-bit spills and the hoisted invariants read
+        // in the hot loops do not straddle cache lines wherever the caller's stack happens to be.
+        let align = ctx.create_enum_attribute(Attribute::get_named_enum_kind_id("alignstack"), 64);
+        func.add_attribute(AttributeLoc::Function, align);
     }
     let entry = ctx.append_basic_block(func, "entry");
     let builder = ctx.create_builder();
@@ -103,6 +109,9 @@ pub(super) struct Cg<'a, 'ctx> {
     host_conv: Option<PointerValue<'ctx>>,
 }
 
+/// Bytes of a cache line, the alignment of heap scratch arrays.
+const LINE: u64 = 64;
+
 /// `contract`: lets LLVM fuse a multiply and an add into one FMA.
 const CONTRACT: u32 = 1 << 5;
 
@@ -162,8 +171,10 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
         Ok(())
     }
 
-    /// `n` f32 from `malloc` (one more, so that a size 0 is no null result); traps when
-    /// there is no memory.
+    /// `n` f32 from `malloc` (one more, so that a size 0 is no null result), starting at a
+    /// multiple of 64 bytes: `malloc` aligns to 16 only, and the 16-lane vectors of a scratch
+    /// tile would straddle two cache lines (now and then a page); traps when there is no
+    /// memory.
     fn malloc(&mut self, n: IntValue<'ctx>) -> R<PointerValue<'ctx>> {
         let malloc = self
             .module
@@ -171,6 +182,7 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
             .unwrap_or_else(|| self.module.add_function("malloc", self.ptr.fn_type(&[self.i64.into()], false), None));
         let bytes = self.b.build_int_nsw_add(n, self.i64.const_int(1, false), "").map_err(err)?;
         let bytes = self.b.build_int_nsw_mul(bytes, self.i64.const_int(4, false), "").map_err(err)?;
+        let bytes = self.b.build_int_nsw_add(bytes, self.i64.const_int(LINE - 1, false), "").map_err(err)?;
         let p = match self.b.build_call(malloc, &[bytes.into()], "scratch").map_err(err)?.try_as_basic_value() {
             inkwell::values::ValueKind::Basic(v) => v.into_pointer_value(),
             inkwell::values::ValueKind::Instruction(_) => return Err(CodegenError("malloc returned nothing".into())),
@@ -187,7 +199,12 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
         self.b.build_unreachable().map_err(err)?;
         self.b.position_at_end(ok);
         self.heap.push(p);
-        Ok(p)
+        // p + (-p mod 64): the first line boundary at or after p.
+        let addr = self.b.build_ptr_to_int(p, self.i64, "").map_err(err)?;
+        let skip = self.b.build_int_neg(addr, "").map_err(err)?;
+        let skip = self.b.build_and(skip, self.i64.const_int(LINE - 1, false), "").map_err(err)?;
+        let i8t = self.ctx.i8_type();
+        unsafe { self.b.build_in_bounds_gep(i8t, p, &[skip], "aligned") }.map_err(err)
     }
 
     /// Frees the heap scratch arrays.
@@ -679,7 +696,7 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
                     UnOp::Exp => math::exp(self, a)?,
                     UnOp::Exp2 => math::exp2(self, a)?,
                     UnOp::Log => math::log(self, a)?,
-                    UnOp::Log1p => math::log1p(self, a)?,
+                    UnOp::Softplus => math::softplus(self, a)?,
                     UnOp::Sin => math::sin_cos(self, a)?.0,
                     UnOp::Cos => math::sin_cos(self, a)?.1,
                     UnOp::Sqrt => self.call("llvm.sqrt", &[a])?,

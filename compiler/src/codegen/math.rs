@@ -54,17 +54,37 @@ impl<'ctx> Cg<'_, 'ctx> {
     }
 }
 
-/// e^x: x = n ln2 + r with |r| <= ln2/2, e^r by its Taylor polynomial of degree 7,
-/// 2^n built in the exponent bits. Clamped to the normal range of f32.
+/// e^x: x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6 minimax polynomial (relative
+/// error 3e-9), 2^n built in the exponent bits. Clamped to the normal range of f32.
 pub fn exp<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
     let n = x.get_type().get_size();
-    let x = cg.call("llvm.maxnum", &[x, cg.c(-87.33654, n)])?;
+    let x = cg.call("llvm.maxnum", &[x, cg.c(EXP_MIN, n)])?;
     let x = cg.call("llvm.minnum", &[x, cg.c(88.72283, n)])?;
+    exp_in_range(cg, x)
+}
+
+/// The lower clamp of `exp`: e^x is the smallest normal f32 there.
+const EXP_MIN: f64 = -87.33654;
+
+/// `exp` of x already in [`EXP_MIN`, 88.72283].
+fn exp_in_range<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
+    let n = x.get_type().get_size();
     let k = cg.call("llvm.rint", &[cg.b.build_float_mul(x, cg.c(std::f64::consts::LOG2_E, n), "").map_err(err)?])?;
     // Cody-Waite: ln2 in two parts so that k * ln2_hi is exact.
     let r = cg.fma(k, cg.c(-0.693_145_751_953_125, n), x)?;
     let r = cg.fma(k, cg.c(-1.428_606_765_330_187e-6, n), r)?;
-    let p = cg.poly(r, &[1.0, 1.0, 1.0 / 2.0, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, 1.0 / 5040.0])?;
+    let p = cg.poly(
+        r,
+        &[
+            1.0,
+            1.0,
+            0.499_999_940_395_355_2,
+            0.166_665_211_319_923_4,
+            0.041_668_388_992_547_99,
+            0.008_368_710_055_947_304,
+            0.001_381_461_275_741_458,
+        ],
+    )?;
     if cg.avx512 && n == 16 {
         // p * 2^k in one instruction (vscalefps) instead of building 2^k in the exponent bits.
         let all = cg.i16_all_ones();
@@ -171,15 +191,39 @@ pub fn log<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>
     Ok(cg.b.build_select(inf, x, y, "").map_err(err)?.into_vector_value())
 }
 
-/// ln(1 + u) for u > -1: ln w of w = 1 + u, corrected by the rounding of w,
-/// (u - (w - 1)) / w, so small u keep their digits (softplus of very negative x).
-pub fn log1p<'ctx>(cg: &Cg<'_, 'ctx>, u: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
-    let n = u.get_type().get_size();
-    let w = cg.b.build_float_add(cg.c(1.0, n), u, "").map_err(err)?;
-    let lw = log(cg, w)?;
-    let rounding = cg.b.build_float_sub(u, cg.b.build_float_sub(w, cg.c(1.0, n), "").map_err(err)?, "").map_err(err)?;
-    let c = cg.b.build_float_div(rounding, w, "").map_err(err)?;
-    cg.b.build_float_add(lw, c, "").map_err(err)
+/// softplus(x) = ln(1 + e^x) as max(x, 0) + ln(1 + u) with u = e^-|x| in (0, 1], which
+/// needs no division and no exponent extraction: ln(1 + u) = ln(1 + f) with f = u below
+/// sqrt 2 - 1, and ln 2 + ln(1 + f) with f = (u - 1) / 2 (exact) above, so f stays in
+/// [-0.293, 0.414], where ln(1 + f) = f + f^2 S(f) with S a degree-8 minimax polynomial
+/// (relative error 4e-9). For x > 20 this is x itself in f32, as torch's threshold gives.
+pub fn softplus<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
+    let n = x.get_type().get_size();
+    let a = cg.call("llvm.fabs", &[x])?;
+    let a = cg.call("llvm.minnum", &[a, cg.c(-EXP_MIN, n)])?;
+    let u = exp_in_range(cg, cg.b.build_float_neg(a, "").map_err(err)?)?;
+    let big =
+        cg.b.build_float_compare(inkwell::FloatPredicate::OGE, u, cg.c(std::f64::consts::SQRT_2 - 1.0, n), "")
+            .map_err(err)?;
+    let f = cg.b.build_select(big, cg.fma(u, cg.c(0.5, n), cg.c(-0.5, n))?, u, "").map_err(err)?.into_vector_value();
+    let s = cg.poly(
+        f,
+        &[
+            -0.499_999_880_790_710_45,
+            0.333_333_253_860_473_63,
+            -0.250_015_825_033_187_87,
+            0.200_019_747_018_814_1,
+            -0.166_090_816_259_384_16,
+            0.141_818_135_976_791_38,
+            -0.132_429_867_982_864_38,
+            0.129_044_994_711_875_92,
+            -0.076_218_590_140_342_71,
+        ],
+    )?;
+    let l = cg.fma(cg.b.build_float_mul(f, s, "").map_err(err)?, f, f)?;
+    let ln2 = cg.b.build_select(big, cg.c(std::f64::consts::LN_2, n), cg.c(0.0, n), "").map_err(err)?;
+    let l = cg.b.build_float_add(l, ln2.into_vector_value(), "").map_err(err)?;
+    let pos = cg.call("llvm.maxnum", &[x, cg.c(0.0, n)])?;
+    cg.b.build_float_add(pos, l, "").map_err(err)
 }
 
 /// (sin x, cos x): x = q pi/2 + r with |r| <= pi/4, Taylor polynomials of r, and the
