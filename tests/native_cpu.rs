@@ -1,5 +1,6 @@
 //! Native CPU code of the stdlib layers against the f64 reference interpreter.
 
+use proptest::prelude::*;
 use ssmc_compiler::artifact::{self, BuildTarget};
 use ssmc_compiler::bind::sizes_from_dims;
 use ssmc_compiler::forms::Form;
@@ -62,36 +63,7 @@ fn stdlib_layers_match_on(cpu: &str) {
 /// interpreter on the same inputs, rounded to the declared dtypes (f32 or bf16).
 #[test]
 fn random_layers_match_the_interpreter() {
-    use proptest::prelude::*;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
-        cases: 48,
-        failure_persistence: None,
-        ..Default::default()
-    });
-    let count = std::cell::Cell::new(0);
-    runner
-        .run(&(random_layers::config(), random_layers::dims(), any::<u64>()), |(mut cfg, d, seed)| {
-            // Native code needs a compile-time state size, f32 or bf16 inputs and f32 outputs.
-            cfg.n_const = true;
-            let case = random_layers::build_with(&cfg, d, seed, native_dtypes);
-            let k = count.get();
-            count.set(k + 1);
-            let out = dir.path().join(format!("case{k}"));
-            artifact::build(&case.layer, &BuildTarget::Cpu { cpu: "native".into() }, Form::Recurrent, &out)
-                .unwrap_or_else(|e| panic!("{e}\n{}", case.src));
-            let lib = CpuLayer::load(&out).expect("loads");
-            // Both sides see the inputs as the kernel does: rounded to f32 or bf16.
-            let inputs = kernel_inputs(&case);
-            let want = interp::run(&case.layer, &case.sizes, &inputs);
-            let got = run_native(&lib, &case.layer, &inputs, &want, 2);
-            for (name, w) in &want {
-                let e = rel_err(&got[name].data, &w.data);
-                prop_assert!(e < 1e-5, "output {name}: relative error {e:e}\n{}", case.src);
-            }
-            Ok(())
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
+    random_layers_match(48, Just(Form::Recurrent), |_| {});
 }
 
 /// Runs the native layer on `threads` threads with the inputs in their declared dtypes (bf16
@@ -281,42 +253,14 @@ fn chunked_mamba2_matches_the_interpreter() {
 /// chunk sizes, against the interpreter; layers it cannot take are refused with a reason.
 #[test]
 fn chunked_random_layers_match_the_interpreter() {
-    use proptest::prelude::*;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
-        cases: 32,
-        failure_persistence: None,
-        ..Default::default()
+    let q = prop::sample::select(vec![1usize, 2, 3, 4, 16, 32, 64]).prop_map(|q| Form::Chunked { q });
+    random_layers_match(32, q, |cfg| {
+        // A scalar decay per head, by an exponential: what chunked takes.
+        cfg.a = random_layers::AKind::Scalar;
+        if !matches!(cfg.disc, random_layers::Disc::Zoh | random_layers::Disc::ZohEuler) {
+            cfg.disc = random_layers::Disc::ZohEuler;
+        }
     });
-    let count = std::cell::Cell::new(0);
-    let q_sizes = prop::sample::select(vec![1usize, 2, 3, 4, 16, 32, 64]);
-    runner
-        .run(
-            &(random_layers::config(), random_layers::dims(), any::<u64>(), q_sizes, any::<bool>()),
-            |(mut cfg, d, seed, q, euler)| {
-                cfg.n_const = true;
-                cfg.a = random_layers::AKind::Scalar;
-                cfg.disc = if euler { random_layers::Disc::ZohEuler } else { random_layers::Disc::Zoh };
-                let cfg = cfg.normalize();
-                let case = random_layers::build_with(&cfg, d, seed, native_dtypes);
-                let k = count.get();
-                count.set(k + 1);
-                let target = BuildTarget::Cpu { cpu: "native".into() };
-                let out = dir.path().join(format!("case{k}"));
-                artifact::build(&case.layer, &target, Form::Chunked { q }, &out)
-                    .unwrap_or_else(|e| panic!("{e}\n{}", case.src));
-                let lib = CpuLayer::load(&out).expect("loads");
-                let inputs = kernel_inputs(&case);
-                let want = interp::run(&case.layer, &case.sizes, &inputs);
-                let got = run_native(&lib, &case.layer, &inputs, &want, 2);
-                for (name, w) in &want {
-                    let e = rel_err(&got[name].data, &w.data);
-                    prop_assert!(e < 1e-5, "chunked:{q} output {name}: relative error {e:e}\n{}", case.src);
-                }
-                Ok(())
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Layers native `chunked` cannot take get a reason, not wrong code.
@@ -480,41 +424,47 @@ fn conv_of_s4d_matches_the_interpreter() {
 /// against the interpreter.
 #[test]
 fn conv_of_random_time_invariant_layers_matches_the_interpreter() {
-    use proptest::prelude::*;
-    use random_layers::Var as V;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
-        cases: 40,
-        failure_persistence: None,
-        ..Default::default()
-    });
-    let count = std::cell::Cell::new(0);
-    runner
-        .run(&(random_layers::config(), random_layers::dims(), any::<u64>()), |(mut cfg, d, seed)| {
-            // Native code needs a compile-time state size; conv needs a time-invariant
-            // layer (per batch row is fine) and produces no final state.
-            cfg.n_const = true;
-            cfg.final_ = false;
-            for s in [&mut cfg.fwd, &mut cfg.bwd] {
-                for v in [&mut s.dt, &mut s.b.var, &mut s.c.var] {
-                    if *v == V::Selective {
-                        *v = V::Batch;
-                    }
+    random_layers_match(40, Just(Form::Conv), |cfg| {
+        // Time-invariant (varying per batch row is fine), and conv produces no final state.
+        cfg.final_ = false;
+        for s in [&mut cfg.fwd, &mut cfg.bwd] {
+            for v in [&mut s.dt, &mut s.b.var, &mut s.c.var] {
+                if *v == random_layers::Var::Selective {
+                    *v = random_layers::Var::Batch;
                 }
             }
+        }
+    });
+}
+
+/// Native code in the forms `forms` draws of `cases` random layers (every option the
+/// language has that `adjust` leaves, awkward sizes), against the interpreter on the same
+/// inputs rounded to the declared dtypes (f32 or bf16), outputs poisoned first.
+fn random_layers_match(cases: u32, forms: impl Strategy<Value = Form>, adjust: impl Fn(&mut random_layers::LayerCfg)) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = proptest::test_runner::Config { cases, failure_persistence: None, ..Default::default() };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let count = std::cell::Cell::new(0);
+    let strategy = (random_layers::config(), random_layers::dims(), any::<u64>(), forms);
+    runner
+        .run(&strategy, |(mut cfg, d, seed, form)| {
+            // Native code needs a compile-time state size.
+            cfg.n_const = true;
+            adjust(&mut cfg);
+            let cfg = cfg.normalize();
             let case = random_layers::build_with(&cfg, d, seed, native_dtypes);
             let k = count.get();
             count.set(k + 1);
-            let out = dir.path().join(format!("conv{k}"));
-            artifact::build(&case.layer, &BuildTarget::Cpu { cpu: "native".into() }, Form::Conv, &out)
-                .unwrap_or_else(|e| panic!("{e}\n{}", case.src));
+            let out = dir.path().join(format!("case{k}"));
+            artifact::build(&case.layer, &BuildTarget::Cpu { cpu: "native".into() }, form, &out)
+                .unwrap_or_else(|e| panic!("{form}: {e}\n{}", case.src));
             let lib = CpuLayer::load(&out).expect("loads");
             let inputs = kernel_inputs(&case);
             let want = interp::run(&case.layer, &case.sizes, &inputs);
             let got = run_native(&lib, &case.layer, &inputs, &want, 2);
             for (name, w) in &want {
                 let e = rel_err(&got[name].data, &w.data);
-                prop_assert!(e < 1e-5, "output {name}: relative error {e:e}\n{}", case.src);
+                prop_assert!(e < 1e-5, "{form} output {name}: relative error {e:e}\n{}", case.src);
             }
             Ok(())
         })

@@ -419,16 +419,8 @@ impl Chunks<'_> {
         }
         // + sum_s M[i, s] x_s (M is zero above the diagonal).
         let col = self.bld.var();
-        let mut per_col = Vec::new();
-        let x = self.bld.bind(
-            &mut per_col,
-            width,
-            load_lanes(s.x, Index::add(Index::mul(var(col), self.p()), var(axis::HEADDIM)), width),
-        );
-        for (r, a) in acc.iter().enumerate() {
-            let m = Val::splat(load(s.m, Index::add(Index::mul(row(r as u32), c(q)), var(col))), width);
-            per_col.push(Stmt::Set { var: *a, value: Val::add(Val::Var(*a), Val::mul(m, x.clone())) });
-        }
+        let per_col =
+            self.add_columns(col, &acc, width, |r| load(s.m, Index::add(Index::mul(row(r as u32), c(q)), var(col))));
         let cols = Index::min(Index::add(var(i0), c(i64::from(count))), len.clone());
         out.push(for_range(col, c(0), cols, per_col));
         // + D x, times silu(z); stored, or added to the first scan's y.
@@ -459,6 +451,19 @@ impl Chunks<'_> {
             });
         }
         out
+    }
+
+    /// The body of a loop over the chunk's steps `col`: x of step `col` at the `width`
+    /// elements from HEADDIM, times the scalar `coef(r)`, added to accumulator r of `acc`.
+    fn add_columns(&mut self, col: Var, acc: &[Var], width: u32, coef: impl Fn(usize) -> Val) -> Vec<Stmt> {
+        let mut body = Vec::new();
+        let x = Index::add(Index::mul(var(col), self.p()), var(axis::HEADDIM));
+        let x = self.bld.bind(&mut body, width, load_lanes(self.s.x, x, width));
+        for (r, a) in acc.iter().enumerate() {
+            let term = Val::mul(Val::splat(coef(r), width), x.clone());
+            body.push(Stmt::Set { var: *a, value: Val::add(Val::Var(*a), term) });
+        }
+        body
     }
 
     /// carry_s B_s of the chunk into scratch [q][N].
@@ -504,16 +509,8 @@ impl Chunks<'_> {
             per_block.push(Stmt::Let { var: *a, lanes: width, value: Val::mul(h, Val::Var(decay)) });
         }
         let col = self.bld.var();
-        let mut per_col = Vec::new();
-        let x = self.bld.bind(
-            &mut per_col,
-            width,
-            load_lanes(s.x, Index::add(Index::mul(var(col), self.p()), var(axis::HEADDIM)), width),
-        );
-        for (r, a) in acc.iter().enumerate() {
-            let wb = Val::splat(load(s.wb, Index::add(Index::mul(var(col), c(n)), at(r as i64))), width);
-            per_col.push(Stmt::Set { var: *a, value: Val::add(Val::Var(*a), Val::mul(wb, x.clone())) });
-        }
+        let per_col =
+            self.add_columns(col, &acc, width, |r| load(s.wb, Index::add(Index::mul(var(col), c(n)), at(r as i64))));
         per_block.push(for_range(col, c(0), len.clone(), per_col));
         for (r, a) in acc.iter().enumerate() {
             per_block.push(if width > 1 {
