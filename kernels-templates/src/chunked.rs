@@ -33,21 +33,7 @@ pub fn chunked(spec: &ScanSpec, q: u32) -> Result<Kernel, String> {
     let seq = Var(axis::COUNT);
     let mut bld = Builder { next: axis::COUNT };
     let (mut body, work_items, _, _) = decode(spec, seq, &mut bld);
-    let n = i64::from(spec.state);
-    let qi = i64::from(q);
-    let scratch = Scratch::new(spec.buffers.len());
-    let sizes = vec![
-        Index::mul(Index::Const(n), spec.headdim.clone()),
-        Index::Const(qi),
-        Index::Const(qi),
-        Index::Const(qi),
-        Index::Const(qi * qi),
-        Index::Const(qi * n),
-        Index::mul(Index::Const(qi), spec.headdim.clone()),
-        Index::Const(qi),
-        Index::Const(qi),
-        Index::mul(Index::Const(qi), spec.headdim.clone()),
-    ];
+    let (scratch, sizes) = Scratch::layout(spec.buffers.len(), i64::from(q), i64::from(spec.state), &spec.headdim);
     for (k, scan) in spec.scans.iter().enumerate() {
         let mut c = Chunks { spec, scan, k, q, s: scratch, bld: &mut bld };
         c.emit(&mut body);
@@ -110,19 +96,36 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new(first: usize) -> Self {
-        Scratch {
-            state: first,
-            cum: first + 1,
-            beta: first + 2,
-            carry: first + 3,
-            m: first + 4,
-            wb: first + 5,
-            x: first + 6,
-            from_start: first + 7,
-            pos: first + 8,
-            gate: first + 9,
-        }
+    /// The arrays, numbered from buffer `first` on, and their sizes in that order, for
+    /// chunks of `q` steps, `n` state indices and `p` elements per head.
+    fn layout(first: usize, q: i64, n: i64, p: &Index) -> (Self, Vec<Index>) {
+        let per_element = |rows: i64| Index::mul(Index::Const(rows), p.clone());
+        let sized = [
+            per_element(n),      // state
+            Index::Const(q),     // cum
+            Index::Const(q),     // beta
+            Index::Const(q),     // carry
+            Index::Const(q * q), // m
+            Index::Const(q * n), // wb
+            per_element(q),      // x
+            Index::Const(q),     // from_start
+            Index::Const(q),     // pos
+            per_element(q),      // gate
+        ];
+        let at = |k: usize| first + k;
+        let s = Scratch {
+            state: at(0),
+            cum: at(1),
+            beta: at(2),
+            carry: at(3),
+            m: at(4),
+            wb: at(5),
+            x: at(6),
+            from_start: at(7),
+            pos: at(8),
+            gate: at(9),
+        };
+        (s, sized.to_vec())
     }
 }
 
