@@ -102,6 +102,8 @@ impl Form {
 impl fmt::Display for Form {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // q = 0: any chunk size, as written on the command line.
+            Form::Chunked { q: 0 } => write!(f, "chunked"),
             Form::Chunked { q } => write!(f, "chunked:{q}"),
             other => write!(f, "{}", other.kind()),
         }
