@@ -272,6 +272,8 @@ fn chunked_refuses_what_it_cannot_take() {
         let e = artifact::kernel(&stdlib_layer(name), &target, Form::Chunked { q: 64 }).expect_err(name);
         assert!(e.contains(why), "{name}: {e}");
     }
+    let e = artifact::kernel(&stdlib_layer("mamba2"), &target, Form::Chunked { q: 100_000 }).expect_err("too long");
+    assert!(e.contains("chunks of at most 1024 steps"), "{e}");
     let e = artifact::kernel(&stdlib_layer("mamba2"), &BuildTarget::Ptx, Form::Chunked { q: 64 }).expect_err("ptx");
     assert!(e.contains("no GPU schedule"), "{e}");
 }

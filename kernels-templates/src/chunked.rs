@@ -22,6 +22,9 @@ use ssmc_loops::{axis, BinOp, Index, Kernel, Stmt, UnOp, Val, Var};
 /// Chunk length when none is asked for.
 pub const DEFAULT_CHUNK: u32 = 64;
 
+/// The longest chunk: its q x q matrix M (4 MiB) and q x N weighted B stay per thread.
+pub const MAX_CHUNK: u32 = 1024;
+
 /// Output rows computed together (one accumulator each).
 const ROWS: u32 = 8;
 
@@ -30,6 +33,11 @@ const ROWS: u32 = 8;
 pub fn chunked(spec: &ScanSpec, q: u32) -> Result<Kernel, String> {
     supported(spec)?;
     let q = if q == 0 { DEFAULT_CHUNK } else { q };
+    if q > MAX_CHUNK {
+        return Err(format!(
+            "form chunked:{q} has no native schedule: chunks of at most {MAX_CHUNK} steps (a chunk keeps q x q floats per thread)"
+        ));
+    }
     let seq = Var(axis::COUNT);
     let mut bld = Builder { next: axis::COUNT };
     let (mut body, work_items, _, _) = decode(spec, seq, &mut bld);
