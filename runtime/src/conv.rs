@@ -128,7 +128,10 @@ pub unsafe extern "C" fn ssmc_causal_conv_f32(k: *const f32, x: *const f32, y: *
         (std::slice::from_raw_parts(k, len), std::slice::from_raw_parts(x, len), std::slice::from_raw_parts_mut(y, len))
     };
     // A panic must not unwind into generated code; there is none to catch but allocation.
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| causal_conv(k, x, y)));
+    // Should one happen, the output is NaN rather than whatever the buffer held.
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| causal_conv(k, x, &mut *y))).is_err() {
+        y.fill(f32::NAN);
+    }
 }
 
 #[cfg(test)]
