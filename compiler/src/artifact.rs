@@ -77,8 +77,8 @@ pub fn native_form(layer: &Layer, target: &BuildTarget, choice: &Choice, forced:
     let mut legal: Vec<(f64, Form)> =
         choice.candidates.iter().filter_map(|c| c.legality.as_ref().ok().map(|e| (e.seconds, c.form))).collect();
     legal.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let chosen = choice.plan.forms.first().copied().into_iter().chain(legal.into_iter().map(|(_, f)| f));
-    Ok(chosen.into_iter().find(|f| kernel(layer, target, *f).is_ok()).unwrap_or(Form::Recurrent))
+    let mut chosen = choice.plan.forms.first().copied().into_iter().chain(legal.into_iter().map(|(_, f)| f));
+    Ok(chosen.find(|f| kernel(layer, target, *f).is_ok()).unwrap_or(Form::Recurrent))
 }
 
 /// The manifest of a layer's artifact whose kernel is `kernel`.

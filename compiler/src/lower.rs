@@ -179,7 +179,7 @@ impl Lowerer<'_> {
             gate_by_element: s.gate.map(|e| by_element.expr(e, lanes)),
             x_by_element: by_element.expr(s.x, lanes),
             skip_by_element: s.skip.map(|e| by_element.expr(e, lanes)),
-            at_one_state: Scalars { a: self.value(s.a, 1), b: self.value(s.b, 1), c: self.value(s.c, 1) },
+            at_one_state: Scalars { a: self.value(s.a, 1), c: self.value(s.c, 1) },
             decay_invariant: !(self.varies_in_time(s.dt) || t(s.a) || t(s.b)),
             a_invariant: !t(s.a),
             a_shared: [Some(s.a.re), s.a.im]

@@ -350,12 +350,12 @@ fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
                 Target::Cpu => ("cpu", BuildTarget::Cpu { cpu: args.cpu.clone() }),
                 _ => ("cuda", BuildTarget::Ptx),
             };
-            let form = artifact::native_form(layer, &build_target, &choice, args.form).map_err(|e| {
-                fail(format!(
-                    "{e}; `--target interp --form {}` runs its f64 specification",
-                    args.form.map_or(String::new(), |f| f.to_string())
-                ))
-            })?;
+            // Only a forced form can be refused; its f64 specification still runs.
+            let form =
+                artifact::native_form(layer, &build_target, &choice, args.form).map_err(|e| match args.form {
+                    Some(f) => fail(format!("{e}; `--target interp --form {f}` runs its f64 specification")),
+                    None => fail(e),
+                })?;
             let shapes: Vec<(String, Vec<usize>)> =
                 layer.outputs().map(|(_, t)| (t.name.clone(), sizes.shape(&t.shape))).collect();
             let inputs = std::mem::replace(&mut inputs, native::Inputs::Map(tensors::TensorMap::new()));

@@ -204,13 +204,11 @@ pub fn explain_text(
         cost::Target::Ptx => ssmc_compiler::artifact::BuildTarget::Ptx,
     };
     let native = ssmc_compiler::artifact::native_form(layer, &build_target, choice, None).unwrap_or(Form::Recurrent);
-    let why = if native == choice.plan.forms.first().copied().unwrap_or(Form::Recurrent) {
-        String::new()
-    } else {
-        match ssmc_compiler::artifact::kernel(layer, &build_target, choice.plan.forms[0]) {
-            Err(e) => format!(" ({e})"),
-            Ok(_) => String::new(),
-        }
+    // When native code is not in the chosen form, why the chosen one has no schedule.
+    let planned = choice.plan.forms.first().copied().unwrap_or(Form::Recurrent);
+    let why = match ssmc_compiler::artifact::kernel(layer, &build_target, planned) {
+        Err(e) if native != planned => format!(" ({e})"),
+        _ => String::new(),
     };
     let _ = writeln!(
         out,

@@ -59,7 +59,7 @@ pub struct ScanVals {
     pub x_by_element: Val,
     /// The skip D at `lanes` consecutive elements of a head, if any.
     pub skip_by_element: Option<Val>,
-    /// A, B and C at the one state index STATE (scalars).
+    /// A and C at the one state index STATE (scalars).
     pub at_one_state: Scalars,
     /// dt, A and B do not depend on time: Abar and Bbar are computed once.
     pub decay_invariant: bool,
@@ -77,13 +77,11 @@ pub struct ScanVals {
     pub reversed: bool,
 }
 
-/// A, B and C at one state index.
+/// A and C at one state index.
 #[derive(Clone, Debug)]
 pub struct Scalars {
     /// A.
     pub a: Cx,
-    /// B.
-    pub b: Cx,
     /// C.
     pub c: Cx,
 }
