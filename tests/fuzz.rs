@@ -17,6 +17,7 @@ fn mutants_never_crash_hang_or_touch_other_files() {
         check: 2000,
         interp: 120,
         cpu: 16,
+        valgrind: if campaign::have_valgrind() { 6 } else { 0 },
         tensors: 160,
         max_edits: 4,
         limit: Duration::from_secs(60),
@@ -27,7 +28,11 @@ fn mutants_never_crash_hang_or_touch_other_files() {
     let (report, took) = campaign::timed(config);
     eprintln!("seed {seed}, {:.0} s\n{report}", took.as_secs_f64());
     // Not vacuous: mutants reach every stage, and some of them succeed there.
-    for stage in ["check", "interp", "cpu", "tensors"] {
+    let mut stages = vec!["check", "interp", "cpu", "tensors"];
+    if campaign::have_valgrind() {
+        stages.push("memcheck");
+    }
+    for stage in stages {
         let c = report.stages.get(stage).cloned().unwrap_or_default();
         assert!(c.cases > 0 && c.ok > 0, "no mutant succeeded in stage `{stage}` ({} cases)\n{report}", c.cases);
     }

@@ -24,6 +24,9 @@ struct Args {
     /// Of those, run as native CPU code too (default: mutants / 100).
     #[arg(long)]
     cpu: Option<usize>,
+    /// Of those, run under valgrind's memcheck too (default: mutants / 1000; 0 without valgrind).
+    #[arg(long)]
+    valgrind: Option<usize>,
     /// Damaged input files through `run` (default: mutants / 10).
     #[arg(long)]
     tensors: Option<usize>,
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         check: a.mutants,
         interp: a.interp.unwrap_or(a.mutants / 10),
         cpu: a.cpu.unwrap_or(a.mutants / 100),
+        valgrind: if campaign::have_valgrind() { a.valgrind.unwrap_or(a.mutants / 1000) } else { 0 },
         tensors: a.tensors.unwrap_or(a.mutants / 10),
         max_edits: a.max_edits,
         limit: Duration::from_secs(a.limit),

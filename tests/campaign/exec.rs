@@ -81,6 +81,8 @@ pub enum Problem {
     Touched,
     /// A temporary build folder was left behind.
     LeftTemporary,
+    /// valgrind's memcheck saw an invalid read or write.
+    OutOfBounds,
     /// Native code and the interpreter disagree on the same inputs.
     Disagrees,
     /// Something the campaign itself could not do (write a file, start the child).

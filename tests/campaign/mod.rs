@@ -38,6 +38,9 @@ pub struct Config {
     pub interp: usize,
     /// Accepted mutants also run as native CPU code.
     pub cpu: usize,
+    /// Of the native runs, how many also run under valgrind's memcheck (AVX2 code, which
+    /// valgrind can decode): an out-of-bounds access fails the case. 0 without valgrind.
+    pub valgrind: usize,
     /// Mutants of input files run on the interpreter and the CPU.
     pub tensors: usize,
     /// The most edits in one source mutant.
@@ -153,7 +156,17 @@ impl Cx {
 
     /// Runs `ssmc ARGS` in `dir`; returns the exit, or records a harness failure.
     fn ssmc(&self, dir: &Path, args: &[String], envs: &[(&str, &Path)]) -> Option<Exit> {
-        let mut cmd = Command::new(&self.config.bin);
+        self.spawn(Command::new(&self.config.bin), dir, args, envs)
+    }
+
+    /// Runs `ssmc ARGS` under valgrind's memcheck, which exits 99 on an invalid access.
+    fn ssmc_in_valgrind(&self, dir: &Path, args: &[String], envs: &[(&str, &Path)]) -> Option<Exit> {
+        let mut cmd = Command::new("valgrind");
+        cmd.args(["-q", "--error-exitcode=99"]).arg(&self.config.bin);
+        self.spawn(cmd, dir, args, envs)
+    }
+
+    fn spawn(&self, mut cmd: Command, dir: &Path, args: &[String], envs: &[(&str, &Path)]) -> Option<Exit> {
         cmd.args(args).current_dir(dir).env_remove("RUST_BACKTRACE").env("NO_COLOR", "1");
         for (k, v) in envs {
             cmd.env(k, v);
@@ -204,6 +217,11 @@ fn parallel(jobs: usize, n: usize, work: impl Fn(usize) + Sync) {
             });
         }
     });
+}
+
+/// Whether valgrind can be run here.
+pub fn have_valgrind() -> bool {
+    Command::new("valgrind").arg("--version").output().is_ok_and(|o| o.status.success())
 }
 
 /// How long the whole campaign took, for the caller's message.

@@ -170,13 +170,47 @@ pub(super) fn layers(cx: &Cx, accepted: &[Vec<u8>]) {
             let mut native = vec!["run".to_string(), "case.ssm".to_string(), "--layer".to_string(), layer.name.clone()];
             native.extend(["--inputs", "in.safetensors", "--target", "cpu", "--threads", "2"].map(String::from));
             native.extend(["--output".to_string(), "cpu.safetensors".to_string()]);
-            if step("cpu", native, &["cpu.safetensors"]).is_some_and(|e| e.code == Some(0)) {
+            if step("cpu", native.clone(), &["cpu.safetensors"]).is_some_and(|e| e.code == Some(0)) {
                 compare(cx, &dir);
+            }
+            if i < cx.config.valgrind {
+                memcheck(cx, &dir, native, &envs);
             }
         }
         let _ = std::fs::remove_dir_all(&cache);
         let _ = std::fs::remove_dir_all(&dir);
     });
+}
+
+/// The native run again as AVX2 code (valgrind decodes no AVX-512), built first outside
+/// valgrind, then run inside it on one thread.
+fn memcheck(cx: &Cx, dir: &Path, mut args: Vec<String>, envs: &[(&str, &Path)]) {
+    args.extend(["--cpu", "x86-64-v3"].map(String::from));
+    for (flag, value) in [("--threads", "1"), ("--output", "memcheck.safetensors")] {
+        if let Some(i) = args.iter().position(|a| a == flag) {
+            args[i + 1] = value.to_string();
+        }
+    }
+    let built = match cx.ssmc(dir, &args, envs) {
+        Some(e) if e.code == Some(0) => true,
+        Some(e) => {
+            cx.fail("memcheck", Problem::Harness, dir, &args.join(" "), &format!("AVX2 build failed\n{}", e.stderr));
+            false
+        }
+        None => false,
+    };
+    if !built {
+        return;
+    }
+    let Some(exit) = cx.ssmc_in_valgrind(dir, &args, envs) else { return };
+    let problem = match exit.code {
+        Some(99) => Some(Problem::OutOfBounds),
+        _ => exec::judge(&exit),
+    };
+    match problem {
+        Some(p) => cx.fail("memcheck", p, dir, &format!("valgrind ssmc {}", args.join(" ")), &exit.stderr),
+        None => cx.count("memcheck", exit.code == Some(0)),
+    }
 }
 
 /// Native outputs against the interpreter's where the interpreter's are finite and modest:
