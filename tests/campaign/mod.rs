@@ -86,8 +86,8 @@ pub struct Report {
     pub stages: BTreeMap<&'static str, Counts>,
     /// Every failing case (the first few of each problem are kept on disk).
     pub failures: Vec<Failure>,
-    /// The longest a single child ran.
-    pub slowest: Duration,
+    /// The longest a single child ran, and its command.
+    pub slowest: (Duration, String),
 }
 
 impl std::fmt::Display for Report {
@@ -97,7 +97,7 @@ impl std::fmt::Display for Report {
             let failed = self.failures.iter().filter(|x| x.stage == *stage).count();
             writeln!(f, "{stage:<10} {:>7} {:>7} {:>8} {:>9}", c.cases, c.ok, c.refused, failed)?;
         }
-        writeln!(f, "slowest case: {:.1} s", self.slowest.as_secs_f64())?;
+        writeln!(f, "slowest case: {:.1} s: {}", self.slowest.0.as_secs_f64(), self.slowest.1)?;
         let mut by_problem: BTreeMap<String, usize> = BTreeMap::new();
         for x in &self.failures {
             *by_problem.entry(format!("{} in {}", x.problem.name(), x.stage)).or_default() += 1;
@@ -131,9 +131,11 @@ impl Cx {
         }
     }
 
-    fn timed(&self, exit: &Exit) {
+    fn timed(&self, exit: &Exit, dir: &Path, args: &[String]) {
         let mut r = self.report.lock().unwrap_or_else(|e| e.into_inner());
-        r.slowest = r.slowest.max(exit.wall);
+        if exit.wall > r.slowest.0 {
+            r.slowest = (exit.wall, format!("ssmc {} (in {})", args.join(" "), dir.display()));
+        }
     }
 
     /// Records a failure; keeps the case's folder (`files`) and what it printed.
@@ -173,7 +175,7 @@ impl Cx {
         }
         match exec::run(&mut cmd, self.config.limit) {
             Ok(exit) => {
-                self.timed(&exit);
+                self.timed(&exit, dir, args);
                 Some(exit)
             }
             Err(e) => {
