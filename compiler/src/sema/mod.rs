@@ -3,6 +3,8 @@
 
 mod decls;
 mod expr;
+mod finite;
+mod inits;
 mod io;
 mod options;
 mod roles;
@@ -88,15 +90,17 @@ impl<'d> LayerCx<'d> {
     }
 
     fn check_layer(&mut self, layer: &ast::Layer) -> Option<Layer> {
-        let errors_before = self.error_count();
+        // This layer's diagnostics start here: counting only them keeps many layers linear.
+        let first = self.diags.len();
         self.declare_dims(layer);
         self.declare_tensors(layer);
         let parts = self.check_roles(layer)?;
-        if self.error_count() > errors_before {
+        if self.diags[first..].iter().any(|d| d.severity == ssmc_syntax::Severity::Error) {
             return None;
         }
         // Warnings only for a layer without errors: after an error they are mostly echoes.
         self.warn_unused(parts.initial_state);
+        self.warn_never_finite(&parts);
         Some(Layer {
             name: layer.name.name.clone(),
             dims: std::mem::take(&mut self.dims),
@@ -113,9 +117,5 @@ impl<'d> LayerCx<'d> {
             output: parts.output,
             spans: std::mem::take(&mut self.spans),
         })
-    }
-
-    fn error_count(&self) -> usize {
-        self.diags.iter().filter(|d| d.severity == ssmc_syntax::Severity::Error).count()
     }
 }
