@@ -217,7 +217,10 @@ fn parse_primary(pair: Pair<Rule>) -> Result<Expr> {
     let kind = match pair.as_rule() {
         Rule::number => ExprKind::Number(parse_number(&pair)?),
         Rule::ident => ExprKind::Name(parse_ident(pair)),
-        Rule::expr => return parse_expr(pair).map(|e| Expr { span: sp, ..e }),
+        Rule::paren => {
+            let inner = pair.into_inner().next().expect("grammar: parenthesized expression");
+            return parse_expr(inner).map(|e| Expr { span: sp, ..e });
+        }
         Rule::call => {
             let mut it = pair.into_inner();
             let f = parse_ident(it.next().expect("grammar: callee"));

@@ -232,7 +232,7 @@ fn describe(rule: &Rule) -> &'static str {
         Rule::ident => "a name",
         Rule::int => "an integer",
         Rule::number | Rule::signed_number => "a number",
-        Rule::expr => "an expression",
+        Rule::expr | Rule::paren => "an expression",
         Rule::shape => "a shape like `[B, D, L]`",
         Rule::shape_atom => "a dim name or size",
         Rule::init => "`~ distribution(...)`",

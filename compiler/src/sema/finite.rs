@@ -31,8 +31,9 @@ enum Why {
 enum Fact {
     /// Within `[lo, hi]` (bounds may be infinite); an over-approximation.
     Range(f64, f64),
-    /// Never finite (an infinity or NaN); first so at `origin`, for the reason `why`.
-    Never { origin: Handle<Expr>, why: Why },
+    /// Never finite (an infinity or NaN; always NaN if `nan`); first so at `origin`, for
+    /// the reason `why`.
+    Never { origin: Handle<Expr>, why: Why, nan: bool },
 }
 
 const ANY: Fact = Fact::Range(f64::NEG_INFINITY, f64::INFINITY);
@@ -50,12 +51,17 @@ fn hull(values: &[f64]) -> Fact {
 /// The fact of `op` on the facts of its operands; `this` is the node, for a new origin.
 fn binary(op: BinOp, a: Fact, b: Fact, this: Handle<Expr>) -> Fact {
     match (op, a, b) {
-        // A non-finite value stays non-finite through +, -, * and as a dividend.
-        (_, Fact::Never { .. }, _) => a,
-        (BinOp::Add | BinOp::Sub | BinOp::Mul, _, Fact::Never { .. }) => b,
+        // NaN stays NaN through every operator.
+        (_, Fact::Never { nan: true, .. }, _) => a,
+        (_, _, Fact::Never { nan: true, .. }) => b,
+        // An infinity stays non-finite through +, -, * and as a dividend.
+        (_, Fact::Never { origin, why, .. }, _) => Fact::Never { origin, why, nan: false },
+        (BinOp::Add | BinOp::Sub | BinOp::Mul, _, Fact::Never { origin, why, .. }) => {
+            Fact::Never { origin, why, nan: false }
+        }
         // finite / inf is 0: nothing certain.
         (BinOp::Div, _, Fact::Never { .. }) => ANY,
-        (BinOp::Div, _, Fact::Range(0.0, 0.0)) => Fact::Never { origin: this, why: Why::DivByZero },
+        (BinOp::Div, _, Fact::Range(0.0, 0.0)) => Fact::Never { origin: this, why: Why::DivByZero, nan: false },
         (_, Fact::Range(al, ah), Fact::Range(bl, bh)) => match op {
             BinOp::Add => hull(&[al + bl, ah + bh]),
             BinOp::Sub => hull(&[al - bh, ah - bl]),
@@ -68,7 +74,7 @@ fn binary(op: BinOp, a: Fact, b: Fact, this: Handle<Expr>) -> Fact {
 
 /// The fact of `f` applied to the facts of its arguments.
 fn call(f: Func, args: &[Fact], this: Handle<Expr>) -> Fact {
-    let never = |why| Fact::Never { origin: this, why };
+    let never = |why, nan| Fact::Never { origin: this, why, nan };
     let ranges: Vec<(f64, f64)> = args
         .iter()
         .filter_map(|a| match a {
@@ -77,21 +83,33 @@ fn call(f: Func, args: &[Fact], this: Handle<Expr>) -> Fact {
         })
         .collect();
     if ranges.len() < args.len() {
-        let first = args.iter().copied().find(|a| matches!(a, Fact::Never { .. })).unwrap_or(ANY);
-        // log, sqrt, abs and silu of an infinity or NaN are not finite; min, max and
-        // clamp only when every argument is; exp, softplus, sigmoid of -inf are.
-        let keeps = match f {
-            Func::Log | Func::Sqrt | Func::Abs | Func::Silu => true,
-            Func::Min | Func::Max | Func::Clamp => ranges.is_empty(),
-            Func::Exp | Func::Softplus | Func::Sigmoid => false,
+        let nevers: Vec<(Handle<Expr>, Why, bool)> = args
+            .iter()
+            .filter_map(|a| match *a {
+                Fact::Never { origin, why, nan } => Some((origin, why, nan)),
+                Fact::Range(..) => None,
+            })
+            .collect();
+        let nan_arg = nevers.iter().copied().find(|n| n.2);
+        let (origin, why, _) = nan_arg.unwrap_or(nevers[0]);
+        // min, max and clamp drop a NaN argument: non-finite only when every argument is.
+        if matches!(f, Func::Min | Func::Max | Func::Clamp) {
+            let all_nan = nevers.iter().all(|n| n.2);
+            return if ranges.is_empty() { Fact::Never { origin, why, nan: all_nan } } else { ANY };
+        }
+        // Every other function keeps a NaN; log, sqrt, abs and silu keep an infinity too,
+        // while exp, softplus and sigmoid of -inf are finite.
+        return match (nan_arg, f) {
+            (Some(_), _) => Fact::Never { origin, why, nan: true },
+            (None, Func::Log | Func::Sqrt | Func::Abs | Func::Silu) => Fact::Never { origin, why, nan: false },
+            (None, _) => ANY,
         };
-        return if keeps { first } else { ANY };
     }
     let (lo, hi) = ranges.first().copied().unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
     match f {
-        Func::Log if hi <= 0.0 => never(Why::LogOfNonPositive(lo, hi)),
-        Func::Sqrt if hi < 0.0 => never(Why::SqrtOfNegative(lo, hi)),
-        Func::Exp if lo > f64::MAX.ln() => never(Why::ExpOverflows(lo)),
+        Func::Log if hi <= 0.0 => never(Why::LogOfNonPositive(lo, hi), hi < 0.0),
+        Func::Sqrt if hi < 0.0 => never(Why::SqrtOfNegative(lo, hi), true),
+        Func::Exp if lo > f64::MAX.ln() => never(Why::ExpOverflows(lo), false),
         Func::Exp => hull(&[lo.exp(), hi.exp()]),
         Func::Log => hull(&[if lo > 0.0 { lo.ln() } else { f64::NEG_INFINITY }, hi.ln()]),
         Func::Sqrt => hull(&[lo.max(0.0).sqrt(), hi.sqrt()]),
@@ -202,7 +220,7 @@ impl LayerCx<'_> {
                 ("gate", scan.gate),
             ];
             for (role, root) in roles {
-                let Some(Fact::Never { origin, why }) = root.and_then(|r| facts.get(r.index()).copied()) else {
+                let Some(Fact::Never { origin, why, .. }) = root.and_then(|r| facts.get(r.index()).copied()) else {
                     continue;
                 };
                 if warned.contains(&origin) {
@@ -221,7 +239,7 @@ fn constant(h: Handle<Expr>, v: f64) -> Fact {
     if v.is_finite() {
         Fact::Range(v, v)
     } else {
-        Fact::Never { origin: h, why: Why::Folded(v) }
+        Fact::Never { origin: h, why: Why::Folded(v), nan: v.is_nan() }
     }
 }
 
