@@ -46,7 +46,12 @@ fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 fn errors(c: &Checked) -> Vec<(String, usize)> {
     match &c.result {
         Ok(_) => Vec::new(),
-        Err(d) => d.0.iter().filter(|d| d.severity == Severity::Error).map(|d| (d.message.clone(), d.primary.span.start)).collect(),
+        Err(d) => {
+            d.0.iter()
+                .filter(|d| d.severity == Severity::Error)
+                .map(|d| (d.message.clone(), d.primary.span.start))
+                .collect()
+        }
     }
 }
 
@@ -58,7 +63,12 @@ fn oversized() -> Vec<(&'static str, String, &'static str, usize)> {
     let nested = |n: usize, open: &str| format!("{}u{}", open.repeat(n), ")".repeat(n));
     vec![
         ("11,000 summed terms", sum, "expression too long: 10999 operators", plus),
-        ("7,600 unary minuses", format!("{}u", "-".repeat(7_600)), "expression too long: 7600 operators", MAX_OPERATORS),
+        (
+            "7,600 unary minuses",
+            format!("{}u", "-".repeat(7_600)),
+            "expression too long: 7600 operators",
+            MAX_OPERATORS,
+        ),
         ("5,000 nested parentheses", nested(5_000, "("), "expression nested too deeply", MAX_NESTING),
         ("30,000 nested parentheses", nested(30_000, "("), "expression nested too deeply", MAX_NESTING),
         ("3,000 nested calls", nested(3_000, "exp("), "expression nested too deeply", 4 * MAX_NESTING + 3),
@@ -161,7 +171,11 @@ fn errors_past_the_cap_are_counted_not_shown() {
     assert_eq!(diags.error_count(), dups);
     let text = diags.render(&c.file, false);
     assert_eq!(text.matches("error: role `x` is given twice").count(), MAX_SHOWN);
-    assert!(text.contains(&format!("error: {} more errors not shown", dups - MAX_SHOWN)), "{}", &text[text.len() - 300..]);
+    assert!(
+        text.contains(&format!("error: {} more errors not shown", dups - MAX_SHOWN)),
+        "{}",
+        &text[text.len() - 300..]
+    );
     let one = diags.render_at_most(&c.file, false, dups - 1);
     assert!(one.contains("error: 1 more error not shown"));
 }
@@ -250,4 +264,3 @@ fn roles_that_are_never_finite_are_warned_about() {
         assert_eq!(warnings(x, "softplus(delta)"), Vec::new(), "x = {x}");
     }
 }
-

@@ -16,6 +16,6 @@ mod syntax_error;
 
 pub use ast::Span;
 pub use diag::{did_you_mean, Diagnostic, Diagnostics, Label, Severity, SourceFile, MAX_SHOWN};
-pub use shown::{escaped, is_invisible};
 pub use limits::{MAX_NESTING, MAX_OPERATORS};
 pub use parse::parse;
+pub use shown::{escaped, is_invisible};

@@ -78,7 +78,9 @@ pub(crate) fn check_operators(expr: &Pair<Rule>) -> Result<(), Diagnostic> {
         at,
         format!("operator {} is here", MAX_OPERATORS + 1),
     )
-    .with_note(format!("ssmc accepts at most {MAX_OPERATORS} operators (`+ - * /` and unary `-`) in one expression ({DOCS})"))
+    .with_note(format!(
+        "ssmc accepts at most {MAX_OPERATORS} operators (`+ - * /` and unary `-`) in one expression ({DOCS})"
+    ))
     .with_hint("simplify the expression, or compute part of it into an input tensor"))
 }
 

@@ -2,8 +2,8 @@
 //! ("an operator", "a statement", "`]`"), what was found, and which bracket is unclosed.
 
 use crate::ast::Span;
-use crate::diag::Diagnostic;
 use crate::diag::did_you_mean;
+use crate::diag::Diagnostic;
 use crate::parse::Rule;
 use crate::shown::{escaped, is_invisible};
 use pest::error::{Error, ErrorVariant, InputLocation};

@@ -72,14 +72,18 @@ fn unrepresentable(init: Init, dtype: Option<DType>, tensor: &str, span: ssmc_sy
     if let Init::Uniform { lo, hi } = init {
         if !(hi - lo).is_finite() {
             return Some(
-                Diagnostic::error(format!("the range of `{tensor}`'s distribution overflows"), span, "hi - lo is not finite")
-                    .with_note(format!(
-                        "uniform({}, {}) spans more than the largest f64, {}",
-                        num(lo),
-                        num(hi),
-                        num(f64::MAX)
-                    ))
-                    .with_hint("narrow the range"),
+                Diagnostic::error(
+                    format!("the range of `{tensor}`'s distribution overflows"),
+                    span,
+                    "hi - lo is not finite",
+                )
+                .with_note(format!(
+                    "uniform({}, {}) spans more than the largest f64, {}",
+                    num(lo),
+                    num(hi),
+                    num(f64::MAX)
+                ))
+                .with_hint("narrow the range"),
             );
         }
     }
