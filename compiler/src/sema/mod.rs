@@ -67,7 +67,13 @@ struct LayerCx<'d> {
     broken_dims: BTreeSet<String>,
     /// Tensors whose declaration was already reported as wrong; likewise.
     broken_tensors: BTreeSet<String>,
+    /// Name comparisons left for "did you mean" hints of unknown tensors.
+    hint_budget: usize,
 }
+
+/// Name comparisons one layer may spend on "did you mean" hints of unknown tensors (about
+/// a second): unlimited in practice, but linear, not quadratic, for a layer of a million.
+const HINT_BUDGET: usize = 1 << 22;
 
 impl<'d> LayerCx<'d> {
     fn new(diags: &'d mut Vec<Diagnostic>) -> Self {
@@ -82,6 +88,7 @@ impl<'d> LayerCx<'d> {
             used: Vec::new(),
             broken_dims: BTreeSet::new(),
             broken_tensors: BTreeSet::new(),
+            hint_budget: HINT_BUDGET,
         }
     }
 
