@@ -2,9 +2,13 @@
 //! hint, rendered with file:line:col and a caret by codespan-reporting.
 
 use crate::ast::Span;
+use crate::shown::Shown;
 use codespan_reporting::diagnostic as cs;
 use codespan_reporting::files::SimpleFile;
 use codespan_reporting::term::{self, termcolor};
+
+/// Most errors, and separately most warnings, that [`Diagnostics::render`] shows.
+pub const MAX_SHOWN: usize = 50;
 
 /// How bad a diagnostic is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,8 +89,11 @@ impl Diagnostic {
         self
     }
 
-    fn to_codespan(&self, len: usize) -> cs::Diagnostic<()> {
-        let clamp = |s: Span| s.start.min(len)..s.end.min(len).max(s.start.min(len));
+    fn to_codespan(&self, shown: &Shown, len: usize) -> cs::Diagnostic<()> {
+        let clamp = |s: Span| {
+            let start = s.start.min(len);
+            shown.map(start)..shown.map(s.end.min(len).max(start))
+        };
         let mut labels = vec![cs::Label::primary((), clamp(self.primary.span)).with_message(&self.primary.message)];
         labels.extend(self.secondary.iter().map(|l| cs::Label::secondary((), clamp(l.span)).with_message(&l.message)));
         let mut notes = self.notes.clone();
@@ -151,21 +158,43 @@ impl Diagnostics {
         self.0.iter().filter(|d| d.severity == Severity::Error).count()
     }
 
-    /// Renders every diagnostic as text with carets, sorted by position.
+    /// Renders the diagnostics as text with carets, sorted by position: the first
+    /// [`MAX_SHOWN`] errors and the first [`MAX_SHOWN`] warnings, then a count of the rest.
     pub fn render(&self, file: &SourceFile, color: bool) -> String {
-        let simple = SimpleFile::new(file.name.as_str(), file.text.as_str());
+        self.render_at_most(file, color, MAX_SHOWN)
+    }
+
+    /// [`Diagnostics::render`] with at most `max` errors and `max` warnings shown.
+    pub fn render_at_most(&self, file: &SourceFile, color: bool, max: usize) -> String {
+        let shown = Shown::new(&file.text);
+        let simple = SimpleFile::new(file.name.as_str(), shown.text.as_ref());
         let config = term::Config::default();
         let mut sorted: Vec<&Diagnostic> = self.0.iter().collect();
         sorted.sort_by_key(|d| (d.primary.span.start, d.primary.span.end));
         let mut out = Vec::new();
-        for d in sorted {
-            let cs = d.to_codespan(file.text.len());
+        let mut emit = |cs: &cs::Diagnostic<()>| {
             // Writing into a Vec cannot fail; a failure would only lose this diagnostic's text.
             let _ = if color {
-                term::emit(&mut termcolor::Ansi::new(&mut out), &config, &simple, &cs)
+                term::emit(&mut termcolor::Ansi::new(&mut out), &config, &simple, cs)
             } else {
-                term::emit(&mut termcolor::NoColor::new(&mut out), &config, &simple, &cs)
+                term::emit(&mut termcolor::NoColor::new(&mut out), &config, &simple, cs)
             };
+        };
+        let (mut errors, mut warnings) = (0usize, 0usize);
+        for d in sorted {
+            let seen = if d.severity == Severity::Error { &mut errors } else { &mut warnings };
+            *seen += 1;
+            if *seen <= max {
+                emit(&d.to_codespan(&shown, file.text.len()));
+            }
+        }
+        for (count, what, d) in
+            [(errors, "error", cs::Diagnostic::error()), (warnings, "warning", cs::Diagnostic::warning())]
+        {
+            if count > max {
+                let rest = count - max;
+                emit(&d.with_message(format!("{rest} more {what}{} not shown", if rest == 1 { "" } else { "s" })));
+            }
         }
         String::from_utf8_lossy(&out).into_owned()
     }

@@ -9,9 +9,13 @@
 
 pub mod ast;
 pub mod diag;
+pub mod limits;
 mod parse;
+mod shown;
 mod syntax_error;
 
 pub use ast::Span;
-pub use diag::{did_you_mean, Diagnostic, Diagnostics, Label, Severity, SourceFile};
+pub use diag::{did_you_mean, Diagnostic, Diagnostics, Label, Severity, SourceFile, MAX_SHOWN};
+pub use limits::{MAX_NESTING, MAX_OPERATORS};
 pub use parse::parse;
+pub use shown::{escaped, is_invisible};

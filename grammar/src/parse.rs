@@ -20,6 +20,8 @@ type Result<T> = std::result::Result<T, Diagnostic>;
 
 /// Parses a whole `.ssm` file. A syntax error stops parsing; it is returned alone.
 pub fn parse(src: &str) -> std::result::Result<File, Vec<Diagnostic>> {
+    // Before pest, which recurses once per level of parentheses.
+    crate::limits::check_nesting(src).map_err(|d| vec![d])?;
     // Detailed errors list the literal tokens tried (`]`, `:`), not only the rule names.
     pest::set_error_detail(true);
     let mut pairs = SsmParser::parse(Rule::file, src).map_err(|e| syntax_errors(src, &e))?;
@@ -97,8 +99,8 @@ fn parse_stmt(pair: Pair<Rule>) -> Result<Stmt> {
         Rule::dims_decl => StmtKind::Dims(operands(pair).map(parse_dim_decl).collect::<Result<_>>()?),
         Rule::tensor_decl => StmtKind::Tensor(parse_tensor_decl(pair)?),
         Rule::discretize_stmt => StmtKind::Discretize(parse_ident(first(pair))),
-        Rule::skip_stmt => StmtKind::Skip(parse_expr(first(pair))?),
-        Rule::gate_stmt => StmtKind::Gate(parse_expr(first(pair))?),
+        Rule::skip_stmt => StmtKind::Skip(parse_top_expr(first(pair))?),
+        Rule::gate_stmt => StmtKind::Gate(parse_top_expr(first(pair))?),
         Rule::direction_stmt => StmtKind::Direction(parse_ident(first(pair))),
         Rule::initial_state_stmt => StmtKind::InitialState(parse_ident(first(pair))),
         Rule::final_state_stmt => StmtKind::FinalState(parse_ident(first(pair))),
@@ -106,7 +108,7 @@ fn parse_stmt(pair: Pair<Rule>) -> Result<Stmt> {
         Rule::role_stmt => {
             let mut it = pair.into_inner();
             let role = parse_ident(it.next().expect("grammar: role name"));
-            let value = parse_expr(it.next().expect("grammar: role value"))?;
+            let value = parse_top_expr(it.next().expect("grammar: role value"))?;
             StmtKind::Role { role, value }
         }
         r => unreachable!("grammar: {r:?} is not a statement"),
@@ -180,6 +182,13 @@ fn pratt() -> PrattParser<Rule> {
         .op(Op::prefix(Rule::neg))
 }
 
+/// A whole role, `skip` or `gate` value, refused past the operator limit before the
+/// recursive Pratt parser sees it.
+fn parse_top_expr(pair: Pair<Rule>) -> Result<Expr> {
+    crate::limits::check_operators(&pair)?;
+    parse_expr(pair)
+}
+
 fn parse_expr(pair: Pair<Rule>) -> Result<Expr> {
     pratt()
         .map_primary(parse_primary)
@@ -208,7 +217,10 @@ fn parse_primary(pair: Pair<Rule>) -> Result<Expr> {
     let kind = match pair.as_rule() {
         Rule::number => ExprKind::Number(parse_number(&pair)?),
         Rule::ident => ExprKind::Name(parse_ident(pair)),
-        Rule::expr => return parse_expr(pair).map(|e| Expr { span: sp, ..e }),
+        Rule::paren => {
+            let inner = pair.into_inner().next().expect("grammar: parenthesized expression");
+            return parse_expr(inner).map(|e| Expr { span: sp, ..e });
+        }
         Rule::call => {
             let mut it = pair.into_inner();
             let f = parse_ident(it.next().expect("grammar: callee"));

@@ -2,8 +2,10 @@
 //! ("an operator", "a statement", "`]`"), what was found, and which bracket is unclosed.
 
 use crate::ast::Span;
+use crate::diag::did_you_mean;
 use crate::diag::Diagnostic;
 use crate::parse::Rule;
+use crate::shown::{escaped, is_invisible};
 use pest::error::{Error, ErrorVariant, InputLocation};
 
 /// Keywords that start a statement of a layer body.
@@ -27,7 +29,12 @@ pub(crate) fn syntax_error(src: &str, e: &Error<Rule>) -> Diagnostic {
         [one] => one.clone(),
         [init @ .., last] => format!("{} or {}", init.join(", "), last),
     };
-    let found_text = if found.is_empty() { "end of file".to_string() } else { format!("`{found}`") };
+    let invisible = found.chars().next().filter(|c| is_invisible(*c));
+    let found_text = match invisible {
+        _ if found.is_empty() => "end of file".to_string(),
+        Some(c) => format!("the invisible character {}", escaped(c)),
+        None => format!("`{found}`"),
+    };
     let unclosed = open
         .last()
         .copied()
@@ -67,6 +74,17 @@ pub(crate) fn syntax_error(src: &str, e: &Error<Rule>) -> Diagnostic {
     } else if found.starts_with('.') && before.ends_with(|c: char| c.is_ascii_digit()) {
         d = d.with_hint("sizes and divisors are whole numbers");
     }
+    if let Some(c) = invisible {
+        let hint = if c == '\u{FEFF}' {
+            "a byte-order mark is allowed only at the very start of the file; remove this one".to_string()
+        } else {
+            format!("remove the {} character; it shows nothing, so it may have come in with pasted text", escaped(c))
+        };
+        d = d.with_hint(hint);
+    }
+    if let Some(hint) = keyword_typo(src, pos, before, &expected, found) {
+        d = d.with_hint(hint);
+    }
     if before == "layer" && expected == ["a name"] {
         d = d.with_hint("a layer is written `layer NAME { ... }`");
     }
@@ -74,6 +92,33 @@ pub(crate) fn syntax_error(src: &str, e: &Error<Rule>) -> Diagnostic {
         d = d.with_hint("a file holds layers: `layer NAME { ... }`");
     }
     d
+}
+
+/// "did you mean `input`?" for a misspelt keyword: a statement `inptu u: ...` reads as a
+/// role `inptu` missing its `=`, and a file `layr l { ... }` as a missing `layer`.
+fn keyword_typo(src: &str, pos: usize, before: &str, expected: &[String], found: &str) -> Option<String> {
+    let typo = if expected.iter().any(|w| w == "`layer`") {
+        found
+    } else if expected.iter().any(|w| w == "`=`") && !found.starts_with('=') && starts_statement(src, pos, before) {
+        before
+    } else {
+        return None;
+    };
+    if typo.is_empty() || STATEMENT_KEYWORDS.contains(&typo) || typo == "layer" {
+        return None;
+    }
+    let candidates = if expected.iter().any(|w| w == "`layer`") { &["layer"][..] } else { &STATEMENT_KEYWORDS[..] };
+    did_you_mean(typo, candidates.iter().copied()).map(|h| format!("`{typo}` is not a keyword; {h}"))
+}
+
+/// Whether the word `before`, ending just before `pos` (after whitespace), is the first
+/// word of a statement: what precedes it is `{`, `}`, `;` or the end of a line.
+fn starts_statement(src: &str, pos: usize, before: &str) -> bool {
+    let head = src[..pos.min(src.len())].trim_end();
+    let Some(start) = head.len().checked_sub(before.len()) else { return false };
+    let prior = &head[..start];
+    let line_start = prior.rfind('\n').map_or(0, |i| i + 1);
+    prior[line_start..].trim().is_empty() || prior.trim_end().ends_with(['{', '}', ';'])
 }
 
 /// Where parsing got furthest, and what it expected there, in words.
@@ -151,6 +196,7 @@ fn words_for_tokens(tokens: &[Token], glued: bool) -> Vec<String> {
         // `E` is the case-insensitive exponent of a number, shown upper-case by pest.
         let skip = token.trim().is_empty()
             || token == "E"
+            || token == "\u{FEFF}"
             || token == "#"
             || token == "_"
             || token == "."
@@ -186,7 +232,7 @@ fn describe(rule: &Rule) -> &'static str {
         Rule::ident => "a name",
         Rule::int => "an integer",
         Rule::number | Rule::signed_number => "a number",
-        Rule::expr => "an expression",
+        Rule::expr | Rule::paren => "an expression",
         Rule::shape => "a shape like `[B, D, L]`",
         Rule::shape_atom => "a dim name or size",
         Rule::init => "`~ distribution(...)`",

@@ -1,8 +1,8 @@
 //! Declarations: dims and tensors, with their sizes, shapes, dtypes and distributions.
 
 use super::LayerCx;
-use crate::ir::{Axis, AxisRole, DType, Dim, DimSize, Init, Tensor};
-use ssmc_syntax::ast::{self, Io, ShapeAtomKind, StmtKind};
+use crate::ir::{Axis, AxisRole, DType, Dim, DimSize, Tensor};
+use ssmc_syntax::ast::{self, ShapeAtomKind, StmtKind};
 use ssmc_syntax::{did_you_mean, Diagnostic};
 use std::collections::BTreeMap;
 
@@ -41,7 +41,7 @@ impl LayerCx<'_> {
                     continue;
                 }
                 if let Some((prev_role, prev_span)) = by_role.get(&role.slot()) {
-                    let d = if *prev_role == role {
+                    let e = if *prev_role == role {
                         Diagnostic::error(
                             format!("two dims have the role `{}`", role.keyword()),
                             d.role.span,
@@ -54,7 +54,9 @@ impl LayerCx<'_> {
                                 "a channel is a head with one element: declare `channel D`, or `head H, headdim P`",
                             )
                     };
-                    self.error(d.with_secondary(*prev_span, "first one here"));
+                    self.error(e.with_secondary(*prev_span, "first one here"));
+                    // Its uses are not reported again as unknown dims.
+                    self.broken_dims.insert(d.name.name.clone());
                     continue;
                 }
                 by_role.insert(role.slot(), (role, d.role.span));
@@ -98,7 +100,7 @@ impl LayerCx<'_> {
                 );
             }
             let shape = self.check_shape(t);
-            let init = self.check_init(t);
+            let init = self.check_init(t, dtype);
             let (Some(dtype), Some(shape)) = (dtype, shape) else {
                 self.broken_tensors.insert(t.name.name.clone());
                 continue;
@@ -199,43 +201,6 @@ impl LayerCx<'_> {
             }
         };
         Some(Axis::Dim { dim, divisor: div })
-    }
-
-    fn check_init(&mut self, t: &ast::TensorDecl) -> Init {
-        let default = Init::Normal { mean: 0.0, std: 1.0 };
-        let Some(init) = &t.init else { return default };
-        if t.io == Io::Output {
-            self.error(Diagnostic::error(
-                format!("output `{}` has a distribution", t.name.name),
-                init.span,
-                "only inputs are generated",
-            ));
-            return default;
-        }
-        let (name, args) = (init.dist.name.as_str(), init.args.as_slice());
-        match (name, args) {
-            ("normal", [mean, std]) if *std > 0.0 => Init::Normal { mean: *mean, std: *std },
-            ("uniform", [lo, hi]) if lo < hi => Init::Uniform { lo: *lo, hi: *hi },
-            ("normal" | "uniform", _) => {
-                let want =
-                    if name == "normal" { "normal(mean, std) with std > 0" } else { "uniform(lo, hi) with lo < hi" };
-                self.error(Diagnostic::error(
-                    format!("bad arguments to `{name}`"),
-                    init.span,
-                    format!("expected {want}"),
-                ));
-                default
-            }
-            _ => {
-                let hint = did_you_mean(name, ["normal", "uniform"]);
-                self.error(
-                    Diagnostic::error(format!("unknown distribution `{name}`"), init.dist.span, "not a distribution")
-                        .with_note("distributions: normal(mean, std), uniform(lo, hi)")
-                        .with_hint_opt(hint),
-                );
-                default
-            }
-        }
     }
 }
 

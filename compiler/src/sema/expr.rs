@@ -102,8 +102,14 @@ impl LayerCx<'_> {
         if self.dim_names.contains_key(&n.name) {
             d = d.with_note(format!("`{}` is a dim; dims appear only in shapes", n.name));
         }
-        let hint = did_you_mean(&n.name, self.tensor_names.keys().map(String::as_str))
-            .unwrap_or_else(|| format!("declare it, e.g. `input {}: f32[...]`", n.name));
+        let close = match self.hint_budget.checked_sub(self.tensor_names.len()) {
+            Some(left) => {
+                self.hint_budget = left;
+                did_you_mean(&n.name, self.tensor_names.keys().map(String::as_str))
+            }
+            None => None,
+        };
+        let hint = close.unwrap_or_else(|| format!("declare it, e.g. `input {}: f32[...]`", n.name));
         self.error(d.with_hint(hint));
         None
     }

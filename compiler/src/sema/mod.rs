@@ -3,6 +3,8 @@
 
 mod decls;
 mod expr;
+mod finite;
+mod inits;
 mod io;
 mod options;
 mod roles;
@@ -65,7 +67,13 @@ struct LayerCx<'d> {
     broken_dims: BTreeSet<String>,
     /// Tensors whose declaration was already reported as wrong; likewise.
     broken_tensors: BTreeSet<String>,
+    /// Name comparisons left for "did you mean" hints of unknown tensors.
+    hint_budget: usize,
 }
+
+/// Name comparisons one layer may spend on "did you mean" hints of unknown tensors (about
+/// a second): unlimited in practice, but linear, not quadratic, for a layer of a million.
+const HINT_BUDGET: usize = 1 << 22;
 
 impl<'d> LayerCx<'d> {
     fn new(diags: &'d mut Vec<Diagnostic>) -> Self {
@@ -80,6 +88,7 @@ impl<'d> LayerCx<'d> {
             used: Vec::new(),
             broken_dims: BTreeSet::new(),
             broken_tensors: BTreeSet::new(),
+            hint_budget: HINT_BUDGET,
         }
     }
 
@@ -88,15 +97,17 @@ impl<'d> LayerCx<'d> {
     }
 
     fn check_layer(&mut self, layer: &ast::Layer) -> Option<Layer> {
-        let errors_before = self.error_count();
+        // This layer's diagnostics start here: counting only them keeps many layers linear.
+        let first = self.diags.len();
         self.declare_dims(layer);
         self.declare_tensors(layer);
         let parts = self.check_roles(layer)?;
-        if self.error_count() > errors_before {
+        if self.diags[first..].iter().any(|d| d.severity == ssmc_syntax::Severity::Error) {
             return None;
         }
         // Warnings only for a layer without errors: after an error they are mostly echoes.
         self.warn_unused(parts.initial_state);
+        self.warn_never_finite(&parts);
         Some(Layer {
             name: layer.name.name.clone(),
             dims: std::mem::take(&mut self.dims),
@@ -113,9 +124,5 @@ impl<'d> LayerCx<'d> {
             output: parts.output,
             spans: std::mem::take(&mut self.spans),
         })
-    }
-
-    fn error_count(&self) -> usize {
-        self.diags.iter().filter(|d| d.severity == ssmc_syntax::Severity::Error).count()
     }
 }

@@ -87,7 +87,11 @@ impl LayerCx<'_> {
             return Some(Value { re: self.lower(e)?, im: None });
         }
         match args.as_slice() {
-            [re, im] => Some(Value { re: self.lower(re)?, im: Some(self.lower(im)?) }),
+            [re, im] => {
+                // Both parts lowered before either fails, so that both report their errors.
+                let (re, im) = (self.lower(re), self.lower(im));
+                Some(Value { re: re?, im: Some(im?) })
+            }
             [ast::Expr { kind: ast::ExprKind::Name(n), .. }] => {
                 let t = self.resolve_tensor(n)?;
                 if self.tensors[t].shape.last() != Some(&Axis::Complex) {
