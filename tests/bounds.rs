@@ -181,7 +181,7 @@ fn native_runs_refuse_groups_that_do_not_divide_heads() {
         t.shape[2] = 3;
         t.data = t.data.iter().cycle().take(t.data.len() * 3).copied().collect();
     }
-    let outs: tensors::TensorMap = interp_shapes(&layer, &sizes);
+    let outs: tensors::TensorMap = zero_outputs(&layer, &sizes);
     let f: BTreeMap<&str, Vec<f32>> =
         inputs.iter().map(|(k, v)| (k.as_str(), v.data.iter().map(|x| *x as f32).collect())).collect();
     let mut y = vec![0f32; outs["out"].data.len()];
@@ -192,7 +192,7 @@ fn native_runs_refuse_groups_that_do_not_divide_heads() {
 }
 
 /// Zeroed outputs of a layer at `sizes`, by name.
-fn interp_shapes(layer: &Layer, sizes: &ssmc_compiler::bind::Sizes) -> tensors::TensorMap {
+fn zero_outputs(layer: &Layer, sizes: &ssmc_compiler::bind::Sizes) -> tensors::TensorMap {
     layer
         .outputs()
         .map(|(_, t)| {
