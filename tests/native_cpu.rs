@@ -13,6 +13,11 @@ use std::collections::BTreeMap;
 #[path = "random_layers.rs"]
 mod random_layers;
 
+#[path = "guard.rs"]
+mod guard;
+use guard::{Guarded, Place};
+use ssmc_runtime::DType;
+
 #[test]
 fn stdlib_layers_match_the_interpreter() {
     stdlib_layers_match_on("native");
@@ -67,7 +72,47 @@ fn random_layers_match_the_interpreter() {
 }
 
 /// Runs the native layer on `threads` threads with the inputs in their declared dtypes (bf16
-/// as raw bits) and the outputs poisoned with NaN; returns the outputs as f64.
+/// as raw bits) and the outputs poisoned with NaN, every buffer against a guard page at
+/// `place` (an access out of bounds faults); returns the outputs as f64.
+fn run_native_at(
+    lib: &CpuLayer,
+    layer: &Layer,
+    inputs: &tensors::TensorMap,
+    outputs: &tensors::TensorMap,
+    threads: usize,
+    place: Place,
+) -> tensors::TensorMap {
+    let bufs: BTreeMap<&str, (DType, Guarded)> = inputs
+        .iter()
+        .map(|(k, v)| {
+            let bf16 = layer.inputs().any(|(_, t)| &t.name == k && t.dtype == DType::Bf16);
+            let b = if bf16 {
+                let bits: Vec<u16> = v.data.iter().map(|x| half::bf16::from_f64(*x).to_bits()).collect();
+                (DType::Bf16, Guarded::copy_of(&guard::u16_bytes(&bits), place))
+            } else {
+                let f: Vec<f32> = v.data.iter().map(|x| *x as f32).collect();
+                (DType::F32, Guarded::copy_of(&guard::f32_bytes(&f), place))
+            };
+            (k.as_str(), b)
+        })
+        .collect();
+    let outs: BTreeMap<&str, Guarded> = outputs
+        .iter()
+        .map(|(k, v)| (k.as_str(), Guarded::copy_of(&guard::f32_bytes(&vec![f32::NAN; v.data.len()]), place)))
+        .collect();
+    let mut refs: Vec<TensorRef> =
+        inputs.iter().map(|(k, v)| bufs[k.as_str()].1.tensor(k, bufs[k.as_str()].0, &v.shape, false)).collect();
+    refs.extend(outs.iter().map(|(k, g)| g.tensor(k, DType::F32, &outputs[*k].shape, true)));
+    lib.run(&refs, threads).expect("runs");
+    outs.iter()
+        .map(|(k, g)| {
+            let data = guard::f32s(g.bytes()).into_iter().map(f64::from).collect();
+            (k.to_string(), tensors::TensorData { shape: outputs[*k].shape.clone(), data })
+        })
+        .collect()
+}
+
+/// [`run_native_at`] with the guard pages after the buffers.
 fn run_native(
     lib: &CpuLayer,
     layer: &Layer,
@@ -75,45 +120,7 @@ fn run_native(
     outputs: &tensors::TensorMap,
     threads: usize,
 ) -> tensors::TensorMap {
-    enum Buf {
-        F32(Vec<f32>),
-        Bf16(Vec<u16>),
-    }
-    let bufs: BTreeMap<&str, Buf> = inputs
-        .iter()
-        .map(|(k, v)| {
-            let bf16 = layer.inputs().any(|(_, t)| &t.name == k && t.dtype == ssmc_compiler::ir::DType::Bf16);
-            let b = if bf16 {
-                Buf::Bf16(v.data.iter().map(|x| half::bf16::from_f64(*x).to_bits()).collect())
-            } else {
-                Buf::F32(v.data.iter().map(|x| *x as f32).collect())
-            };
-            (k.as_str(), b)
-        })
-        .collect();
-    let mut outs: BTreeMap<&str, Vec<f32>> =
-        outputs.iter().map(|(k, v)| (k.as_str(), vec![f32::NAN; v.data.len()])).collect();
-    {
-        let mut refs: Vec<TensorRef> = inputs
-            .iter()
-            .map(|(k, v)| match &bufs[k.as_str()] {
-                Buf::F32(b) => TensorRef::input(k, b, &v.shape),
-                Buf::Bf16(b) => TensorRef::input_bf16(k, b, &v.shape),
-            })
-            .collect();
-        for (k, buf) in outs.iter_mut() {
-            refs.push(TensorRef::output(k, buf, &outputs[*k].shape));
-        }
-        lib.run(&refs, threads).expect("runs");
-    }
-    outs.into_iter()
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                tensors::TensorData { shape: outputs[k].shape.clone(), data: v.into_iter().map(f64::from).collect() },
-            )
-        })
-        .collect()
+    run_native_at(lib, layer, inputs, outputs, threads, Place::After)
 }
 
 /// The elementwise functions of the generated code (polynomials, no libm) against f64,
@@ -299,7 +306,7 @@ fn kernel_inputs(case: &random_layers::Case) -> tensors::TensorMap {
     case.inputs
         .iter()
         .map(|(name, v)| {
-            let bf16 = case.layer.inputs().any(|(_, t)| &t.name == name && t.dtype == ssmc_compiler::ir::DType::Bf16);
+            let bf16 = case.layer.inputs().any(|(_, t)| &t.name == name && t.dtype == DType::Bf16);
             let data = v
                 .data
                 .iter()
@@ -463,10 +470,13 @@ fn random_layers_match(cases: u32, forms: impl Strategy<Value = Form>, adjust: i
             let lib = CpuLayer::load(&out).expect("loads");
             let inputs = kernel_inputs(&case);
             let want = interp::run(&case.layer, &case.sizes, &inputs);
-            let got = run_native(&lib, &case.layer, &inputs, &want, 2);
-            for (name, w) in &want {
-                let e = rel_err(&got[name].data, &w.data);
-                prop_assert!(e < 1e-5, "{form} output {name}: relative error {e:e}\n{}", case.src);
+            // Guard pages after, then before every buffer: an overrun either way faults.
+            for place in Place::BOTH {
+                let got = run_native_at(&lib, &case.layer, &inputs, &want, 2, place);
+                for (name, w) in &want {
+                    let e = rel_err(&got[name].data, &w.data);
+                    prop_assert!(e < 1e-5, "{form} ({place:?}) output {name}: relative error {e:e}\n{}", case.src);
+                }
             }
             Ok(())
         })

@@ -27,11 +27,13 @@ extern "C" {
 
 /* Return codes of ssmc_layer_run. */
 #define SSMC_OK 0
-/* A null argument, a tensor name that is not UTF-8, a negative size or thread count, a
- * rank outside 0..16 or an unknown dtype code. */
+/* A null argument, a tensor name that is not UTF-8, a negative size, a thread count that
+ * is negative or above SSMC_MAX_THREADS, a rank outside 0..16 or an unknown dtype code. */
 #define SSMC_ERR_ARGS 1
 /* The tensors do not fit the manifest (missing, extra or repeated tensor, dtype, rank,
- * shape, byte length, null or misaligned data). */
+ * shape, byte length, null or misaligned data, groups that do not divide heads), or an
+ * output overlaps another tensor in memory: no layer runs in place, so every output's
+ * bytes must be disjoint from those of every input and every other output. */
 #define SSMC_ERR_TENSORS 2
 /* The artifact could not be read or loaded. */
 #define SSMC_ERR_IO 3
@@ -39,6 +41,10 @@ extern "C" {
 #define SSMC_ERR_MANIFEST 4
 /* A bug in ssmc-runtime, caught before it reached the caller. */
 #define SSMC_ERR_INTERNAL 5
+
+/* Most threads ssmc_layer_run takes; more is SSMC_ERR_ARGS. Fewer are started when the
+ * layer has fewer sequences. */
+#define SSMC_MAX_THREADS 1024
 
 /* A loaded layer. Runs on one layer may proceed concurrently from several threads. */
 typedef struct ssmc_layer ssmc_layer;
@@ -59,7 +65,7 @@ typedef struct {
 ssmc_layer* ssmc_layer_open(const char* dir, char* err, size_t err_len);
 
 /* Checks `count` tensors against the manifest, then runs every sequence of the layer on
- * `threads` threads (0: all cores). Returns SSMC_OK, or an SSMC_ERR_* code with the
+ * `threads` threads (0: all cores; at most SSMC_MAX_THREADS). Returns SSMC_OK, or an SSMC_ERR_* code with the
  * reason in `err` (one line per problem, NUL-terminated, truncated to `err_len` bytes;
  * `err` may be NULL; on success it is set to ""). On an error nothing has run and no
  * output was written. */

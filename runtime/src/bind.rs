@@ -28,7 +28,7 @@ fn parse_atom(m: &Manifest, s: &str) -> Result<Atom, Error> {
 }
 
 /// Checks every tensor (present once, dtype, rank, consistent sizes, data length, pointer
-/// alignment) and returns the size of every dim, in manifest order.
+/// alignment, no output overlapping another tensor) and that groups divide heads; returns the size of every dim, in manifest order.
 pub fn bind(m: &Manifest, tensors: &[TensorRef]) -> Result<Vec<u64>, Error> {
     let mut problems = Vec::new();
     let mut sizes: Vec<Option<(u64, String)>> =
@@ -115,6 +115,7 @@ pub fn bind(m: &Manifest, tensors: &[TensorRef]) -> Result<Vec<u64>, Error> {
             problems.push(format!("tensor `{}` is an output but was given read-only", info.name));
         }
     }
+    overlaps(m, tensors, &mut problems);
     let mut out = Vec::new();
     for (d, s) in m.dims.iter().zip(&sizes) {
         match s {
@@ -126,8 +127,50 @@ pub fn bind(m: &Manifest, tensors: &[TensorRef]) -> Result<Vec<u64>, Error> {
         }
     }
     if problems.is_empty() {
+        groups_divide_heads(m, &out, &mut problems);
+    }
+    if problems.is_empty() {
         Ok(out)
     } else {
         Err(Error::Tensors(problems))
+    }
+}
+
+/// Reports every output whose bytes overlap those of another tensor: the kernel reads its
+/// inputs while it writes, and writes every output element once, so no form is safe in
+/// place.
+fn overlaps(m: &Manifest, tensors: &[TensorRef], problems: &mut Vec<String>) {
+    let is_output = |t: &TensorRef| m.tensors.iter().any(|i| i.name == t.name && i.io == Io::Output);
+    let range = |t: &TensorRef| (t.data as usize, (t.data as usize).saturating_add(t.bytes));
+    for (i, a) in tensors.iter().enumerate() {
+        for (j, b) in tensors.iter().enumerate() {
+            // Each pair once; an input may overlap another input (both are only read).
+            let (ra, rb) = (range(a), range(b));
+            let both_hold_bytes = a.bytes > 0 && b.bytes > 0;
+            if j <= i || !(is_output(a) || is_output(b)) || !both_hold_bytes || ra.0 >= rb.1 || rb.0 >= ra.1 {
+                continue;
+            }
+            let (out, other) = if is_output(a) { (a, b) } else { (b, a) };
+            let kind = if is_output(other) { "output" } else { "input" };
+            problems.push(format!(
+                "output `{}` overlaps {kind} `{}` in memory: outputs must not share bytes with any other tensor",
+                out.name, other.name
+            ));
+        }
+    }
+}
+
+/// Heads split evenly into groups: the kernels read the B and C of head h at group
+/// h / (heads / groups), which only stays below `groups` when groups divide heads.
+fn groups_divide_heads(m: &Manifest, sizes: &[u64], problems: &mut Vec<String>) {
+    let find = |roles: &[&str]| m.dims.iter().zip(sizes).find(|(d, _)| roles.contains(&d.role.as_str()));
+    let (Some((g, &groups)), Some((h, &heads))) = (find(&["group"]), find(&["head", "channel"])) else {
+        return;
+    };
+    if groups == 0 || heads % groups != 0 {
+        problems.push(format!(
+            "{}={heads} is not a multiple of {}={groups}: each group must hold the same number of heads",
+            h.name, g.name
+        ));
     }
 }

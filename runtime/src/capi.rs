@@ -10,7 +10,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 pub const SSMC_OK: c_int = 0;
 /// A null argument, a name that is not UTF-8, a negative size or an unknown dtype code.
 pub const SSMC_ERR_ARGS: c_int = 1;
-/// The tensors do not fit the manifest: nothing ran, no output was written.
+/// The tensors do not fit the manifest, or an output overlaps another tensor in memory:
+/// nothing ran, no output was written.
 pub const SSMC_ERR_TENSORS: c_int = 2;
 /// The artifact could not be read or loaded.
 pub const SSMC_ERR_IO: c_int = 3;
@@ -214,8 +215,9 @@ pub unsafe extern "C" fn ssmc_layer_open(dir: *const c_char, err: *mut c_char, e
 }
 
 /// Checks the tensors against the manifest, then runs the layer on `threads` threads (0:
-/// all cores). Returns `SSMC_OK`, or a code with the reason written to `err`; on an error
-/// nothing has run and no output was written.
+/// all cores; more than [`crate::MAX_THREADS`] is an argument error). Returns `SSMC_OK`,
+/// or a code with the reason written to `err`; on an error nothing has run and no output
+/// was written. An output that overlaps another tensor is `SSMC_ERR_TENSORS`.
 ///
 /// # Safety
 /// `layer` is null or from `ssmc_layer_open` and not closed; `tensors` is null or points to
@@ -238,6 +240,12 @@ pub unsafe extern "C" fn ssmc_layer_run(
         };
         let threads =
             usize::try_from(threads).map_err(|_| Failure::args(format!("negative thread count {threads}")))?;
+        if threads > crate::MAX_THREADS {
+            return Err(Failure::args(format!(
+                "thread count {threads} is more than SSMC_MAX_THREADS ({}); pass 0 for all cores",
+                crate::MAX_THREADS
+            )));
+        }
         // Sound: `tensors` and `count` are as the caller promised.
         let converted = unsafe { convert(tensors, count) }?;
         // Every C tensor is writable: the manifest says which ones the kernel writes.

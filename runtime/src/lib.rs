@@ -107,6 +107,10 @@ impl<'a> TensorRef<'a> {
     }
 }
 
+/// Most threads one run starts: a larger request is clamped to it (the C ABI refuses it),
+/// so that a garbage count cannot exhaust the process' threads.
+pub const MAX_THREADS: usize = 1024;
+
 /// The C signature of every entry point.
 pub type EntryFn = unsafe extern "C" fn(bufs: *const *const u8, dims: *const i64, begin: i64, end: i64);
 
@@ -172,8 +176,9 @@ impl CpuLayer {
         &self.manifest
     }
 
-    /// Checks the tensors, then runs every sequence on `threads` threads (0: all cores).
-    /// On an error nothing has run and no output was touched.
+    /// Checks the tensors, then runs every sequence on `threads` threads (0: all cores; at
+    /// most [`MAX_THREADS`], and no more than there are sequences). On an error nothing has
+    /// run and no output was touched.
     pub fn run(&self, tensors: &[TensorRef], threads: usize) -> Result<(), Error> {
         let sizes = bind::bind(&self.manifest, tensors)?;
         let m = &self.manifest;
@@ -187,7 +192,7 @@ impl CpuLayer {
             .chain(self.host.iter().copied())
             .collect();
         let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
-        let threads = threads.min(sequences.max(1) as usize);
+        let threads = threads.min(MAX_THREADS).min(sequences.max(1) as usize);
         let per = sequences.div_ceil(threads as u64);
         let entry = self.entry;
         std::thread::scope(|s| {

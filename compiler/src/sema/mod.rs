@@ -1,6 +1,7 @@
 //! Semantic analysis: AST to layer IR. Resolves names, checks dims, shapes, dtypes and the
 //! legality of the layer's options, and reports every problem it finds, not only the first.
 
+mod bounds;
 mod decls;
 mod expr;
 mod finite;
@@ -102,6 +103,7 @@ impl<'d> LayerCx<'d> {
         self.declare_dims(layer);
         self.declare_tensors(layer);
         let parts = self.check_roles(layer)?;
+        self.check_bounds(layer, &parts);
         if self.diags[first..].iter().any(|d| d.severity == ssmc_syntax::Severity::Error) {
             return None;
         }

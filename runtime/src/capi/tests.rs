@@ -256,3 +256,93 @@ fn version_is_the_crate_version() {
     let v = unsafe { CStr::from_ptr(ssmc_version()) };
     assert_eq!(v.to_str(), Ok(env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn an_output_that_overlaps_an_input_is_refused() {
+    let layer = layer();
+    let mut call = Call::new();
+    // y is x itself, then y starts in the middle of x: both share bytes with x. The call
+    // is refused before the kernel runs, so the bytes past x are never touched.
+    for offset in [0usize, 7] {
+        let mut t = call.tensors();
+        // Sound: the offset stays inside x's 15 floats.
+        t[1].data = unsafe { call.x.as_mut_ptr().add(offset) }.cast();
+        let (code, message) = run(&layer, &t);
+        assert_eq!(code, SSMC_ERR_TENSORS, "{message}");
+        assert_eq!(
+            message,
+            "output `y` overlaps input `x` in memory: outputs must not share bytes with any other tensor"
+        );
+    }
+    assert!(call.x.iter().enumerate().all(|(i, &v)| v == i as f32), "x was written");
+    // Adjacent, not overlapping: y right after x in one allocation runs.
+    let mut both: Vec<f32> = (0..15).map(|i| i as f32).chain([-1.0; 15]).collect();
+    let mut t = call.tensors();
+    t[0].data = both.as_mut_ptr().cast();
+    // Sound: both holds 30 floats; y is the second 15.
+    t[1].data = unsafe { both.as_mut_ptr().add(15) }.cast();
+    assert_eq!(run(&layer, &t), (SSMC_OK, String::new()));
+    assert_eq!(both[15..], (0..15).map(|i| 2.0 * i as f32).collect::<Vec<_>>()[..]);
+}
+
+#[test]
+fn thread_counts_above_the_bound_are_refused_and_the_bound_runs() {
+    let layer = layer();
+    let mut call = Call::new();
+    let mut err = [0 as c_char; 128];
+    for threads in [100_000, crate::MAX_THREADS as c_int + 1] {
+        let t = call.tensors();
+        // Sound: live buffers; the thread count is what is tested.
+        let code = unsafe { ssmc_layer_run(&layer, t.as_ptr(), 2, threads, err.as_mut_ptr(), err.len()) };
+        assert_eq!(code, SSMC_ERR_ARGS);
+        let message = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
+        assert!(message.contains(&format!("thread count {threads} is more than SSMC_MAX_THREADS (1024)")), "{message}");
+        assert!(call.untouched());
+    }
+    let t = call.tensors();
+    // Sound: as above.
+    let code = unsafe { ssmc_layer_run(&layer, t.as_ptr(), 2, 1024, err.as_mut_ptr(), err.len()) };
+    assert_eq!(code, SSMC_OK);
+    assert_eq!(call.y, (0..15).map(|i| 2.0 * i as f32).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_header_states_the_thread_bound() {
+    let header = include_str!("../../include/ssmc_runtime.h");
+    assert!(
+        header.contains(&format!("#define SSMC_MAX_THREADS {}", crate::MAX_THREADS)),
+        "header and MAX_THREADS differ"
+    );
+}
+
+/// Binding a grouped layer: heads that the groups do not divide are refused, since the
+/// kernels would read the B of group h / (H / G), past the last group.
+#[test]
+fn groups_that_do_not_divide_heads_are_refused() {
+    let manifest: Manifest = serde_json::from_str(
+        r#"{
+        "ssmc_version": "0.1.0", "layer": "g", "target": "cpu", "arch": "native",
+        "form": "recurrent", "entry": "g", "files": {},
+        "dims": [{"name": "H", "role": "head", "size": null}, {"name": "G", "role": "group", "size": null}],
+        "tensors": [
+            {"name": "x", "io": "input", "dtype": "f32", "shape": ["H"]},
+            {"name": "b", "io": "input", "dtype": "f32", "shape": ["G"]},
+            {"name": "y", "io": "output", "dtype": "f32", "shape": ["H"]}
+        ],
+        "sequences": ["H"], "specialized": "generic"
+    }"#,
+    )
+    .expect("manifest");
+    let (x, b, mut y) = (vec![0f32; 4], vec![0f32; 3], vec![0f32; 4]);
+    let refs = [TensorRef::input("x", &x, &[4]), TensorRef::input("b", &b, &[3]), TensorRef::output("y", &mut y, &[4])];
+    match crate::bind::bind(&manifest, &refs) {
+        Err(Error::Tensors(p)) => {
+            assert_eq!(p, ["H=4 is not a multiple of G=3: each group must hold the same number of heads"])
+        }
+        other => panic!("H=4, G=3 was bound: {other:?}"),
+    }
+    let (b2, mut y2) = (vec![0f32; 2], vec![0f32; 4]);
+    let refs =
+        [TensorRef::input("x", &x, &[4]), TensorRef::input("b", &b2, &[2]), TensorRef::output("y", &mut y2, &[4])];
+    assert_eq!(crate::bind::bind(&manifest, &refs).expect("H=4, G=2 binds"), [4, 2]);
+}
