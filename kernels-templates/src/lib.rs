@@ -14,6 +14,8 @@
 mod chunked;
 mod complex;
 mod conv;
+mod hoist;
+mod lanes;
 mod recurrent;
 
 pub use chunked::chunked;
