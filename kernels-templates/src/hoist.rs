@@ -120,7 +120,13 @@ pub(crate) fn over_chunks(
 }
 
 /// The hoisted values of one chunk of state lanes at state index `state` (STATE bound to it).
-pub(crate) fn hoist_at(bld: &mut Builder, body: &mut Vec<Stmt>, spec: &ScanSpec, scan: &ScanVals, state: Index) -> Hoisted {
+pub(crate) fn hoist_at(
+    bld: &mut Builder,
+    body: &mut Vec<Stmt>,
+    spec: &ScanSpec,
+    scan: &ScanVals,
+    state: Index,
+) -> Hoisted {
     let lanes = spec.lanes;
     body.push(Stmt::LetIndex { var: axis::STATE, value: state });
     let mut bind = |inv: bool, v: &Cx| inv.then(|| bld.bind_cx(body, lanes, v.clone()));
@@ -132,7 +138,8 @@ pub(crate) fn hoist_at(bld: &mut Builder, body: &mut Vec<Stmt>, spec: &ScanSpec,
         discrete: None,
     };
     let exp_of_dta = matches!(spec.discretization, Discretization::ZohEuler | Discretization::Zoh);
-    if let (Mapping::HeadLanes { .. }, Some(a), true, false) = (spec.mapping, &out.a, exp_of_dta, scan.decay_invariant) {
+    if let (Mapping::HeadLanes { .. }, Some(a), true, false) = (spec.mapping, &out.a, exp_of_dta, scan.decay_invariant)
+    {
         if a.im.is_none() {
             let log2e = Val::splat(Val::Const(std::f32::consts::LOG2_E), lanes);
             out.a_log2e = Some(bld.bind(body, lanes, Val::mul(a.re.clone(), log2e)));

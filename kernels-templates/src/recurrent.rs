@@ -445,7 +445,8 @@ fn tiled_scan(
     let mut h = Vec::new();
     if !big {
         over_chunks(bld, &mut per_element, spec, false, |bld, per_element, first| {
-            let load = |part: i64| Val::Load { buf: scratch, index: at(first.clone(), part), lanes, stride: Index::Const(1) };
+            let load =
+                |part: i64| Val::Load { buf: scratch, index: at(first.clone(), part), lanes, stride: Index::Const(1) };
             let re = bld.bind(per_element, lanes, load(0));
             let im = spec.pairs.then(|| bld.bind(per_element, lanes, load(1)));
             h.push(Cx { re, im });
@@ -568,7 +569,6 @@ fn tiled_scan(
         });
     }
 }
-
 
 /// Binds the axis variables of work item `seq`; returns the statements, the number of
 /// work items, the sequences per item and the lane validity bound.

@@ -1,0 +1,84 @@
+//! Layers with large states (above the size where the schedules stop unrolling the state
+//! and loop over it in tiles) against the f64 interpreter, in every native form, at an
+//! awkward state (300: not a multiple of 16 or 8) and a large one (4096).
+
+use ssmc_compiler::bind::sizes_from_dims;
+use ssmc_compiler::forms::Form;
+use ssmc_compiler::{interp, tensors};
+use ssmc_tests::{rel_err, stdlib_source};
+use std::collections::BTreeMap;
+
+#[path = "native_run.rs"]
+mod native_run;
+
+/// `name` from the stdlib with its state set to `n` and, with `states`, an initial and a
+/// final state (causal layers only).
+fn layer_with_state(name: &str, n: usize, states: bool) -> ssmc_compiler::ir::Layer {
+    let src = stdlib_source(name);
+    let at = src.find("state N = ").expect("a constant state");
+    let end = at + src[at..].find(|c: char| c == '\n' || c == ',').expect("end of the dims line");
+    let mut src = format!("{}state N = {n}{}", &src[..at], &src[end..]);
+    if states {
+        let close = src.rfind('}').expect("the layer's brace");
+        let axes = if name == "mamba2" { "B, H, P, N" } else { "B, D, N" };
+        let decl = format!("  input h0: f32[{axes}]\n  output hT: f32[{axes}]\n  initial_state h0\n  final_state hT\n");
+        src.insert_str(close, &decl);
+    }
+    ssmc_compiler::compile(&src).unwrap_or_else(|d| panic!("{d:?}\n{src}")).0.layers.remove(0)
+}
+
+/// Runs every case and checks each output: relative error under 1e-5, no NaN left.
+fn check(name: &str, n: usize, states: bool, forms: &[Form]) {
+    let layer = layer_with_state(name, n, states);
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (k, form) in forms.iter().enumerate() {
+        let lib = native_run::build(&layer, form.clone(), &dir.path().join(format!("f{k}")));
+        let dims: BTreeMap<String, usize> =
+            [("B", 2), ("D", 19), ("H", if name == "mamba2" { 2 } else { 19 }), ("P", 5), ("L", 23)]
+                .into_iter()
+                .filter(|(d, _)| layer.dims.iter().any(|(_, x)| x.name == *d))
+                .map(|(d, v)| (d.to_string(), v))
+                .collect();
+        let sizes = sizes_from_dims(&layer, &dims).expect("sizes");
+        let inputs = native_run::f32_inputs(tensors::generate_inputs(&layer, &sizes, 3));
+        let want = interp::run(&layer, &sizes, &inputs);
+        let got = native_run::run(&lib, &inputs, &want);
+        for (out, w) in &want {
+            let g = &got[out].data;
+            assert!(g.iter().all(|x| x.is_finite()), "{name} N={n} {form:?} {out}: not every element written");
+            let e = rel_err(g, &w.data);
+            println!("{name} N={n} {form:?} {out}: rel err {e:.2e}");
+            assert!(e < 1e-5, "{name} N={n} {form:?} {out}: relative error {e:e}");
+        }
+    }
+}
+
+#[test]
+fn mamba1_with_large_states_matches_the_interpreter() {
+    for n in [300, 4096] {
+        check("mamba1", n, false, &[Form::Recurrent]);
+    }
+    check("mamba1", 300, true, &[Form::Recurrent]);
+}
+
+#[test]
+fn mamba2_with_large_states_matches_the_interpreter() {
+    for n in [300, 4096] {
+        check("mamba2", n, false, &[Form::Recurrent, Form::Chunked { q: 16 }]);
+    }
+    check("mamba2", 300, true, &[Form::Recurrent, Form::Chunked { q: 7 }]);
+}
+
+#[test]
+fn s4d_with_large_states_matches_the_interpreter() {
+    for n in [300, 4096] {
+        check("s4d", n, false, &[Form::Recurrent, Form::Conv]);
+    }
+}
+
+#[test]
+fn vim_with_large_states_matches_the_interpreter() {
+    for n in [300, 4096] {
+        check("vim", n, false, &[Form::Recurrent]);
+    }
+}
