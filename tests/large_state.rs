@@ -2,6 +2,7 @@
 //! and loop over it in tiles) against the f64 interpreter, in every native form, at an
 //! awkward state (300: not a multiple of 16 or 8) and a large one (4096).
 
+use proptest::prelude::*;
 use ssmc_compiler::bind::sizes_from_dims;
 use ssmc_compiler::forms::Form;
 use ssmc_compiler::{interp, tensors};
@@ -10,6 +11,9 @@ use std::collections::BTreeMap;
 
 #[path = "native_run.rs"]
 mod native_run;
+
+#[path = "random_layers.rs"]
+mod random_layers;
 
 /// `name` from the stdlib with its state set to `n` and, with `states`, an initial and a
 /// final state (causal layers only).
@@ -81,4 +85,45 @@ fn vim_with_large_states_matches_the_interpreter() {
     for n in [300, 4096] {
         check("vim", n, false, &[Form::Recurrent]);
     }
+}
+
+/// Random layers (every option of the language: real and complex A, each discretization,
+/// directions, groups, headdims, initial and final states, layouts) with states large
+/// enough to be looped over, native recurrent code against the interpreter.
+#[test]
+fn random_layers_with_large_states_match_the_interpreter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = proptest::test_runner::Config { cases: 40, failure_persistence: None, ..Default::default() };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let count = std::cell::Cell::new(0);
+    // Above 32 vectors of state: 66 (lanes over heads), 257 (one lane), 600 (8 lanes).
+    let states = prop::sample::select(vec![66usize, 130, 257, 600]);
+    let strategy = (random_layers::config(), random_layers::dims(), states, any::<u64>());
+    runner
+        .run(&strategy, |(mut cfg, mut d, n, seed)| {
+            cfg.n_const = true;
+            d.n = n;
+            let cfg = cfg.normalize();
+            let case = random_layers::build_with(&cfg, d, seed, f32_only);
+            let k = count.get();
+            count.set(k + 1);
+            let lib = native_run::build(&case.layer, Form::Recurrent, &dir.path().join(format!("case{k}")));
+            let inputs = native_run::f32_inputs(case.inputs.clone());
+            let want = interp::run(&case.layer, &case.sizes, &inputs);
+            let got = native_run::run(&lib, &inputs, &want);
+            for (name, w) in &want {
+                let e = rel_err(&got[name].data, &w.data);
+                prop_assert!(e < 1e-5, "N={n} output {name}: relative error {e:e}\n{}", case.src);
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Every tensor declared f32 (the helper of this file passes f32 buffers only).
+fn f32_only(src: String) -> String {
+    src.lines()
+        .map(|l| l.replace(": f64[", ": f32[").replace(": f16[", ": f32[").replace(": bf16[", ": f32["))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
