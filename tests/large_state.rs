@@ -20,7 +20,7 @@ mod random_layers;
 fn layer_with_state(name: &str, n: usize, states: bool) -> ssmc_compiler::ir::Layer {
     let src = stdlib_source(name);
     let at = src.find("state N = ").expect("a constant state");
-    let end = at + src[at..].find(|c: char| c == '\n' || c == ',').expect("end of the dims line");
+    let end = at + src[at..].find(['\n', ',']).expect("end of the dims line");
     let mut src = format!("{}state N = {n}{}", &src[..at], &src[end..]);
     if states {
         let close = src.rfind('}').expect("the layer's brace");
@@ -36,7 +36,7 @@ fn check(name: &str, n: usize, states: bool, forms: &[Form]) {
     let layer = layer_with_state(name, n, states);
     let dir = tempfile::tempdir().expect("tempdir");
     for (k, form) in forms.iter().enumerate() {
-        let lib = native_run::build(&layer, form.clone(), &dir.path().join(format!("f{k}")));
+        let lib = native_run::build(&layer, *form, &dir.path().join(format!("f{k}")));
         let dims: BTreeMap<String, usize> =
             [("B", 2), ("D", 19), ("H", if name == "mamba2" { 2 } else { 19 }), ("P", 5), ("L", 23)]
                 .into_iter()

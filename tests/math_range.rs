@@ -120,7 +120,7 @@ fn s4d_with_extreme_a_matches_the_interpreter() {
         let src = s4d.replace("~ uniform(-1, 0)", real).replace("~ uniform(0, 100)", imag);
         assert_ne!(src, s4d);
         for form in [Form::Recurrent, Form::Conv] {
-            let pairs = outputs(&src, &[("B", 2), ("H", 7), ("L", 100)], form.clone());
+            let pairs = outputs(&src, &[("B", 2), ("H", 7), ("L", 100)], form);
             for (g, w) in &pairs {
                 assert_eq!(g.is_finite(), w.is_finite(), "log_A_real {real}, A_imag {imag}, {form:?}: {g} vs {w}");
             }

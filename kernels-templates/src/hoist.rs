@@ -36,12 +36,12 @@ impl Hoisted {
     /// The same values with each part replaced by `f(part)`, in a fixed order.
     pub(crate) fn map(&self, f: &mut dyn FnMut(&Val) -> Val) -> Hoisted {
         fn cx(c: &Option<Cx>, f: &mut dyn FnMut(&Val) -> Val) -> Option<Cx> {
-            c.as_ref().map(|c| Cx { re: f(&c.re), im: c.im.as_ref().map(|v| f(v)) })
+            c.as_ref().map(|c| Cx { re: f(&c.re), im: c.im.as_ref().map(&mut *f) })
         }
         let a = cx(&self.a, f);
         let b = cx(&self.b, f);
         let c = cx(&self.c, f);
-        let a_log2e = self.a_log2e.as_ref().map(|v| f(v));
+        let a_log2e = self.a_log2e.as_ref().map(&mut *f);
         let discrete = self.discrete.as_ref().map(|(abar, bbar)| {
             let abar = cx(&Some(abar.clone()), f).expect("some in, some out");
             (abar, cx(&Some(bbar.clone()), f).expect("some in, some out"))
