@@ -281,7 +281,51 @@ const TWO_OVER_PI: [u32; 9] =
 /// of x (24 bits) with a 24-bit word of 2/pi is exact, and so is its remainder mod 4, so
 /// x 2/pi mod 4 is their sum, to about 2^-45; words whose product is a multiple of 4 give 0.
 /// NaN and inf give NaN.
+///
+/// Emitted once per vector width as an internal function (not inlined; no memory access,
+/// so calls on the same x are merged): the reduction is about 60 f64 operations, and
+/// S4D's hoisted values call it at every chunk of the state.
 pub fn sin_cos<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<(VectorValue<'ctx>, VectorValue<'ctx>)> {
+    use inkwell::attributes::{Attribute, AttributeLoc};
+    let n = x.get_type().get_size();
+    let name = format!("ssmc.sin_cos.v{n}");
+    let vt = cg.f32.vec_type(n);
+    let pair = cg.ctx.struct_type(&[vt.into(), vt.into()], false);
+    let f = match cg.module.get_function(&name) {
+        Some(f) => f,
+        None => {
+            let f = cg.module.add_function(
+                &name,
+                pair.fn_type(&[vt.into()], false),
+                Some(inkwell::module::Linkage::Internal),
+            );
+            for (attr, value) in [("noinline", 0), ("nounwind", 0), ("willreturn", 0), ("memory", 0)] {
+                let kind = Attribute::get_named_enum_kind_id(attr);
+                f.add_attribute(AttributeLoc::Function, cg.ctx.create_enum_attribute(kind, value));
+            }
+            let back = cg.b.get_insert_block().ok_or_else(|| CodegenError("builder is not positioned".into()))?;
+            cg.b.position_at_end(cg.ctx.append_basic_block(f, "entry"));
+            let arg = f.get_first_param().ok_or_else(|| CodegenError("sin_cos has a parameter".into()))?;
+            let (s, c) = sin_cos_inline(cg, arg.into_vector_value())?;
+            let out = cg.b.build_insert_value(pair.get_undef(), s, 0, "").map_err(err)?;
+            let out = cg.b.build_insert_value(out, c, 1, "").map_err(err)?;
+            cg.b.build_return(Some(&out)).map_err(err)?;
+            cg.b.position_at_end(back);
+            f
+        }
+    };
+    let call = cg.b.build_call(f, &[x.into()], "").map_err(err)?;
+    let out = match call.try_as_basic_value() {
+        inkwell::values::ValueKind::Basic(v) => v.into_struct_value(),
+        inkwell::values::ValueKind::Instruction(_) => return Err(CodegenError("sin_cos returned nothing".into())),
+    };
+    let part =
+        |k: u32| -> R<VectorValue<'ctx>> { Ok(cg.b.build_extract_value(out, k, "").map_err(err)?.into_vector_value()) };
+    Ok((part(0)?, part(1)?))
+}
+
+/// The body of [`sin_cos`].
+fn sin_cos_inline<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<(VectorValue<'ctx>, VectorValue<'ctx>)> {
     let n = x.get_type().get_size();
     let f64t = cg.f32.get_context().f64_type();
     let vd = f64t.vec_type(n);
