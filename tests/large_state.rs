@@ -127,3 +127,50 @@ fn f32_only(src: String) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// The PTX of every stdlib layer at the largest state `ssmc check` accepts assembles for
+/// sm_90, and each function's stack frame (the state and hoisted values in a thread's local
+/// memory) fits the 512 KiB a GPU thread may have. Skipped without `ptxas` (which
+/// scripts/setup.sh installs into `.venv-ptxas/`; `$SSMC_PTXAS` names another), except
+/// under CI.
+#[test]
+fn ptx_at_the_state_limit_fits_a_threads_local_memory() {
+    let venv = ssmc_tests::repo().join(".venv-ptxas/lib");
+    let found = std::fs::read_dir(venv).ok().and_then(|dirs| {
+        dirs.filter_map(Result::ok)
+            .map(|e| e.path().join("site-packages/nvidia/cuda_nvcc/bin/ptxas"))
+            .find(|p| p.is_file())
+    });
+    let Some(ptxas) = std::env::var_os("SSMC_PTXAS").map(std::path::PathBuf::from).or(found) else {
+        assert!(std::env::var_os("CI").is_none(), "ptxas not found under CI");
+        println!("skipped: ptxas not found");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in ssmc_tests::STDLIB {
+        let layer = layer_with_state(name, 16384, false);
+        let out = dir.path().join(name);
+        let m =
+            ssmc_compiler::artifact::build(&layer, &ssmc_compiler::artifact::BuildTarget::Ptx, Form::Recurrent, &out)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let run = std::process::Command::new(&ptxas)
+            .args(["-arch=sm_90", "-v"])
+            .arg(out.join(&m.files["ptx"]))
+            .arg("-o")
+            .arg(dir.path().join(format!("{name}.cubin")))
+            .output()
+            .expect("runs ptxas");
+        let report = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+        assert!(run.status.success(), "{name}: ptxas failed:\n{report}");
+        let frames: Vec<u64> = report
+            .lines()
+            .filter_map(|l| {
+                let at = l.find(" bytes stack frame")?;
+                l[..at].split_whitespace().last()?.parse().ok()
+            })
+            .collect();
+        println!("{name} N=16384: stack frames {frames:?} bytes");
+        assert!(!frames.is_empty(), "{name}: no stack frame in:\n{report}");
+        assert!(frames.iter().all(|&f| f <= 512 * 1024), "{name}: stack frames {frames:?} over 512 KiB");
+    }
+}
