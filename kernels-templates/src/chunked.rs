@@ -15,6 +15,7 @@
 //! each its own accumulator, so no single dependency chain bounds the speed.
 
 use crate::complex::expm1;
+use crate::hoist::{looped, over_chunks};
 use crate::recurrent::{decode, silu, Builder};
 use crate::{Discretization, Mapping, ScanSpec, ScanVals};
 use ssmc_loops::{axis, BinOp, Index, Kernel, Stmt, UnOp, Val, Var};
@@ -101,6 +102,8 @@ struct Scratch {
     pos: usize,
     /// z of the chunk, [q][P].
     gate: usize,
+    /// C of one row, [N] (large states, whose C is not kept in variables).
+    row: usize,
 }
 
 impl Scratch {
@@ -119,6 +122,7 @@ impl Scratch {
             Index::Const(q),     // from_start
             Index::Const(q),     // pos
             per_element(q),      // gate
+            Index::Const(n),     // row
         ];
         let at = |k: usize| first + k;
         let s = Scratch {
@@ -132,6 +136,7 @@ impl Scratch {
             from_start: at(7),
             pos: at(8),
             gate: at(9),
+            row: at(10),
         };
         (s, sized.to_vec())
     }
@@ -342,19 +347,34 @@ impl Chunks<'_> {
         let q = i64::from(self.q);
         let (i, col) = (self.bld.var(), self.bld.var());
         let mut row = vec![self.at_time(chunk, var(i))];
-        let mut ci = Vec::new();
-        for j in 0..self.spec.state / lanes {
-            row.push(Stmt::LetIndex { var: axis::STATE, value: c(i64::from(j * lanes)) });
-            ci.push(self.bld.bind(&mut row, lanes, self.scan.c.re.clone()));
-        }
         let mut cell = vec![self.at_time(chunk, var(col))];
-        let mut terms = Vec::new();
-        for (j, cj) in ci.iter().enumerate() {
-            cell.push(Stmt::LetIndex { var: axis::STATE, value: c(j as i64 * i64::from(lanes)) });
-            // Bound here: the load reads STATE as it is now.
-            terms.push(self.bld.bind(&mut cell, lanes, Val::mul(cj.clone(), self.scan.b.re.clone())));
-        }
-        let dot = tree_sum(terms);
+        let dot = if looped(self.spec) {
+            // C_i into scratch, then each dot a loop over the state.
+            let ci = self.scan.c.re.clone();
+            over_chunks(self.bld, &mut row, self.spec, true, |_, out, first| {
+                out.push(store_at(s.row, first, lanes, ci.clone()));
+            });
+            let acc = self.bld.var();
+            cell.push(Stmt::Let { var: acc, lanes, value: Val::splat(Val::Const(0.0), lanes) });
+            over_chunks(self.bld, &mut cell, self.spec, true, |_, out, first| {
+                let term = Val::mul(load_lanes(s.row, first, lanes), self.scan.b.re.clone());
+                out.push(Stmt::Set { var: acc, value: Val::add(Val::Var(acc), term) });
+            });
+            Val::Var(acc)
+        } else {
+            let mut ci = Vec::new();
+            for j in 0..self.spec.state / lanes {
+                row.push(Stmt::LetIndex { var: axis::STATE, value: c(i64::from(j * lanes)) });
+                ci.push(self.bld.bind(&mut row, lanes, self.scan.c.re.clone()));
+            }
+            let mut terms = Vec::new();
+            for (j, cj) in ci.iter().enumerate() {
+                cell.push(Stmt::LetIndex { var: axis::STATE, value: c(j as i64 * i64::from(lanes)) });
+                // Bound here: the load reads STATE as it is now.
+                terms.push(self.bld.bind(&mut cell, lanes, Val::mul(cj.clone(), self.scan.b.re.clone())));
+            }
+            tree_sum(terms)
+        };
         let dot = if lanes > 1 { Val::ReduceAdd(Box::new(dot)) } else { dot };
         let at = |col: Index| Index::add(Index::mul(var(i), c(q)), col);
         if lanes > 1 && q % i64::from(lanes) == 0 {
@@ -483,17 +503,16 @@ impl Chunks<'_> {
         let i = self.bld.var();
         let mut step = vec![self.at_time(chunk, var(i))];
         let w = Val::splat(load(s.carry, var(i)), lanes);
-        for j in 0..self.spec.state / lanes {
-            let first = i64::from(j * lanes);
-            step.push(Stmt::LetIndex { var: axis::STATE, value: c(first) });
-            step.push(Stmt::StoreLanes {
+        let b = self.scan.b.re.clone();
+        over_chunks(self.bld, &mut step, self.spec, looped(self.spec), |_, out, first| {
+            out.push(Stmt::StoreLanes {
                 buf: s.wb,
-                index: Index::add(Index::mul(var(i), c(n)), c(first)),
+                index: Index::add(Index::mul(var(i), c(n)), first),
                 stride: c(1),
                 lanes,
-                value: Val::mul(w.clone(), self.scan.b.re.clone()),
+                value: Val::mul(w.clone(), b.clone()),
             });
-        }
+        });
         out.push(for_range(i, c(0), len.clone(), step));
         out.push(Stmt::LetIndex { var: axis::STATE, value: c(0) });
     }

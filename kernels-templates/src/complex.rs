@@ -65,10 +65,25 @@ impl Cx {
                 im: self.im.clone().map(|v| Val::div(v, b.re.clone())),
             },
             Some(bi) => {
-                let den = Val::add(Val::mul(b.re.clone(), b.re.clone()), Val::mul(bi.clone(), bi.clone()));
-                let conj = Cx { re: b.re.clone(), im: Some(Val::un(UnOp::Neg, bi.clone())) };
-                let num = self.mul(&conj);
-                Cx { re: Val::div(num.re, den.clone()), im: num.im.map(|v| Val::div(v, den)) }
+                // Smith's division: by the larger part of b, so that |b|^2 never overflows
+                // (b with an infinite part gives 0 for a finite a, not inf/inf = NaN).
+                let (br, ar) = (b.re.clone(), self.re.clone());
+                let ai = self.im.clone().unwrap_or(Val::Const(0.0));
+                let re_big = Val::bin(BinOp::Gt, Val::un(UnOp::Abs, br.clone()), Val::un(UnOp::Abs, bi.clone()));
+                let pick = |a: Val, b: Val| Val::Select(Box::new(re_big.clone()), Box::new(a), Box::new(b));
+                // |br| > |bi|: t = bi/br, a/b = ((ar + ai t) + i (ai - ar t)) / (br + bi t);
+                // else t = br/bi, a/b = ((ar t + ai) + i (ai t - ar)) / (br t + bi).
+                let t = pick(Val::div(bi.clone(), br.clone()), Val::div(br.clone(), bi.clone()));
+                let den = pick(
+                    Val::add(br.clone(), Val::mul(bi.clone(), t.clone())),
+                    Val::add(Val::mul(br, t.clone()), bi.clone()),
+                );
+                let re = pick(
+                    Val::add(ar.clone(), Val::mul(ai.clone(), t.clone())),
+                    Val::add(Val::mul(ar.clone(), t.clone()), ai.clone()),
+                );
+                let im = pick(Val::sub(ai.clone(), Val::mul(ar.clone(), t.clone())), Val::sub(Val::mul(ai, t), ar));
+                Cx { re: Val::div(re, den.clone()), im: Some(Val::div(im, den)) }
             }
         }
     }

@@ -14,7 +14,8 @@
 //! that their products overlap. The free response of an initial state h0 is the same sum
 //! with g_n = pairs c_n abar_n h0_n.
 
-use crate::recurrent::{decode, hoist, silu, state_at, Builder};
+use crate::hoist::{hoist, hoist_at, looped, Hoisted};
+use crate::recurrent::{decode, silu, state_at, Builder};
 use crate::{Cx, Discretization, Mapping, ScanSpec, ScanVals};
 use ssmc_loops::{axis, BinOp, Index, Kernel, Stmt, UnOp, Val, Var};
 
@@ -193,54 +194,76 @@ impl Ctx<'_> {
     }
 
     /// Stores w, z, log z and g of every state index into the parameter array; returns
-    /// whether log z is known (else z^l0 is only advanced by products).
+    /// whether log z is known (else z^l0 is only advanced by products). Unrolled over the
+    /// chunks of state lanes, or for a large state a loop over them.
     fn parameters(&mut self, body: &mut Vec<Stmt>, scan: &ScanVals) -> bool {
         let spec = self.spec;
         let lanes = spec.lanes;
         let chunks = spec.state / lanes;
+        let from_dt_a = matches!(spec.discretization, Discretization::Zoh | Discretization::ZohEuler);
+        let exact = from_dt_a || !spec.pairs;
+        if looped(spec) {
+            body.push(Stmt::LetIndex { var: axis::TIME, value: Index::Const(0) });
+            let dt = scan.dt.clone().map(|v| self.bld.bind(body, 1, v));
+            let c = self.bld.var();
+            let mut each = Vec::new();
+            let first = Index::mul(Index::Var(c), Index::Const(i64::from(lanes)));
+            let pre = hoist_at(&mut self.bld, &mut each, spec, scan, first);
+            self.chunk_parameters(&mut each, &pre, dt.as_ref(), Index::Var(axis::STATE));
+            let hi = Index::Const(i64::from(chunks));
+            body.push(Stmt::For { var: c, lo: Index::Const(0), hi, reverse: false, body: each });
+            return exact;
+        }
         let pre = hoist(&mut self.bld, body, spec, scan, chunks);
         let dt = scan.dt.clone().map(|v| self.bld.bind(body, 1, v));
+        for (j, pre) in pre.iter().enumerate() {
+            body.push(state_at(j as u32, lanes));
+            self.chunk_parameters(body, pre, dt.as_ref(), Index::Const(i64::from(j as u32 * lanes)));
+        }
+        exact
+    }
+
+    /// The parameters of the chunk of state lanes from `first` (STATE bound to it).
+    fn chunk_parameters(&mut self, body: &mut Vec<Stmt>, pre: &Hoisted, dt: Option<&Val>, first: Index) {
+        let spec = self.spec;
+        let lanes = spec.lanes;
         let scale = Val::splat(Val::Const(if spec.pairs { 2.0 } else { 1.0 }), lanes);
         let from_dt_a = matches!(spec.discretization, Discretization::Zoh | Discretization::ZohEuler);
         let exact = from_dt_a || !spec.pairs;
-        for (j, pre) in pre.iter().enumerate() {
-            body.push(state_at(j as u32, lanes));
-            let (abar, bbar) = pre.discrete.clone().expect("time-invariant scans have hoisted Abar and Bbar");
-            let c = pre.c.clone().expect("time-invariant scans have a hoisted C");
-            let w = c.mul(&bbar).scale(&scale);
-            let log = if from_dt_a {
-                let a = pre.a.clone().expect("time-invariant scans have a hoisted A");
-                let dt = dt.clone().map_or(Val::splat(Val::Const(0.0), lanes), |d| Val::splat(d, lanes));
-                Some(a.scale(&dt))
-            } else {
-                // z^l0 = |z|^l0: l0 is even. ln 0 = -inf is kept finite so that 0 ln z = 0.
-                let log = Val::un(UnOp::Log, Val::un(UnOp::Abs, abar.re.clone()));
-                exact.then(|| Cx::real(Val::bin(BinOp::Max, log, Val::Const(-1e30))))
-            };
-            let g = spec.h0.as_ref().map(|p| {
-                let h0 = Val::Load { buf: p.buf, index: p.index.clone(), lanes, stride: p.state_stride.clone() };
-                c.mul(&abar).scale(&Val::mul(h0, scale.clone()))
-            });
-            let zero = Val::splat(Val::Const(0.0), lanes);
-            let mut put = |f: Field, v: Option<&Val>| {
-                let index = self.at(f, Index::Const(i64::from(j as u32 * lanes)));
-                let value = v.cloned().unwrap_or(zero.clone());
-                body.push(Stmt::StoreLanes { buf: self.bufs.param, index, stride: Index::Const(1), lanes, value });
-            };
-            put(Field::WRe, Some(&w.re));
-            put(Field::WIm, w.im.as_ref());
-            put(Field::ZRe, Some(&abar.re));
-            put(Field::ZIm, abar.im.as_ref());
-            if let Some(l) = &log {
-                put(Field::LogRe, Some(&l.re));
-                put(Field::LogIm, l.im.as_ref());
-            }
-            if let Some(g) = &g {
-                put(Field::GRe, Some(&g.re));
-                put(Field::GIm, g.im.as_ref());
-            }
+        let (abar, bbar) = pre.discrete.clone().expect("time-invariant scans have hoisted Abar and Bbar");
+        let c = pre.c.clone().expect("time-invariant scans have a hoisted C");
+        let w = c.mul(&bbar).scale(&scale);
+        let log = if from_dt_a {
+            let a = pre.a.clone().expect("time-invariant scans have a hoisted A");
+            let dt = dt.cloned().map_or(Val::splat(Val::Const(0.0), lanes), |d| Val::splat(d, lanes));
+            Some(a.scale(&dt))
+        } else {
+            // z^l0 = |z|^l0: l0 is even. ln 0 = -inf is kept finite so that 0 ln z = 0.
+            let log = Val::un(UnOp::Log, Val::un(UnOp::Abs, abar.re.clone()));
+            exact.then(|| Cx::real(Val::bin(BinOp::Max, log, Val::Const(-1e30))))
+        };
+        let g = spec.h0.as_ref().map(|p| {
+            let h0 = Val::Load { buf: p.buf, index: p.index.clone(), lanes, stride: p.state_stride.clone() };
+            c.mul(&abar).scale(&Val::mul(h0, scale.clone()))
+        });
+        let zero = Val::splat(Val::Const(0.0), lanes);
+        let mut put = |f: Field, v: Option<&Val>| {
+            let index = self.at(f, first.clone());
+            let value = v.cloned().unwrap_or(zero.clone());
+            body.push(Stmt::StoreLanes { buf: self.bufs.param, index, stride: Index::Const(1), lanes, value });
+        };
+        put(Field::WRe, Some(&w.re));
+        put(Field::WIm, w.im.as_ref());
+        put(Field::ZRe, Some(&abar.re));
+        put(Field::ZIm, abar.im.as_ref());
+        if let Some(l) = &log {
+            put(Field::LogRe, Some(&l.re));
+            put(Field::LogIm, l.im.as_ref());
         }
-        exact
+        if let Some(g) = &g {
+            put(Field::GRe, Some(&g.re));
+            put(Field::GIm, g.im.as_ref());
+        }
     }
 
     /// A complex scalar of the parameter array (real without pairs).

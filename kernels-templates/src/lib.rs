@@ -5,7 +5,8 @@
 //!
 //! Today: `recurrent`, one sequence (batch, head, head element) per CPU work item or GPU
 //! thread, the state in registers as vectors of `lanes` f32 over the state index (or, on
-//! the CPU, 16 heads side by side, or whole heads in time tiles), time sequential;
+//! the CPU, 16 heads side by side, or whole heads in time tiles; for large states in
+//! scratch arrays, looped over in tiles: see `hoist`), time sequential;
 //! `chunked` on the CPU for scans whose decay is a scalar per head (SSD), a (batch, head)
 //! per work item, chunks of q steps as matrix products; `conv` on the CPU for
 //! time-invariant scans, one sequence per work item, the kernel K by its Vandermonde sum
@@ -14,6 +15,8 @@
 mod chunked;
 mod complex;
 mod conv;
+mod hoist;
+mod lanes;
 mod recurrent;
 
 pub use chunked::chunked;

@@ -2,6 +2,8 @@
 //! the state lives in `state / lanes` vectors of `lanes` f32 (two for a complex state);
 //! time is sequential. Abar and Bbar are computed once when they do not depend on time.
 
+use crate::hoist::{hoist, hoist_looped, looped, over_chunks, Hoisted, Slots, TILE};
+use crate::lanes::stage_lanes;
 use crate::{Cx, Discretization, Mapping, ScanSpec, ScanVals};
 use ssmc_loops::{axis, BinOp, Index, Kernel, Stmt, UnOp, Val, Var};
 
@@ -97,25 +99,45 @@ pub fn recurrent(spec: &ScanSpec) -> Kernel {
                     let gates = Index::mul(tile.clone(), spec.headdim.clone());
                     scratch.extend([size, tile.clone(), tile, gates]);
                 }
-                tiled_scan(&mut bld, &mut body, spec, scan, k, time_tile);
+                tiled_scan(&mut bld, &mut body, spec, scan, k, time_tile, &mut scratch);
             }
             Mapping::StateLanes | Mapping::HeadLanes { .. } => {
-                // The state, one vector (two if complex) per chunk of lanes.
-                let mut h: Vec<Cx> = Vec::new();
-                for j in 0..chunks {
-                    body.push(state_at(j, lanes));
-                    let start = match &spec.h0 {
-                        Some(p) => {
-                            Val::Load { buf: p.buf, index: p.index.clone(), lanes, stride: p.state_stride.clone() }
-                        }
-                        None => Val::splat(Val::Const(0.0), lanes),
-                    };
-                    let re = bld.bind(&mut body, lanes, start);
-                    let im = complex.then(|| bld.bind(&mut body, lanes, Val::splat(Val::Const(0.0), lanes)));
-                    h.push(Cx { re, im });
-                }
+                let start = |lanes| match &spec.h0 {
+                    Some(p) => Val::Load { buf: p.buf, index: p.index.clone(), lanes, stride: p.state_stride.clone() },
+                    None => Val::splat(Val::Const(0.0), lanes),
+                };
                 let time = (Index::Const(0), spec.time.clone());
-                let steps = scan_steps(&mut bld, spec, scan, k, &h, time, None);
+                let mut h: Vec<Cx> = Vec::new();
+                let slots = looped(spec).then(|| Slots {
+                    buf: spec.buffers.len() + scratch.len(),
+                    origin: Index::Const(0),
+                    plane: Index::Const(i64::from(spec.state)),
+                    lanes,
+                    seq_lanes,
+                });
+                let steps = match &slots {
+                    None => {
+                        // The state, one vector (two if complex) per chunk of lanes.
+                        for j in 0..chunks {
+                            body.push(state_at(j, lanes));
+                            let re = bld.bind(&mut body, lanes, start(lanes));
+                            let im = complex.then(|| bld.bind(&mut body, lanes, Val::splat(Val::Const(0.0), lanes)));
+                            h.push(Cx { re, im });
+                        }
+                        scan_steps(&mut bld, spec, scan, k, States::Vars(&h), time, None, &mut scratch)
+                    }
+                    Some(slots) => {
+                        let parts = if complex { 2 } else { 1 };
+                        scratch.push(Index::Const(parts * i64::from(spec.state) * i64::from(seq_lanes)));
+                        over_chunks(&mut bld, &mut body, spec, true, |_, out, at| {
+                            out.push(slots.store(0, at.clone(), start(lanes)));
+                            if complex {
+                                out.push(slots.store(1, at, Val::splat(Val::Const(0.0), lanes)));
+                            }
+                        });
+                        scan_steps(&mut bld, spec, scan, k, States::Scratch(slots), time, None, &mut scratch)
+                    }
+                };
                 match spec.mapping {
                     Mapping::HeadLanes { lanes } if lanes > 1 => {
                         body.extend(stage_lanes(&mut bld, spec, steps, &mut scratch, lanes))
@@ -123,15 +145,25 @@ pub fn recurrent(spec: &ScanSpec) -> Kernel {
                     _ => body.extend(steps),
                 }
                 if let Some(p) = &spec.h_final {
-                    for (j, hj) in h.iter().enumerate() {
-                        body.push(state_at(j as u32, lanes));
-                        body.push(Stmt::StoreLanes {
+                    let store = |out: &mut Vec<Stmt>, value| {
+                        out.push(Stmt::StoreLanes {
                             buf: p.buf,
                             index: p.index.clone(),
                             stride: p.state_stride.clone(),
                             lanes,
-                            value: hj.re.clone(),
-                        });
+                            value,
+                        })
+                    };
+                    match &slots {
+                        None => {
+                            for (j, hj) in h.iter().enumerate() {
+                                body.push(state_at(j as u32, lanes));
+                                store(&mut body, hj.re.clone());
+                            }
+                        }
+                        Some(slots) => over_chunks(&mut bld, &mut body, spec, true, |_, out, at| {
+                            store(out, slots.load(0, at));
+                        }),
                     }
                 }
             }
@@ -155,7 +187,6 @@ pub(crate) fn state_at(j: u32, lanes: u32) -> Stmt {
     Stmt::LetIndex { var: axis::STATE, value: Index::Const((j * lanes) as i64) }
 }
 
-/// The hoisted values and the time loop `lo..hi` of scan `k`, updating the state `h`.
 /// z * sigmoid(z).
 pub(crate) fn silu(z: Val) -> Val {
     let sig = Val::div(Val::Const(1.0), Val::add(Val::Const(1.0), Val::un(UnOp::Exp, Val::un(UnOp::Neg, z.clone()))));
@@ -171,18 +202,83 @@ struct Staged {
     gate: Option<Val>,
 }
 
+/// Where the state of a scan is kept during its time loop.
+#[derive(Clone, Copy)]
+enum States<'a> {
+    /// One variable (two if complex) per chunk of lanes: the step is unrolled over the state.
+    Vars(&'a [Cx]),
+    /// In a scratch array (part 0 real, 1 imaginary): the step loops over the state in tiles
+    /// of [`TILE`] chunks, with the hoisted values in a scratch array of their own.
+    Scratch(&'a Slots),
+}
+
+/// What every chunk's update in a step reads.
+struct StepCx<'a> {
+    shared: Option<(Cx, Cx)>,
+    dt: Option<Val>,
+    dtx: Option<Val>,
+    xs: Val,
+    scan: &'a ScanVals,
+}
+
+/// The new state of one chunk (bound) and its C, appending to `step`; STATE is bound.
+fn update(bld: &mut Builder, step: &mut Vec<Stmt>, spec: &ScanSpec, cx: &StepCx, pre: &Hoisted, h: &Cx) -> (Cx, Cx) {
+    let (lanes, scan) = (spec.lanes, cx.scan);
+    // Abar and the input term Bbar x of this chunk of state lanes.
+    let input = |b: &Cx, bbar: Cx| match &cx.dtx {
+        Some(dtx) => b.scale(&Val::splat(dtx.clone(), lanes)),
+        None => bbar.scale(&cx.xs),
+    };
+    let (abar, input) = match (&pre.discrete, &cx.shared) {
+        (Some((abar, bbar)), _) => (abar.clone(), bbar.scale(&cx.xs)),
+        (None, Some((a, abar))) => {
+            let b = pre.b.clone().unwrap_or_else(|| bld.bind_cx(step, lanes, scan.b.clone()));
+            let bbar = discretize(spec.discretization, cx.dt.as_ref(), a, None, &b, lanes).1;
+            (abar.clone(), input(&b, bbar))
+        }
+        (None, None) => {
+            let a = pre.a.clone().unwrap_or_else(|| bld.bind_cx(step, lanes, scan.a.clone()));
+            let b = pre.b.clone().unwrap_or_else(|| bld.bind_cx(step, lanes, scan.b.clone()));
+            let a_log2e = pre.a_log2e.as_ref();
+            let (abar, bbar) = discretize(spec.discretization, cx.dt.as_ref(), &a, a_log2e, &b, lanes);
+            (abar, input(&b, bbar))
+        }
+    };
+    let c = pre.c.clone().unwrap_or_else(|| bld.bind_cx(step, lanes, scan.c.clone()));
+    let next = abar.mul(h).add(&input);
+    (bld.bind_cx(step, lanes, next), c)
+}
+
+/// A sum as a balanced tree (short dependency chains).
+fn tree(mut terms: Vec<Val>) -> Option<Val> {
+    while terms.len() > 1 {
+        terms = terms
+            .chunks(2)
+            .map(|p| if p.len() == 2 { Val::add(p[0].clone(), p[1].clone()) } else { p[0].clone() })
+            .collect();
+    }
+    terms.pop()
+}
+
+/// The hoisted values and the time loop `lo..hi` of scan `k`, updating the state `h`; a
+/// looped state's hoisted values join `scratch`.
+#[allow(clippy::too_many_arguments)] // One call per mapping; the arguments are its parts.
 fn scan_steps(
     bld: &mut Builder,
     spec: &ScanSpec,
     scan: &ScanVals,
     k: usize,
-    h: &[Cx],
+    h: States,
     (lo, hi): (Index, Index),
     staged: Option<&Staged>,
+    scratch: &mut Vec<Index>,
 ) -> Vec<Stmt> {
     let lanes = spec.lanes;
     let mut body = Vec::new();
-    let pre = hoist(bld, &mut body, spec, scan, h.len() as u32);
+    let pre = match h {
+        States::Vars(h) => hoist(bld, &mut body, spec, scan, h.len() as u32),
+        States::Scratch(slots) => vec![hoist_looped(bld, &mut body, spec, scan, scratch, slots.seq_lanes)],
+    };
     let skip = match (&scan.skip, scan.skip_invariant) {
         (Some(d), true) => Some(bld.bind(&mut body, 1, d.clone())),
         (d, _) => d.clone(),
@@ -194,8 +290,6 @@ fn scan_steps(
         (Some(dt), false, None) => Some(bld.bind(&mut step, 1, dt.clone())),
         _ => None,
     };
-    // C . h per chunk, summed as a balanced tree (short dependency chains).
-    let mut terms = Vec::new();
     // One A for the whole state (Mamba-2): its Abar once per step, not once per chunk.
     let shared = match (&pre[0].discrete, scan.a_shared, staged.and_then(|st| st.abar.as_ref())) {
         (None, true, Some(abar)) => {
@@ -216,47 +310,25 @@ fn scan_steps(
         (Discretization::ZohEuler, Some(dt)) => Some(bld.bind(&mut step, 1, Val::mul(dt.clone(), x.clone()))),
         _ => None,
     };
-    let xs = Val::splat(x.clone(), lanes);
-    for (j, pre) in pre.iter().enumerate() {
-        step.push(state_at(j as u32, lanes));
-        // Abar and the input term Bbar x of this chunk of state lanes.
-        let input = |b: &Cx, bbar: Cx| match &dtx {
-            Some(dtx) => b.scale(&Val::splat(dtx.clone(), lanes)),
-            None => bbar.scale(&xs),
-        };
-        let (abar, input) = match (&pre.discrete, &shared) {
-            (Some((abar, bbar)), _) => (abar.clone(), bbar.scale(&xs)),
-            (None, Some((a, abar))) => {
-                let b = pre.b.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.b.clone()));
-                let bbar = discretize(spec.discretization, dt.as_ref(), a, None, &b, lanes).1;
-                (abar.clone(), input(&b, bbar))
+    let cx = StepCx { shared, dt, dtx, xs: Val::splat(x.clone(), lanes), scan };
+    let acc = match h {
+        States::Vars(h) => {
+            // C . h per chunk, summed as a balanced tree.
+            let mut terms = Vec::new();
+            for (j, pre) in pre.iter().enumerate() {
+                step.push(state_at(j as u32, lanes));
+                let (next, c) = update(bld, &mut step, spec, &cx, pre, &h[j]);
+                step.push(Stmt::Set { var: var_of(&h[j].re), value: next.re });
+                if let (Some(him), Some(nim)) = (&h[j].im, next.im) {
+                    step.push(Stmt::Set { var: var_of(him), value: nim });
+                }
+                terms.push(bld.bind(&mut step, lanes, c.mul_re(&h[j])));
             }
-            (None, None) => {
-                let a = pre.a.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.a.clone()));
-                let b = pre.b.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.b.clone()));
-                let a_log2e = pre.a_log2e.as_ref();
-                let (abar, bbar) = discretize(spec.discretization, dt.as_ref(), &a, a_log2e, &b, lanes);
-                (abar, input(&b, bbar))
-            }
-        };
-        let c = pre.c.clone().unwrap_or_else(|| bld.bind_cx(&mut step, lanes, scan.c.clone()));
-        let next = abar.mul(&h[j]).add(&input);
-        let next = bld.bind_cx(&mut step, lanes, next);
-        step.push(Stmt::Set { var: var_of(&h[j].re), value: next.re });
-        if let (Some(him), Some(nim)) = (&h[j].im, next.im) {
-            step.push(Stmt::Set { var: var_of(him), value: nim });
+            tree(terms).unwrap_or_else(|| Val::splat(Val::Const(0.0), lanes))
         }
-        terms.push(bld.bind(&mut step, lanes, c.mul_re(&h[j])));
-    }
+        States::Scratch(slots) => looped_update(bld, &mut step, spec, &cx, &pre[0], slots),
+    };
     let scale = if spec.pairs { 2.0 } else { 1.0 };
-    while terms.len() > 1 {
-        let mut next: Vec<Val> = terms
-            .chunks(2)
-            .map(|p| if p.len() == 2 { Val::add(p[0].clone(), p[1].clone()) } else { p[0].clone() })
-            .collect();
-        std::mem::swap(&mut terms, &mut next);
-    }
-    let acc = terms.pop().unwrap_or_else(|| Val::splat(Val::Const(0.0), lanes));
     let sum = if lanes > 1 { Val::ReduceAdd(Box::new(acc)) } else { acc };
     let mut y = Val::mul(sum, Val::Const(scale));
     if let Some(d) = &skip {
@@ -276,32 +348,89 @@ fn scan_steps(
     body
 }
 
+/// The state update of one step for a state in scratch: loops over tiles of [`TILE`]
+/// chunks (each tile's C . h summed as a tree), then over the chunks past the last whole
+/// tile; returns C . h summed over the state (a variable).
+fn looped_update(
+    bld: &mut Builder,
+    step: &mut Vec<Stmt>,
+    spec: &ScanSpec,
+    cx: &StepCx,
+    pre: &Hoisted,
+    slots: &Slots,
+) -> Val {
+    let (lanes, chunks) = (spec.lanes, spec.state / spec.lanes);
+    let acc = bld.var();
+    step.push(Stmt::Let { var: acc, lanes, value: Val::splat(Val::Const(0.0), lanes) });
+    let chunk = |bld: &mut Builder, out: &mut Vec<Stmt>, first: Index| {
+        out.push(Stmt::LetIndex { var: axis::STATE, value: first });
+        let at = Index::Var(axis::STATE);
+        let re = bld.bind(out, lanes, slots.load(0, at.clone()));
+        let im = spec.pairs.then(|| bld.bind(out, lanes, slots.load(1, at.clone())));
+        let (next, c) = update(bld, out, spec, cx, pre, &Cx { re, im });
+        out.push(slots.store(0, at.clone(), next.re.clone()));
+        if let Some(im) = &next.im {
+            out.push(slots.store(1, at, im.clone()));
+        }
+        bld.bind(out, lanes, c.mul_re(&next))
+    };
+    let (tile, lanes_i) = (i64::from(TILE), i64::from(lanes));
+    let t = bld.var();
+    let mut per_tile = Vec::new();
+    let mut terms = Vec::new();
+    for j in 0..tile {
+        let first = Index::add(Index::mul(Index::Var(t), Index::Const(tile * lanes_i)), Index::Const(j * lanes_i));
+        terms.push(chunk(bld, &mut per_tile, first));
+    }
+    let sum = tree(terms).expect("a tile has chunks");
+    per_tile.push(Stmt::Set { var: acc, value: Val::add(Val::Var(acc), sum) });
+    let whole = i64::from(chunks) / tile;
+    step.push(Stmt::For { var: t, lo: Index::Const(0), hi: Index::Const(whole), reverse: false, body: per_tile });
+    if i64::from(chunks) % tile != 0 {
+        let one = bld.var();
+        let mut rest = Vec::new();
+        let term = chunk(bld, &mut rest, Index::mul(Index::Var(one), Index::Const(lanes_i)));
+        rest.push(Stmt::Set { var: acc, value: Val::add(Val::Var(acc), term) });
+        let (lo, hi) = (Index::Const(whole * tile), Index::Const(i64::from(chunks)));
+        step.push(Stmt::For { var: one, lo, hi, reverse: false, body: rest });
+    }
+    Val::Var(acc)
+}
+
 /// Scan `k` over time tiles: for each tile, every element p of the head in turn, its state
 /// loaded from and stored back to a scratch tile of P x N, so that B and C of the tile stay
 /// in cache for all P elements.
-fn tiled_scan(bld: &mut Builder, body: &mut Vec<Stmt>, spec: &ScanSpec, scan: &ScanVals, k: usize, tile: u32) {
-    let (lanes, chunks) = (spec.lanes, spec.state / spec.lanes);
+fn tiled_scan(
+    bld: &mut Builder,
+    body: &mut Vec<Stmt>,
+    spec: &ScanSpec,
+    scan: &ScanVals,
+    k: usize,
+    tile: u32,
+    kernel_scratch: &mut Vec<Index>,
+) {
+    let lanes = spec.lanes;
     let scratch = spec.buffers.len();
     let n = i64::from(spec.state);
     let plane = Index::mul(spec.headdim.clone(), Index::Const(n));
-    let at = |j: u32, part: i64| {
-        let base =
-            Index::add(Index::mul(Index::Var(axis::HEADDIM), Index::Const(n)), Index::Const(i64::from(j * lanes)));
+    let at = |first: Index, part: i64| {
+        let base = Index::add(Index::mul(Index::Var(axis::HEADDIM), Index::Const(n)), first);
         Index::add(base, Index::mul(plane.clone(), Index::Const(part)))
     };
+    let big = looped(spec);
     let parts: &[i64] = if spec.pairs { &[0, 1] } else { &[0] };
     // The initial state of every element into the scratch tile.
     let mut init = Vec::new();
-    for j in 0..chunks {
-        init.push(state_at(j, lanes));
+    over_chunks(bld, &mut init, spec, big, |_, init, first| {
         for &part in parts {
             let value = match (&spec.h0, part) {
                 (Some(p), 0) => Val::Load { buf: p.buf, index: p.index.clone(), lanes, stride: p.state_stride.clone() },
                 _ => Val::splat(Val::Const(0.0), lanes),
             };
-            init.push(Stmt::StoreLanes { buf: scratch, index: at(j, part), stride: Index::Const(1), lanes, value });
+            let index = at(first.clone(), part);
+            init.push(Stmt::StoreLanes { buf: scratch, index, stride: Index::Const(1), lanes, value });
         }
-    }
+    });
     body.push(Stmt::For {
         var: axis::HEADDIM,
         lo: Index::Const(0),
@@ -314,12 +443,14 @@ fn tiled_scan(bld: &mut Builder, body: &mut Vec<Stmt>, spec: &ScanSpec, scan: &S
     let tile_var = bld.var();
     let mut per_element = Vec::new();
     let mut h = Vec::new();
-    for j in 0..chunks {
-        per_element.push(state_at(j, lanes));
-        let load = |part: i64| Val::Load { buf: scratch, index: at(j, part), lanes, stride: Index::Const(1) };
-        let re = bld.bind(&mut per_element, lanes, load(0));
-        let im = spec.pairs.then(|| bld.bind(&mut per_element, lanes, load(1)));
-        h.push(Cx { re, im });
+    if !big {
+        over_chunks(bld, &mut per_element, spec, false, |bld, per_element, first| {
+            let load =
+                |part: i64| Val::Load { buf: scratch, index: at(first.clone(), part), lanes, stride: Index::Const(1) };
+            let re = bld.bind(per_element, lanes, load(0));
+            let im = spec.pairs.then(|| bld.bind(per_element, lanes, load(1)));
+            h.push(Cx { re, im });
+        });
     }
     let lo = Index::mul(Index::Var(tile_var), Index::Const(t));
     let hi = Index::min(Index::add(lo.clone(), Index::Const(t)), spec.time.clone());
@@ -387,13 +518,21 @@ fn tiled_scan(bld: &mut Builder, body: &mut Vec<Stmt>, spec: &ScanSpec, scan: &S
         }
         _ => None,
     };
-    per_element.extend(scan_steps(bld, spec, scan, k, &h, (lo, hi), staged.as_ref()));
+    let states = Slots {
+        buf: scratch,
+        origin: Index::mul(Index::Var(axis::HEADDIM), Index::Const(n)),
+        plane: plane.clone(),
+        lanes,
+        seq_lanes: 1,
+    };
+    let states = if big { States::Scratch(&states) } else { States::Vars(&h) };
+    per_element.extend(scan_steps(bld, spec, scan, k, states, (lo, hi), staged.as_ref(), kernel_scratch));
     for (j, hj) in h.iter().enumerate() {
         per_element.push(state_at(j as u32, lanes));
         for (&part, v) in parts.iter().zip([Some(&hj.re), hj.im.as_ref()].into_iter().flatten()) {
             per_element.push(Stmt::StoreLanes {
                 buf: scratch,
-                index: at(j as u32, part),
+                index: at(Index::Const(i64::from(j as u32 * lanes)), part),
                 stride: Index::Const(1),
                 lanes,
                 value: v.clone(),
@@ -411,9 +550,8 @@ fn tiled_scan(bld: &mut Builder, body: &mut Vec<Stmt>, spec: &ScanSpec, scan: &S
     body.push(Stmt::For { var: tile_var, lo: Index::Const(0), hi: tiles, reverse: scan.reversed, body: stage });
     if let Some(p) = &spec.h_final {
         let mut fin = Vec::new();
-        for j in 0..chunks {
-            fin.push(state_at(j, lanes));
-            let value = Val::Load { buf: scratch, index: at(j, 0), lanes, stride: Index::Const(1) };
+        over_chunks(bld, &mut fin, spec, big, |_, fin, first| {
+            let value = Val::Load { buf: scratch, index: at(first, 0), lanes, stride: Index::Const(1) };
             fin.push(Stmt::StoreLanes {
                 buf: p.buf,
                 index: p.index.clone(),
@@ -421,7 +559,7 @@ fn tiled_scan(bld: &mut Builder, body: &mut Vec<Stmt>, spec: &ScanSpec, scan: &S
                 lanes,
                 value,
             });
-        }
+        });
         body.push(Stmt::For {
             var: axis::HEADDIM,
             lo: Index::Const(0),
@@ -429,185 +567,6 @@ fn tiled_scan(bld: &mut Builder, body: &mut Vec<Stmt>, spec: &ScanSpec, scan: &S
             reverse: false,
             body: fin,
         });
-    }
-}
-
-/// Whether an index differs between the lanes of a work item of `Mapping::HeadLanes` (it
-/// reads the head, which decode binds per lane).
-fn per_lane(i: &Index) -> bool {
-    mentions(i, &|i| matches!(i, Index::Lane | Index::Var(axis::HEAD)))
-}
-
-/// Whether `i` or a part of it satisfies `hit`.
-fn mentions(i: &Index, hit: &dyn Fn(&Index) -> bool) -> bool {
-    hit(i)
-        || match i {
-            Index::Add(a, b)
-            | Index::Sub(a, b)
-            | Index::Mul(a, b)
-            | Index::Div(a, b)
-            | Index::Rem(a, b)
-            | Index::Min(a, b) => mentions(a, hit) || mentions(b, hit),
-            Index::Const(_) | Index::Dim(_) | Index::Var(_) | Index::Lane => false,
-        }
-}
-
-/// `base` of an index `base + t` at time t: the tensor's steps are adjacent in memory.
-fn time_run(i: &Index) -> Option<&Index> {
-    match i {
-        Index::Add(base, t) if **t == Index::Var(axis::TIME) && !mentions(base, &|i| *i == Index::Var(axis::TIME)) => {
-            Some(&**base)
-        }
-        _ => None,
-    }
-}
-
-/// Rewrites the time loop of a scan with lanes over heads (`steps`' last statement), where
-/// a lane-varying load or store is a gather or scatter of one element per lane:
-/// - loads that do not depend on time (delta_bias) are read once before the loop;
-/// - the time loop walks tiles of `lanes` steps; for every lane-varying tensor read or
-///   written along its contiguous time axis (not by state index), a tile of `lanes` steps of all lanes is
-///   transposed into (or out of) a scratch tile, and each step reads (writes) one vector;
-/// - the steps past the last whole tile run as before.
-fn stage_lanes(
-    bld: &mut Builder,
-    spec: &ScanSpec,
-    mut steps: Vec<Stmt>,
-    scratch: &mut Vec<Index>,
-    lanes: u32,
-) -> Vec<Stmt> {
-    let Some(Stmt::For { var, lo, hi, reverse, body: step }) = steps.pop() else {
-        unreachable!("scan_steps ends with the time loop")
-    };
-    let first_tile = spec.buffers.len();
-    let s = Index::Const(i64::from(lanes));
-    let tile_var = bld.var();
-    let t0 = Index::add(lo.clone(), Index::mul(Index::Var(tile_var), s.clone()));
-    let slot = Index::add(Index::mul(Index::sub(Index::Var(var), t0.clone()), s.clone()), Index::Lane);
-    let mut st = Stager {
-        bld,
-        spec,
-        hoisted: Vec::new(),
-        tiles: Vec::new(),
-        outs: Vec::new(),
-        loads: Vec::new(),
-        scratch,
-        first_tile,
-        lanes,
-    };
-    let tail: Vec<Stmt> = step.iter().map(|x| st.stmt(x, None)).collect();
-    let tiled: Vec<Stmt> = step.iter().map(|x| st.stmt(x, Some(&slot))).collect();
-    let moves = |list: &[(usize, Index, usize)], into_tile| {
-        list.iter()
-            .map(|(buf, base, tile)| Stmt::Transpose {
-                buf: *buf,
-                index: Index::add(base.clone(), t0.clone()),
-                tile: *tile,
-                count: lanes,
-                into_tile,
-            })
-            .collect::<Vec<_>>()
-    };
-    let mut tile_body = moves(&st.tiles, true);
-    tile_body.push(Stmt::For { var, lo: t0.clone(), hi: Index::add(t0.clone(), s.clone()), reverse, body: tiled });
-    tile_body.extend(moves(&st.outs, false));
-    let whole = Index::div(Index::sub(hi.clone(), lo.clone()), s.clone());
-    let rest = Index::add(lo, Index::mul(whole.clone(), s));
-    let tiles = Stmt::For { var: tile_var, lo: Index::Const(0), hi: whole, reverse, body: tile_body };
-    let tail = Stmt::For { var, lo: rest, hi, reverse, body: tail };
-    steps.append(&mut st.hoisted);
-    // A reverse scan starts at the end: the steps past the last whole tile first.
-    steps.extend(if reverse { [tail, tiles] } else { [tiles, tail] });
-    steps
-}
-
-/// The rewriting of [`stage_lanes`]: what it hoisted and which tiles it made.
-struct Stager<'a> {
-    bld: &'a mut Builder,
-    spec: &'a ScanSpec,
-    /// Lets of the time-invariant lane-varying loads, run before the loop.
-    hoisted: Vec<Stmt>,
-    /// (tensor, `base` of its index `base + t`, scratch tile) read per tile.
-    tiles: Vec<(usize, Index, usize)>,
-    /// The same, written per tile.
-    outs: Vec<(usize, Index, usize)>,
-    /// The hoisted loads and their variables.
-    loads: Vec<(Val, Val)>,
-    /// The kernel's scratch arrays, which the tiles join.
-    scratch: &'a mut Vec<Index>,
-    /// Buffer position of the kernel's first scratch array.
-    first_tile: usize,
-    /// Sequences per work item, and steps per tile.
-    lanes: u32,
-}
-
-impl Stager<'_> {
-    /// The scratch tile of (buf, base), made on first use.
-    fn tile(&mut self, buf: usize, base: &Index, output: bool) -> usize {
-        let list = if output { &mut self.outs } else { &mut self.tiles };
-        if let Some(&(_, _, t)) = list.iter().find(|(b, i, _)| *b == buf && i == base) {
-            return t;
-        }
-        let t = self.first_tile + self.scratch.len();
-        self.scratch.push(Index::Const(i64::from(self.lanes * self.lanes)));
-        list.push((buf, base.clone(), t));
-        t
-    }
-
-    /// A step statement; with `slot` (the step's index in a tile), staged through tiles.
-    fn stmt(&mut self, s: &Stmt, slot: Option<&Index>) -> Stmt {
-        let by_state = |i: &Index| *i == Index::Var(axis::STATE);
-        match s {
-            Stmt::Let { var, lanes, value } => Stmt::Let { var: *var, lanes: *lanes, value: self.val(value, slot) },
-            Stmt::Set { var, value } => Stmt::Set { var: *var, value: self.val(value, slot) },
-            Stmt::Store { buf, index, value } => {
-                let value = self.val(value, slot);
-                match (slot, time_run(index)) {
-                    (Some(slot), Some(base)) if per_lane(base) && !mentions(base, &by_state) => {
-                        Stmt::Store { buf: self.tile(*buf, base, true), index: slot.clone(), value }
-                    }
-                    _ => Stmt::Store { buf: *buf, index: index.clone(), value },
-                }
-            }
-            Stmt::StoreAdd { buf, index, value } => {
-                Stmt::StoreAdd { buf: *buf, index: index.clone(), value: self.val(value, slot) }
-            }
-            other => other.clone(),
-        }
-    }
-
-    fn val(&mut self, v: &Val, slot: Option<&Index>) -> Val {
-        match v {
-            Val::Load { buf, index, lanes: 1, .. } if !self.spec.buffers[*buf].output && per_lane(index) => {
-                let in_step = |i: &Index| matches!(i, Index::Var(axis::TIME) | Index::Var(axis::STATE));
-                if !mentions(index, &in_step) {
-                    if let Some((_, var)) = self.loads.iter().find(|(load, _)| load == v) {
-                        return var.clone();
-                    }
-                    let var = self.bld.bind(&mut self.hoisted, 1, v.clone());
-                    self.loads.push((v.clone(), var.clone()));
-                    return var;
-                }
-                // Not by state index (C of a lane's head): the tile is filled before the step.
-                match (slot, time_run(index)) {
-                    (Some(slot), Some(base)) if !mentions(base, &in_step) => Val::Load {
-                        buf: self.tile(*buf, base, false),
-                        index: slot.clone(),
-                        lanes: 1,
-                        stride: Index::Const(1),
-                    },
-                    _ => v.clone(),
-                }
-            }
-            Val::Un(op, a) => Val::Un(*op, Box::new(self.val(a, slot))),
-            Val::Bin(op, a, b) => Val::Bin(*op, Box::new(self.val(a, slot)), Box::new(self.val(b, slot))),
-            Val::Select(c, a, b) => {
-                Val::Select(Box::new(self.val(c, slot)), Box::new(self.val(a, slot)), Box::new(self.val(b, slot)))
-            }
-            Val::Splat(a, n) => Val::Splat(Box::new(self.val(a, slot)), *n),
-            Val::ReduceAdd(a) => Val::ReduceAdd(Box::new(self.val(a, slot))),
-            Val::Const(_) | Val::Var(_) | Val::Load { .. } => v.clone(),
-        }
     }
 }
 
@@ -677,60 +636,6 @@ pub(crate) fn decode(spec: &ScanSpec, seq: Var, bld: &mut Builder) -> (Vec<Stmt>
             (body, items, lanes, Some((in_group, hpg)))
         }
     }
-}
-
-/// Role values of one chunk of state lanes computed before the time loop: A, B and C when
-/// they do not depend on time, and Abar, Bbar when dt does not either.
-#[derive(Default)]
-pub(crate) struct Hoisted {
-    pub(crate) a: Option<Cx>,
-    pub(crate) b: Option<Cx>,
-    pub(crate) c: Option<Cx>,
-    /// A log2(e) of a real, time-invariant A with lanes over heads, for Abar = 2^(dt A log2 e).
-    pub(crate) a_log2e: Option<Val>,
-    pub(crate) discrete: Option<(Cx, Cx)>,
-}
-
-pub(crate) fn hoist(
-    bld: &mut Builder,
-    body: &mut Vec<Stmt>,
-    spec: &ScanSpec,
-    scan: &ScanVals,
-    chunks: u32,
-) -> Vec<Hoisted> {
-    let lanes = spec.lanes;
-    // TIME is not read by time-invariant values; bind it so every variable is defined.
-    body.push(Stmt::LetIndex { var: axis::TIME, value: Index::Const(0) });
-    (0..chunks)
-        .map(|j| {
-            body.push(Stmt::LetIndex { var: axis::STATE, value: Index::Const((j * lanes) as i64) });
-            let mut bind = |inv: bool, v: &Cx| inv.then(|| bld.bind_cx(body, lanes, v.clone()));
-            let mut out = Hoisted {
-                a: bind(scan.a_invariant, &scan.a),
-                b: bind(scan.b_invariant, &scan.b),
-                c: bind(scan.c_invariant, &scan.c),
-                a_log2e: None,
-                discrete: None,
-            };
-            let exp_of_dta = matches!(spec.discretization, Discretization::ZohEuler | Discretization::Zoh);
-            if let (Mapping::HeadLanes { .. }, Some(a), true, false) =
-                (spec.mapping, &out.a, exp_of_dta, scan.decay_invariant)
-            {
-                if a.im.is_none() {
-                    let log2e = Val::splat(Val::Const(std::f32::consts::LOG2_E), lanes);
-                    out.a_log2e = Some(bld.bind(body, lanes, Val::mul(a.re.clone(), log2e)));
-                }
-            }
-            if scan.decay_invariant {
-                let dt = scan.dt.clone().map(|v| bld.bind(body, 1, v));
-                let (a, b) =
-                    (out.a.clone().unwrap_or_else(|| scan.a.clone()), out.b.clone().unwrap_or_else(|| scan.b.clone()));
-                let (abar, bbar) = discretize(spec.discretization, dt.as_ref(), &a, None, &b, lanes);
-                out.discrete = Some((bld.bind_cx(body, lanes, abar), bld.bind_cx(body, lanes, bbar)));
-            }
-            out
-        })
-        .collect()
 }
 
 fn var_of(v: &Val) -> Var {

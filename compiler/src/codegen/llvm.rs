@@ -82,8 +82,8 @@ pub fn emit_kernel<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, k: &Kernel, 
 }
 
 pub(super) struct Cg<'a, 'ctx> {
-    ctx: &'ctx Context,
-    module: &'a Module<'ctx>,
+    pub(super) ctx: &'ctx Context,
+    pub(super) module: &'a Module<'ctx>,
     pub(super) b: Builder<'ctx>,
     func: FunctionValue<'ctx>,
     pub(super) f32: FloatType<'ctx>,

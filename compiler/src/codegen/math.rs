@@ -1,6 +1,6 @@
 //! Vectorized elementary functions as straight-line IR, the same on every target: no libm
-//! call per element on the CPU, no libdevice on the GPU. Accurate to a few f32 ulp over
-//! the ranges SSM layers use.
+//! call per element on the CPU, no libdevice on the GPU. Accurate to a few f32 ulp, and
+//! saturating (inf, 0) and NaN-propagating like libm over the whole f32 range.
 
 use super::llvm::Cg;
 use super::{err, CodegenError};
@@ -48,6 +48,48 @@ impl<'ctx> Cg<'_, 'ctx> {
         Ok(self.b.build_bit_cast(v, self.i32.vec_type(n), "").map_err(err)?.into_vector_value())
     }
 
+    /// x clamped to [lo, hi], NaN kept.
+    fn clamp(&self, x: VectorValue<'ctx>, lo: f64, hi: f64) -> R<VectorValue<'ctx>> {
+        self.at_most(self.at_least(x, lo)?, hi)
+    }
+
+    /// max(x, lo), NaN kept: a compare and a select, one `vmaxps` on x86 (`llvm.maxnum`
+    /// needs three instructions there to drop a NaN).
+    fn at_least(&self, x: VectorValue<'ctx>, lo: f64) -> R<VectorValue<'ctx>> {
+        let n = x.get_type().get_size();
+        let below = self.b.build_float_compare(inkwell::FloatPredicate::OLT, x, self.c(lo, n), "").map_err(err)?;
+        Ok(self.b.build_select(below, self.c(lo, n), x, "").map_err(err)?.into_vector_value())
+    }
+
+    /// min(x, hi), NaN kept.
+    fn at_most(&self, x: VectorValue<'ctx>, hi: f64) -> R<VectorValue<'ctx>> {
+        let n = x.get_type().get_size();
+        let above = self.b.build_float_compare(inkwell::FloatPredicate::OGT, x, self.c(hi, n), "").map_err(err)?;
+        Ok(self.b.build_select(above, self.c(hi, n), x, "").map_err(err)?.into_vector_value())
+    }
+
+    /// `y`, or x itself where x is NaN (where `y` came through a float-to-int conversion,
+    /// which gives poison for NaN).
+    fn keep_nan(&self, x: VectorValue<'ctx>, y: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
+        let nan = self.b.build_float_compare(inkwell::FloatPredicate::UNO, x, x, "").map_err(err)?;
+        Ok(self.b.build_select(nan, x, y, "").map_err(err)?.into_vector_value())
+    }
+
+    /// p 2^k for integral k in [-150, 128] (floats), as p 2^(k/2) 2^(k - k/2): both factors
+    /// normal, so overflow gives inf and underflow rounds to a subnormal or 0 once.
+    fn scale2(&self, p: VectorValue<'ctx>, k: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
+        let n = k.get_type().get_size();
+        let k = self.to_int(k)?;
+        let k1 = self.b.build_right_shift(k, self.ci(1, n), true, "").map_err(err)?;
+        let k2 = self.b.build_int_nsw_sub(k, k1, "").map_err(err)?;
+        let pow = |e: VectorValue<'ctx>| -> R<VectorValue<'ctx>> {
+            let e = self.b.build_int_nsw_add(e, self.ci(127, n), "").map_err(err)?;
+            self.float_from_bits(self.b.build_left_shift(e, self.ci(23, n), "").map_err(err)?)
+        };
+        let y = self.b.build_float_mul(p, pow(k1)?, "").map_err(err)?;
+        self.b.build_float_mul(y, pow(k2)?, "").map_err(err)
+    }
+
     fn float_from_bits(&self, v: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
         let n = v.get_type().get_size();
         Ok(self.b.build_bit_cast(v, self.f32.vec_type(n), "").map_err(err)?.into_vector_value())
@@ -55,18 +97,21 @@ impl<'ctx> Cg<'_, 'ctx> {
 }
 
 /// e^x: x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6 minimax polynomial (relative
-/// error 3e-9), 2^n built in the exponent bits. Clamped to the normal range of f32.
+/// error 3e-9), times 2^n. Over the whole f32 range: inf above 88.72, subnormals and 0
+/// below -87.3, NaN for NaN (x is clamped to [-104, 89], where 2^n already overflows and
+/// underflows, so the scaling saturates by itself).
 pub fn exp<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
-    let n = x.get_type().get_size();
-    let x = cg.call("llvm.maxnum", &[x, cg.c(EXP_MIN, n)])?;
-    let x = cg.call("llvm.minnum", &[x, cg.c(88.72283, n)])?;
-    exp_in_range(cg, x)
+    let y = exp_in_range(cg, cg.clamp(x, -104.0, 89.0)?)?;
+    if cg.avx512 && x.get_type().get_size() == 16 {
+        return Ok(y);
+    }
+    cg.keep_nan(x, y)
 }
 
-/// The lower clamp of `exp`: e^x is the smallest normal f32 there.
+/// The lower clamp of `softplus`'s e^-|x|: e^x is the smallest normal f32 there.
 const EXP_MIN: f64 = -87.33654;
 
-/// `exp` of x already in [`EXP_MIN`, 88.72283].
+/// `exp` of x already in [-104, 89] (or NaN, which gives NaN on AVX-512 and poison elsewhere).
 fn exp_in_range<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
     let n = x.get_type().get_size();
     let k = cg.call("llvm.rint", &[cg.b.build_float_mul(x, cg.c(std::f64::consts::LOG2_E, n), "").map_err(err)?])?;
@@ -94,15 +139,13 @@ fn exp_in_range<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<
             &[p.into(), k.into(), p.into(), all.into(), cur_direction.into()],
         );
     }
-    let e = cg.b.build_int_nsw_add(cg.to_int(k)?, cg.ci(127, n), "").map_err(err)?;
-    let e = cg.b.build_left_shift(e, cg.ci(23, n), "").map_err(err)?;
-    cg.b.build_float_mul(p, cg.float_from_bits(e)?, "").map_err(err)
+    cg.scale2(p, k)
 }
 
 /// 2^t: t = k + f with k = floor(t) and f in [0, 1), 2^f by a degree-6 minimax polynomial
 /// (relative error 2e-9, under one f32 ulp after rounding). On AVX-512 f comes from one
 /// `vreduceps` and `vscalefps` applies 2^floor(t) with overflow, underflow and special
-/// values handled by the hardware, so no clamps; elsewhere t is clamped to [-127, 128].
+/// values handled by the hardware, so no clamps; elsewhere t is clamped to [-150, 128].
 pub fn exp2<'ctx>(cg: &Cg<'_, 'ctx>, t: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
     const COEF: [f64; 7] = [
         1.0,
@@ -129,14 +172,12 @@ pub fn exp2<'ctx>(cg: &Cg<'_, 'ctx>, t: VectorValue<'ctx>) -> R<VectorValue<'ctx
             &[p.into(), t.into(), p.into(), all.into(), cur_direction.into()],
         );
     }
-    let t = cg.call("llvm.maxnum", &[t, cg.c(-127.0, n)])?;
-    let t = cg.call("llvm.minnum", &[t, cg.c(128.0, n)])?;
+    let x = t;
+    let t = cg.clamp(t, -150.0, 128.0)?;
     let k = cg.call("llvm.floor", &[t])?;
     let p = cg.poly(cg.b.build_float_sub(t, k, "").map_err(err)?, &COEF)?;
-    // 2^k in the exponent bits: k = 128 gives inf, k = -127 gives 0.
-    let e = cg.b.build_int_nsw_add(cg.to_int(k)?, cg.ci(127, n), "").map_err(err)?;
-    let e = cg.b.build_left_shift(e, cg.ci(23, n), "").map_err(err)?;
-    cg.b.build_float_mul(p, cg.float_from_bits(e)?, "").map_err(err)
+    // k = 128 gives inf, k = -150 gives 0.
+    cg.keep_nan(x, cg.scale2(p, k)?)
 }
 
 /// ln x: x = (1 + f) 2^e with 1 + f in [sqrt(1/2), sqrt(2)), ln(1 + f) = f - f^2/2 + f^3 P(f)
@@ -199,7 +240,7 @@ pub fn log<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>
 pub fn softplus<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
     let n = x.get_type().get_size();
     let a = cg.call("llvm.fabs", &[x])?;
-    let a = cg.call("llvm.minnum", &[a, cg.c(-EXP_MIN, n)])?;
+    let a = cg.at_most(a, -EXP_MIN)?;
     let u = exp_in_range(cg, cg.b.build_float_neg(a, "").map_err(err)?)?;
     let big =
         cg.b.build_float_compare(inkwell::FloatPredicate::OGE, u, cg.c(std::f64::consts::SQRT_2 - 1.0, n), "")
@@ -223,24 +264,98 @@ pub fn softplus<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<
     let ln2 = cg.b.build_select(big, cg.c(std::f64::consts::LN_2, n), cg.c(0.0, n), "").map_err(err)?;
     let l = cg.b.build_float_add(l, ln2.into_vector_value(), "").map_err(err)?;
     let pos = cg.call("llvm.maxnum", &[x, cg.c(0.0, n)])?;
-    cg.b.build_float_add(pos, l, "").map_err(err)
+    let y = cg.b.build_float_add(pos, l, "").map_err(err)?;
+    if cg.avx512 && n == 16 {
+        return Ok(y);
+    }
+    cg.keep_nan(x, y)
 }
 
-/// (sin x, cos x): x = q pi/2 + r with |r| <= pi/4, Taylor polynomials of r, and the
-/// quadrant q mod 4 choosing signs and which one.
+/// 2/pi in 24-bit words: bits 24k+1 to 24k+24 after the binary point in word k.
+const TWO_OVER_PI: [u32; 9] =
+    [0xa2_f983, 0x6e_4e44, 0x15_29fc, 0x27_57d1, 0xf5_34dd, 0xc0_db62, 0x95_993c, 0x43_9041, 0xfe_5163];
+
+/// (sin x, cos x) over the whole f32 range: x = q pi/2 + r with |r| <= pi/4, Taylor
+/// polynomials of r, and the quadrant q mod 4 choosing signs and which one. The reduction
+/// is exact in f64 for every f32 x (a Payne-Hanek reduction without integers): each product
+/// of x (24 bits) with a 24-bit word of 2/pi is exact, and so is its remainder mod 4, so
+/// x 2/pi mod 4 is their sum, to about 2^-45; words whose product is a multiple of 4 give 0.
+/// NaN and inf give NaN.
+///
+/// Emitted once per vector width as an internal function (not inlined; no memory access,
+/// so calls on the same x are merged): the reduction is about 60 f64 operations, and
+/// S4D's hoisted values call it at every chunk of the state.
 pub fn sin_cos<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<(VectorValue<'ctx>, VectorValue<'ctx>)> {
+    use inkwell::attributes::{Attribute, AttributeLoc};
     let n = x.get_type().get_size();
-    let q = cg.call("llvm.rint", &[cg.b.build_float_mul(x, cg.c(std::f64::consts::FRAC_2_PI, n), "").map_err(err)?])?;
-    // pi/2 in three parts (Cody-Waite).
-    let r = cg.fma(q, cg.c(-1.570_796_251_296_997, n), x)?;
-    let r = cg.fma(q, cg.c(-7.549_789_415_861_596e-8, n), r)?;
-    let r = cg.fma(q, cg.c(-5.390_302_529_957_765e-15, n), r)?;
+    let name = format!("ssmc.sin_cos.v{n}");
+    let vt = cg.f32.vec_type(n);
+    let pair = cg.ctx.struct_type(&[vt.into(), vt.into()], false);
+    let f = match cg.module.get_function(&name) {
+        Some(f) => f,
+        None => {
+            let f = cg.module.add_function(
+                &name,
+                pair.fn_type(&[vt.into()], false),
+                Some(inkwell::module::Linkage::Internal),
+            );
+            for (attr, value) in [("noinline", 0), ("nounwind", 0), ("willreturn", 0), ("memory", 0)] {
+                let kind = Attribute::get_named_enum_kind_id(attr);
+                f.add_attribute(AttributeLoc::Function, cg.ctx.create_enum_attribute(kind, value));
+            }
+            let back = cg.b.get_insert_block().ok_or_else(|| CodegenError("builder is not positioned".into()))?;
+            cg.b.position_at_end(cg.ctx.append_basic_block(f, "entry"));
+            let arg = f.get_first_param().ok_or_else(|| CodegenError("sin_cos has a parameter".into()))?;
+            let (s, c) = sin_cos_inline(cg, arg.into_vector_value())?;
+            let out = cg.b.build_insert_value(pair.get_undef(), s, 0, "").map_err(err)?;
+            let out = cg.b.build_insert_value(out, c, 1, "").map_err(err)?;
+            cg.b.build_return(Some(&out)).map_err(err)?;
+            cg.b.position_at_end(back);
+            f
+        }
+    };
+    let call = cg.b.build_call(f, &[x.into()], "").map_err(err)?;
+    let out = match call.try_as_basic_value() {
+        inkwell::values::ValueKind::Basic(v) => v.into_struct_value(),
+        inkwell::values::ValueKind::Instruction(_) => return Err(CodegenError("sin_cos returned nothing".into())),
+    };
+    let part =
+        |k: u32| -> R<VectorValue<'ctx>> { Ok(cg.b.build_extract_value(out, k, "").map_err(err)?.into_vector_value()) };
+    Ok((part(0)?, part(1)?))
+}
+
+/// The body of [`sin_cos`].
+fn sin_cos_inline<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<(VectorValue<'ctx>, VectorValue<'ctx>)> {
+    let n = x.get_type().get_size();
+    let f64t = cg.f32.get_context().f64_type();
+    let vd = f64t.vec_type(n);
+    let d = |v: f64| VectorType::const_vector(&vec![f64t.const_float(v); n as usize]);
+    let xd = cg.b.build_float_ext(x, vd, "").map_err(err)?;
+    let mod4 = |p: VectorValue<'ctx>| -> R<VectorValue<'ctx>> {
+        let quarter = cg.call("llvm.floor", &[cg.b.build_float_mul(p, d(0.25), "").map_err(err)?])?;
+        cg.b.build_float_sub(p, cg.b.build_float_mul(quarter, d(4.0), "").map_err(err)?, "").map_err(err)
+    };
+    let mut y = d(0.0);
+    for (k, w) in TWO_OVER_PI.iter().enumerate() {
+        let word = f64::from(*w) * 2f64.powi(-24 * (k as i32 + 1));
+        let p = cg.b.build_float_mul(xd, d(word), "").map_err(err)?;
+        y = cg.b.build_float_add(y, mod4(p)?, "").map_err(err)?;
+    }
+    let y = mod4(y)?;
+    let q = cg.call("llvm.rint", &[y])?;
+    let f = cg.b.build_float_sub(y, q, "").map_err(err)?;
+    let r = cg.b.build_float_mul(f, d(std::f64::consts::FRAC_PI_2), "").map_err(err)?;
+    let r = cg.b.build_float_trunc(r, cg.f32.vec_type(n), "").map_err(err)?;
+    // q of NaN (x NaN or inf) is 0 before the conversion, which would give poison; r is NaN.
+    let ord = cg.b.build_float_compare(inkwell::FloatPredicate::ORD, q, q, "").map_err(err)?;
+    let q = cg.b.build_select(ord, q, d(0.0), "").map_err(err)?.into_vector_value();
+    let qi = cg.b.build_float_to_signed_int(q, cg.i32.vec_type(n), "").map_err(err)?;
     let r2 = cg.b.build_float_mul(r, r, "").map_err(err)?;
     let s =
         cg.b.build_float_mul(r, cg.poly(r2, &[1.0, -1.0 / 6.0, 1.0 / 120.0, -1.0 / 5040.0, 1.0 / 362_880.0])?, "")
             .map_err(err)?;
     let c = cg.poly(r2, &[1.0, -0.5, 1.0 / 24.0, -1.0 / 720.0, 1.0 / 40320.0, -1.0 / 3_628_800.0])?;
-    let qi = cg.b.build_and(cg.to_int(q)?, cg.ci(3, n), "").map_err(err)?;
+    let qi = cg.b.build_and(qi, cg.ci(3, n), "").map_err(err)?;
     let is = |k: i64| cg.b.build_int_compare(inkwell::IntPredicate::EQ, qi, cg.ci(k, n), "").map_err(err);
     let neg = |v: VectorValue<'ctx>| cg.b.build_float_neg(v, "").map_err(err);
     let pick = |mask, a: VectorValue<'ctx>, b: VectorValue<'ctx>| -> R<VectorValue<'ctx>> {

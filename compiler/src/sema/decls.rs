@@ -6,6 +6,11 @@ use ssmc_syntax::ast::{self, ShapeAtomKind, StmtKind};
 use ssmc_syntax::{did_you_mean, Diagnostic};
 use std::collections::BTreeMap;
 
+/// The largest size of a `state` dim: native code keeps the state (and on the CPU the
+/// time-invariant parameters of every state index) in per-thread scratch memory, which at
+/// this size is a few MiB on the CPU and at most 256 KiB of a GPU thread's local memory.
+pub const MAX_STATE: u64 = 16384;
+
 impl LayerCx<'_> {
     pub(super) fn declare_dims(&mut self, layer: &ast::Layer) {
         let mut by_role: BTreeMap<usize, (AxisRole, ssmc_syntax::Span)> = BTreeMap::new();
@@ -68,6 +73,20 @@ impl LayerCx<'_> {
                                 .with_hint("sizes are whole numbers of at least 1"),
                         );
                         DimSize::Const(1)
+                    }
+                    Some((v, span)) if role == AxisRole::State && v as u64 > MAX_STATE => {
+                        self.error(
+                            Diagnostic::error(
+                                format!("state `{}` has size {v}, over ssmc's limit of {MAX_STATE}", d.name.name),
+                                span,
+                                format!("at most {MAX_STATE}"),
+                            )
+                            .with_note(format!(
+                                "native code keeps a state in per-thread memory; {MAX_STATE} is 64 times \
+                                 mamba_ssm's largest state (256)"
+                            )),
+                        );
+                        DimSize::Const(MAX_STATE)
                     }
                     Some((v, _)) => DimSize::Const(v as u64),
                 };

@@ -1,0 +1,50 @@
+//! Running a native CPU layer on f32 inputs with NaN-poisoned outputs (shared by the tests
+//! of large states and of the math routines).
+
+use ssmc_compiler::artifact::{self, BuildTarget};
+use ssmc_compiler::forms::Form;
+use ssmc_compiler::ir::Layer;
+use ssmc_compiler::tensors;
+use ssmc_runtime::{CpuLayer, TensorRef};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Builds `layer` in `form` for this CPU into `dir` and loads it.
+pub fn build(layer: &Layer, form: Form, dir: &Path) -> CpuLayer {
+    artifact::build(layer, &BuildTarget::Cpu { cpu: "native".into() }, form, dir)
+        .unwrap_or_else(|e| panic!("{} in form {form:?}: {e}", layer.name));
+    CpuLayer::load(dir).expect("loads")
+}
+
+/// Inputs rounded to f32, so that the interpreter sees what the kernel sees.
+pub fn f32_inputs(inputs: tensors::TensorMap) -> tensors::TensorMap {
+    inputs
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.data.iter_mut().for_each(|x| *x = *x as f32 as f64);
+            (k, v)
+        })
+        .collect()
+}
+
+/// Runs `lib` on f32 `inputs` with outputs shaped like `outputs` and first filled with NaN.
+pub fn run(lib: &CpuLayer, inputs: &tensors::TensorMap, outputs: &tensors::TensorMap) -> tensors::TensorMap {
+    let bufs: BTreeMap<&str, Vec<f32>> =
+        inputs.iter().map(|(k, v)| (k.as_str(), v.data.iter().map(|x| *x as f32).collect())).collect();
+    let mut outs: BTreeMap<&str, Vec<f32>> =
+        outputs.iter().map(|(k, v)| (k.as_str(), vec![f32::NAN; v.data.len()])).collect();
+    {
+        let mut refs: Vec<TensorRef> =
+            inputs.iter().map(|(k, v)| TensorRef::input(k, &bufs[k.as_str()], &v.shape)).collect();
+        for (k, buf) in outs.iter_mut() {
+            refs.push(TensorRef::output(k, buf, &outputs[*k].shape));
+        }
+        lib.run(&refs, 2).expect("runs");
+    }
+    outs.into_iter()
+        .map(|(k, v)| {
+            let data = v.into_iter().map(f64::from).collect();
+            (k.to_string(), tensors::TensorData { shape: outputs[k].shape.clone(), data })
+        })
+        .collect()
+}
