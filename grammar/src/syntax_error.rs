@@ -32,6 +32,10 @@ pub(crate) fn syntax_error(src: &str, e: &Error<Rule>) -> Diagnostic {
     let invisible = found.chars().next().filter(|c| is_invisible(*c));
     let found_text = match invisible {
         _ if found.is_empty() => "end of file".to_string(),
+        // White space inside a token (`- 4` in a number): named, never quoted raw.
+        _ if found == "\n" || found == "\r" => "the end of the line".to_string(),
+        _ if found == "\t" => "a tab".to_string(),
+        _ if found == " " => "a space".to_string(),
         Some(c) => format!("the invisible character {}", escaped(c)),
         None => format!("`{found}`"),
     };
