@@ -81,6 +81,14 @@ pub fn resolve(path: &Path) -> Result<Resolved, String> {
             Ok(m) if m.file_type().is_symlink() => {
                 let target = std::fs::read_link(&p).map_err(|e| format!("cannot read the symbolic link: {e}"))?;
                 p = if target.is_absolute() { target } else { parent_dir(&p).join(target) };
+                // /dev/stdout and /dev/fd/N lead to ssmc's own file descriptors.
+                if p.starts_with("/proc") {
+                    return Err(format!(
+                        "cannot write the file: it leads to `{}`, a file descriptor, not a file by name; \
+                         ssmc writes only regular files",
+                        p.display()
+                    ));
+                }
                 via = Some(p.clone());
             }
             Ok(m) if m.is_file() => return Ok(Resolved { path: in_canonical_dir(&p, &links())?, existing: Some(id(&m)) }),
