@@ -162,7 +162,9 @@ pub fn write_safetensors(path: &Path, tensors: &TensorMap, dtype: OutDType) -> R
 /// Writes a layer's inputs, each in its declared dtype (generated inputs are values of that
 /// dtype, so nothing is lost).
 pub fn write_inputs(path: &Path, layer: &Layer, tensors: &TensorMap) -> Result<(), TensorFileError> {
-    write_with(path, tensors, |name| layer.inputs().find(|(_, t)| t.name == name).map_or(DType::F64, |(_, t)| t.dtype))
+    // A map, not a search per tensor: a layer may declare very many inputs.
+    let declared: BTreeMap<&str, DType> = layer.inputs().map(|(_, t)| (t.name.as_str(), t.dtype)).collect();
+    write_with(path, tensors, |name| declared.get(name).copied().unwrap_or(DType::F64))
 }
 
 fn write_with(path: &Path, tensors: &TensorMap, dtype_of: impl Fn(&str) -> DType) -> Result<(), TensorFileError> {
