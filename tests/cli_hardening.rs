@@ -82,7 +82,9 @@ fn a_full_stdout_is_an_error() {
 #[test]
 fn cpu_names_llvm_aborts_on_are_refused_with_the_list() {
     let dir = tempdir();
-    for (cpu, why) in [("pentium", "lacks AVX2"), ("i686", "lacks AVX2"), ("x86-64-v2", "lacks AVX2"), ("foo", "not an x86-64 CPU")] {
+    for (cpu, why) in
+        [("pentium", "lacks AVX2"), ("i686", "lacks AVX2"), ("x86-64-v2", "lacks AVX2"), ("foo", "not an x86-64 CPU")]
+    {
         let out = ssmc(dir.path(), ["build", &stdlib("mamba1").display().to_string(), "--cpu", cpu, "-o", "b"]);
         out.errs().stderr_has(&[&format!("--cpu {cpu}"), why, "accepted: native, x86-64-v3, x86-64-v4"]);
         let run = ssmc(dir.path(), ["run", &stdlib("mamba1").display().to_string(), "--target", "cpu", "--cpu", cpu]);
@@ -143,7 +145,9 @@ fn devices_and_directories_are_refused_by_kind() {
     let d = dir.path();
     copy_layer(d, "mamba1", "layer.ssm");
     std::fs::create_dir(d.join("sub")).expect("mkdir");
-    for (path, kind) in [("/dev/null", "a character device"), ("sub", "a directory"), ("/dev/stdout", "file descriptor")] {
+    for (path, kind) in
+        [("/dev/null", "a character device"), ("sub", "a directory"), ("/dev/stdout", "file descriptor")]
+    {
         ssmc(d, ["run", "layer.ssm", "--output", path]).errs().no_stdout().stderr_has(&[kind]);
     }
     use std::os::unix::fs::FileTypeExt;

@@ -50,7 +50,11 @@ fn every_malformed_header_is_said_in_words() {
     refused(d, &file(&format!("{{{}}}", u(0, 8)), 11), &["3 trailing bytes", "`u`", "belong to no tensor"]);
     refused(d, &file(&format!("{{{}}}", u(0, 4)), 4), &["tensor `u`", "needs 8 bytes", "hold 4"]);
     refused(d, &file(&format!("{{{},{}}}", u(0, 8), entry("v", "F32", &[1], 4, 8)), 8), &["overlaps", "`v`", "`u`"]);
-    refused(d, &file(&format!("{{{},{}}}", u(0, 8), entry("v", "F32", &[1], 12, 16)), 16), &["belong to no tensor", "after tensor `u`"]);
+    refused(
+        d,
+        &file(&format!("{{{},{}}}", u(0, 8), entry("v", "F32", &[1], 12, 16)), 16),
+        &["belong to no tensor", "after tensor `u`"],
+    );
     refused(d, &file(&format!("{{{}}}", entry("u", "Q7", &[2], 0, 8)), 8), &["`Q7` is not a safetensors dtype"]);
     refused(d, &file(&format!("{{{}}}", entry("u", "I8", &[2], 0, 2)), 2), &["`u`", "I8", "ssmc reads F32"]);
     refused(d, &file(r#"{"u":{"dtype":"F32"}}"#, 0), &["tensor `u`", "missing field"]);

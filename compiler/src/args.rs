@@ -195,4 +195,3 @@ fn parse_dim(s: &str) -> Result<(String, usize), String> {
     let size = size.trim().parse::<usize>().map_err(|_| format!("`{size}` is not a whole number"))?;
     Ok((name.trim().to_string(), size))
 }
-

@@ -28,6 +28,7 @@ pub enum BuildTarget {
 /// LLVM x86 CPU names with AVX2 and FMA, which ssmc's x86-64 kernels are written for
 /// (8-lane f32 vectors; 16 lanes and AVX-512 instructions with `x86-64-v4` or a `native`
 /// AVX-512 host). Besides these: `native`, the host, when it has AVX2.
+#[rustfmt::skip]
 pub const CPUS: [&str; 36] = [
     "x86-64-v3", "x86-64-v4", "haswell", "broadwell", "skylake", "skylake-avx512", "skx", "cascadelake",
     "cooperlake", "cannonlake", "icelake-client", "icelake-server", "tigerlake", "rocketlake", "alderlake",
@@ -37,6 +38,7 @@ pub const CPUS: [&str; 36] = [
 ];
 
 /// LLVM x86 CPU names without AVX2 (or 32-bit only), refused with that reason.
+#[rustfmt::skip]
 const OLDER_CPUS: [&str; 48] = [
     "x86-64", "x86-64-v2", "i386", "i486", "i586", "i686", "pentium", "pentium-mmx", "pentiumpro", "pentium2",
     "pentium3", "pentium3m", "pentium-m", "pentium4", "pentium4m", "prescott", "nocona", "yonah", "core2", "penryn",
@@ -66,7 +68,10 @@ impl BuildTarget {
             return Ok(());
         }
         if OLDER_CPUS.contains(&cpu.as_str()) || cpu.starts_with("pentium") || cpu.starts_with("athlon") {
-            return Err(format!("--cpu {cpu}: this CPU lacks AVX2 (or 64-bit mode), which ssmc's x86-64 kernels need; {}", accepted()));
+            return Err(format!(
+                "--cpu {cpu}: this CPU lacks AVX2 (or 64-bit mode), which ssmc's x86-64 kernels need; {}",
+                accepted()
+            ));
         }
         Err(format!("--cpu {cpu}: not an x86-64 CPU name ssmc knows; {}", accepted()))
     }
@@ -329,7 +334,12 @@ fn sweep_stale_builds(parent: &Path) {
     for entry in entries.flatten() {
         let stale = entry.file_name().to_string_lossy().starts_with(BUILD_PREFIX)
             && entry.file_type().is_ok_and(|t| t.is_dir())
-            && entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).is_some_and(|age| age > STALE_AFTER);
+            && entry
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_AFTER);
         if stale {
             let _ = std::fs::remove_dir_all(entry.path());
         }

@@ -76,7 +76,8 @@ pub fn resolve(path: &Path) -> Result<Resolved, String> {
     let mut p = path.to_path_buf();
     let mut via = None;
     for _ in 0..MAX_LINKS {
-        let links = || via.as_ref().map_or(String::new(), |v: &PathBuf| format!(" (the link leads to `{}`)", v.display()));
+        let links =
+            || via.as_ref().map_or(String::new(), |v: &PathBuf| format!(" (the link leads to `{}`)", v.display()));
         match std::fs::symlink_metadata(&p) {
             Ok(m) if m.file_type().is_symlink() => {
                 let target = std::fs::read_link(&p).map_err(|e| format!("cannot read the symbolic link: {e}"))?;
@@ -91,7 +92,9 @@ pub fn resolve(path: &Path) -> Result<Resolved, String> {
                 }
                 via = Some(p.clone());
             }
-            Ok(m) if m.is_file() => return Ok(Resolved { path: in_canonical_dir(&p, &links())?, existing: Some(id(&m)) }),
+            Ok(m) if m.is_file() => {
+                return Ok(Resolved { path: in_canonical_dir(&p, &links())?, existing: Some(id(&m)) })
+            }
             Ok(m) => {
                 return Err(format!(
                     "cannot write the file: it is {}{}, and ssmc writes only regular files",
@@ -110,7 +113,8 @@ pub fn resolve(path: &Path) -> Result<Resolved, String> {
 
 /// `path` with its directory made canonical; the directory must exist.
 fn in_canonical_dir(path: &Path, links: &str) -> Result<PathBuf, String> {
-    let name = path.file_name().ok_or_else(|| format!("cannot write the file: `{}` names no file{links}", path.display()))?;
+    let name =
+        path.file_name().ok_or_else(|| format!("cannot write the file: `{}` names no file{links}", path.display()))?;
     let dir = parent_dir(path);
     match std::fs::canonicalize(dir) {
         Ok(d) if d.is_dir() => Ok(d.join(name)),

@@ -137,10 +137,11 @@ fn check_paths(args: &RunArgs) -> Result<(), Failed> {
     if let Some(p) = &args.inputs {
         reads.push(Role { what: "the --inputs file", path: p });
     }
-    let writes: Vec<Role> = [("--save-inputs", &args.save_inputs), ("--output", &args.output), ("--emit-matrix", &args.emit_matrix)]
-        .into_iter()
-        .filter_map(|(what, p)| p.as_deref().map(|path| Role { what, path }))
-        .collect();
+    let writes: Vec<Role> =
+        [("--save-inputs", &args.save_inputs), ("--output", &args.output), ("--emit-matrix", &args.emit_matrix)]
+            .into_iter()
+            .filter_map(|(what, p)| p.as_deref().map(|path| Role { what, path }))
+            .collect();
     outpath::check_outputs(&reads, &writes).map_err(fail)
 }
 

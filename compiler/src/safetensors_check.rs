@@ -112,9 +112,7 @@ fn offset_of(header: &[u8], line: usize, col: usize) -> usize {
 pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>, String> {
     let len = bytes.len();
     let Some(first) = bytes.get(..8) else {
-        return Err(format!(
-            "the file is {len} bytes long; a safetensors file starts with an 8-byte header length"
-        ));
+        return Err(format!("the file is {len} bytes long; a safetensors file starts with an 8-byte header length"));
     };
     let n = u64::from_le_bytes(first.try_into().map_err(|_| "an 8-byte header length".to_string())?);
     let available = (len - 8) as u64;
@@ -161,7 +159,9 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Entry>, String> {
                     end - begin
                 ))
             }
-            None => return Err(format!("tensor `{name}`: shape {:?} is far too large (its size overflows)", info.shape)),
+            None => {
+                return Err(format!("tensor `{name}`: shape {:?} is far too large (its size overflows)", info.shape))
+            }
         }
         if end > data_len {
             return Err(format!(
@@ -193,7 +193,8 @@ fn check_coverage(entries: &[Entry], start: usize, len: usize) -> Result<(), Str
             ));
         }
         if e.range.start > at {
-            let after = prev.map_or("at the start of the data section".to_string(), |p| format!("after tensor `{}`", p.name));
+            let after =
+                prev.map_or("at the start of the data section".to_string(), |p| format!("after tensor `{}`", p.name));
             return Err(format!(
                 "file bytes {at}..{} {after} belong to no tensor (before tensor `{}`)",
                 e.range.start, e.name

@@ -93,15 +93,19 @@ impl RawTensors {
         let mut bytes = Vec::new();
         let len = usize::try_from(meta.len()).unwrap_or(usize::MAX);
         bytes.try_reserve_exact(len).map_err(|_| {
-            file_error(path, format!("cannot read the file: it is {} and that much memory cannot be allocated", bytes_text(meta.len())))
+            file_error(
+                path,
+                format!(
+                    "cannot read the file: it is {} and that much memory cannot be allocated",
+                    bytes_text(meta.len())
+                ),
+            )
         })?;
         file.read_to_end(&mut bytes).map_err(cannot)?;
         let parsed = crate::safetensors_check::parse(&bytes)
             .map_err(|e| file_error(path, format!("not a safetensors file: {e}")))?;
-        let entries = parsed
-            .into_iter()
-            .map(|e| (e.name, RawEntry { dtype: e.dtype, shape: e.shape, range: e.range }))
-            .collect();
+        let entries =
+            parsed.into_iter().map(|e| (e.name, RawEntry { dtype: e.dtype, shape: e.shape, range: e.range })).collect();
         Ok(RawTensors { bytes, entries })
     }
 
