@@ -102,7 +102,8 @@ pub fn resolve(path: &Path) -> Result<Resolved, String> {
                     links()
                 ))
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => {
+            // Not there, or a path through a file: the directory check says which.
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
                 return Ok(Resolved { path: in_canonical_dir(&p, &links())?, existing: None })
             }
             Err(e) => return Err(format!("cannot write the file: {e}{}", links())),
