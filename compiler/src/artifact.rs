@@ -25,7 +25,57 @@ pub enum BuildTarget {
     Ptx,
 }
 
+/// LLVM x86 CPU names with AVX2 and FMA, which ssmc's x86-64 kernels are written for
+/// (8-lane f32 vectors; 16 lanes and AVX-512 instructions with `x86-64-v4` or a `native`
+/// AVX-512 host). Besides these: `native`, the host, when it has AVX2.
+#[rustfmt::skip]
+pub const CPUS: [&str; 36] = [
+    "x86-64-v3", "x86-64-v4", "haswell", "broadwell", "skylake", "skylake-avx512", "skx", "cascadelake",
+    "cooperlake", "cannonlake", "icelake-client", "icelake-server", "tigerlake", "rocketlake", "alderlake",
+    "raptorlake", "meteorlake", "arrowlake", "arrowlake-s", "lunarlake", "pantherlake", "gracemont",
+    "sierraforest", "grandridge", "clearwaterforest", "sapphirerapids", "emeraldrapids", "graniterapids",
+    "graniterapids-d", "znver1", "znver2", "znver3", "znver4", "znver5", "core-avx2", "bdver4",
+];
+
+/// LLVM x86 CPU names without AVX2 (or 32-bit only), refused with that reason.
+#[rustfmt::skip]
+const OLDER_CPUS: [&str; 48] = [
+    "x86-64", "x86-64-v2", "i386", "i486", "i586", "i686", "pentium", "pentium-mmx", "pentiumpro", "pentium2",
+    "pentium3", "pentium3m", "pentium-m", "pentium4", "pentium4m", "prescott", "nocona", "yonah", "core2", "penryn",
+    "nehalem", "corei7", "westmere", "sandybridge", "corei7-avx", "ivybridge", "core-avx-i", "bonnell", "atom",
+    "silvermont", "slm", "goldmont", "goldmont-plus", "tremont", "k6", "k8", "athlon64", "opteron", "amdfam10",
+    "barcelona", "btver1", "btver2", "bdver1", "bdver2", "bdver3", "generic", "geode", "lakemont",
+];
+
 impl BuildTarget {
+    /// Checks the CPU name before any LLVM call (LLVM aborts the process on a 32-bit or
+    /// unknown CPU): `native` on a host with AVX2, or one of [`CPUS`].
+    pub fn check(&self) -> Result<(), String> {
+        let BuildTarget::Cpu { cpu } = self else { return Ok(()) };
+        let accepted = || format!("accepted: native, {}", CPUS.join(", "));
+        if cpu == "native" {
+            let features = inkwell::targets::TargetMachine::get_host_cpu_features().to_string();
+            if features.split(',').any(|f| f == "+avx2") {
+                return Ok(());
+            }
+            let host = inkwell::targets::TargetMachine::get_host_cpu_name().to_string();
+            return Err(format!(
+                "--cpu native: this machine's CPU ({host}) lacks AVX2, which ssmc's x86-64 kernels need; {}",
+                accepted()
+            ));
+        }
+        if CPUS.contains(&cpu.as_str()) {
+            return Ok(());
+        }
+        if OLDER_CPUS.contains(&cpu.as_str()) || cpu.starts_with("pentium") || cpu.starts_with("athlon") {
+            return Err(format!(
+                "--cpu {cpu}: this CPU lacks AVX2 (or 64-bit mode), which ssmc's x86-64 kernels need; {}",
+                accepted()
+            ));
+        }
+        Err(format!("--cpu {cpu}: not an x86-64 CPU name ssmc knows; {}", accepted()))
+    }
+
     fn arch(&self) -> Arch {
         match self {
             BuildTarget::Cpu { cpu } => Arch::X86 { cpu: cpu.clone() },
@@ -225,11 +275,14 @@ pub fn header(m: &Manifest) -> String {
 /// Builds the artifact of `layer` in `form` into `dir` (created if needed; its files
 /// replaced).
 pub fn build(layer: &Layer, target: &BuildTarget, form: Form, dir: &Path) -> Result<Manifest, String> {
+    target.check()?;
     let (kernel, mapping) = schedule(layer, target, form)?;
     let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    sweep_stale_builds(parent);
+    // Removed on every return (a guard); a killed process leaves it to the sweep above.
     let work = tempfile::Builder::new()
-        .prefix(".ssmc-build")
+        .prefix(BUILD_PREFIX)
         .tempdir_in(parent)
         .map_err(|e| format!("cannot write in {}: {e}", parent.display()))?;
     let name = &layer.name;
@@ -265,6 +318,43 @@ pub fn build(layer: &Layer, target: &BuildTarget, form: Form, dir: &Path) -> Res
             .map_err(|e| format!("cannot write into {}: {e}", dir.display()))?;
     }
     Ok(m)
+}
+
+/// Prefix of the temporary folder an artifact is built in, beside its directory.
+const BUILD_PREFIX: &str = ".ssmc-build";
+
+/// Age after which a build folder is taken to be left by a killed process: no build of
+/// ssmc writes nothing into its folder for that long.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// Removes the build folders in `parent` that a killed ssmc left (older than
+/// [`STALE_AFTER`]); failures are ignored: the sweep only tidies.
+fn sweep_stale_builds(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let stale = entry.file_name().to_string_lossy().starts_with(BUILD_PREFIX)
+            && entry.file_type().is_ok_and(|t| t.is_dir())
+            && entry
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_AFTER);
+        if stale {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// The names of the files [`build`] writes into its directory for `layer` and `target`.
+pub fn file_names(layer: &Layer, target: &BuildTarget) -> Vec<String> {
+    let name = &layer.name;
+    let mut names = match target {
+        BuildTarget::Cpu { .. } => vec![format!("lib{name}.so"), format!("lib{name}.a")],
+        BuildTarget::Ptx => vec![format!("{name}.ptx")],
+    };
+    names.extend([format!("{name}.h"), "manifest.json".to_string()]);
+    names
 }
 
 fn run_tool(cmd: &mut Command) -> Result<(), String> {

@@ -43,13 +43,19 @@ pub struct BindError {
     pub problems: Vec<String>,
 }
 
+/// Most problems a [`BindError`] shows; the rest are counted.
+pub const MAX_SHOWN: usize = 20;
+
 impl fmt::Display for BindError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.problems.iter().enumerate() {
+        for (i, p) in self.problems.iter().take(MAX_SHOWN).enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
             write!(f, "{p}")?;
+        }
+        if self.problems.len() > MAX_SHOWN {
+            write!(f, "\n... and {} more problems", self.problems.len() - MAX_SHOWN)?;
         }
         Ok(())
     }
@@ -70,8 +76,37 @@ pub fn default_size(role: AxisRole) -> usize {
     }
 }
 
-/// Sizes from `--dim NAME=SIZE` overrides and defaults. Constants cannot be overridden.
+/// What sizes are bound for, which says what their limit is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    /// Tensors held in memory by `ssmc run`.
+    Run,
+    /// Sizes the cost model estimates at (`ssmc explain`, `ssmc build --dim`): nothing is allocated.
+    Estimate,
+}
+
+impl Purpose {
+    fn limit_text(self) -> &'static str {
+        match self {
+            Purpose::Run => "the most one tensor of `ssmc run` may hold",
+            Purpose::Estimate => "the most one tensor may hold at the sizes the cost model estimates at",
+        }
+    }
+}
+
+/// Sizes from `--dim NAME=SIZE` overrides and defaults, for a run. Constants cannot be
+/// overridden.
 pub fn sizes_from_dims(layer: &Layer, overrides: &BTreeMap<String, usize>) -> Result<Sizes, BindError> {
+    bind_dims(layer, overrides, Purpose::Run)
+}
+
+/// [`sizes_from_dims`] for the cost model (`ssmc explain`, `ssmc build --dim`), which
+/// allocates nothing at these sizes: the same limits, said as such.
+pub fn sizes_for_estimate(layer: &Layer, overrides: &BTreeMap<String, usize>) -> Result<Sizes, BindError> {
+    bind_dims(layer, overrides, Purpose::Estimate)
+}
+
+fn bind_dims(layer: &Layer, overrides: &BTreeMap<String, usize>, purpose: Purpose) -> Result<Sizes, BindError> {
     let mut problems = Vec::new();
     for name in overrides.keys() {
         if !layer.dims.iter().any(|(_, d)| &d.name == name) {
@@ -104,7 +139,7 @@ pub fn sizes_from_dims(layer: &Layer, overrides: &BTreeMap<String, usize>) -> Re
         sizes.push(size);
     }
     let sizes = Sizes(sizes);
-    check_consistency(layer, &sizes, &mut problems);
+    check_consistency(layer, &sizes, purpose, &mut problems);
     if problems.is_empty() {
         Ok(sizes)
     } else {
@@ -125,9 +160,12 @@ pub fn sizes_from_shapes(
 ) -> Result<Sizes, BindError> {
     let mut problems = Vec::new();
     let mut bound: Vec<Option<(usize, String)>> = vec![None; layer.dims.len()];
+    // Sets of names: a file or a layer of many tensors is checked in n log n, not n^2.
+    let declared: std::collections::BTreeSet<&str> = layer.inputs().map(|(_, t)| t.name.as_str()).collect();
+    let outputs: std::collections::BTreeSet<&str> = layer.outputs().map(|(_, t)| t.name.as_str()).collect();
     for name in inputs.keys() {
-        if !layer.inputs().any(|(_, t)| &t.name == name) {
-            let is_output = layer.outputs().any(|(_, t)| &t.name == name);
+        if !declared.contains(name.as_str()) {
+            let is_output = outputs.contains(name.as_str());
             let why = if is_output { "it is an output of the layer" } else { "the layer has no such input" };
             problems.push(format!("unexpected tensor `{name}`: {why}"));
         }
@@ -201,7 +239,7 @@ pub fn sizes_from_shapes(
     }
     let sizes = Sizes(sizes);
     if problems.is_empty() {
-        check_consistency(layer, &sizes, &mut problems);
+        check_consistency(layer, &sizes, Purpose::Run, &mut problems);
     }
     if problems.is_empty() {
         Ok(sizes)
@@ -210,8 +248,9 @@ pub fn sizes_from_shapes(
     }
 }
 
-/// Most elements of one tensor the interpreter takes on (8 GiB of f64): larger sizes are
-/// reported, not attempted, so that a typo in `--dim` cannot overflow or exhaust memory.
+/// Most elements of one tensor (8 GiB of f64): larger sizes are reported, not attempted,
+/// so that a typo in `--dim` cannot overflow or exhaust memory. The memory of a whole run
+/// is checked apart, against the memory available (`ssmc run`).
 pub const MAX_ELEMENTS: usize = 1 << 30;
 
 /// `1 axis`, `3 axes`.
@@ -220,7 +259,7 @@ fn axes(n: usize) -> String {
 }
 
 /// Divisors, groups and sizes that only runtime sizes can check.
-fn check_consistency(layer: &Layer, sizes: &Sizes, problems: &mut Vec<String>) {
+fn check_consistency(layer: &Layer, sizes: &Sizes, purpose: Purpose, problems: &mut Vec<String>) {
     let ax = &layer.axes;
     let state: Vec<Axis> = [Some(ax.batch), Some(ax.head), ax.headdim]
         .into_iter()
@@ -235,8 +274,9 @@ fn check_consistency(layer: &Layer, sizes: &Sizes, problems: &mut Vec<String>) {
         if elements.is_none_or(|n| n > MAX_ELEMENTS) {
             let count = elements.map_or("more than 2^64".to_string(), |n| n.to_string());
             problems.push(format!(
-                "{what} would have shape {} = {dims:?}: {count} elements, more than the {MAX_ELEMENTS} the interpreter takes on",
-                layer.shape_name(shape)
+                "{what} would have shape {} = {dims:?}: {count} elements, more than {MAX_ELEMENTS} (2^30), {}",
+                layer.shape_name(shape),
+                purpose.limit_text()
             ));
             // The other tensors over the same dims say nothing new.
             break;

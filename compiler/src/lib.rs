@@ -21,7 +21,9 @@ pub mod forms;
 pub mod interp;
 pub mod ir;
 pub mod lower;
+pub mod outpath;
 pub mod roles;
+pub mod safetensors_check;
 pub mod sema;
 pub mod tensors;
 

@@ -39,6 +39,15 @@ fn convert(t: &ssmc_compiler::ir::Tensor, data: &[f64]) -> Buf {
     }
 }
 
+/// `n` NaNs for output `name`; a failed allocation is an error, not an abort.
+fn nan_filled(name: &str, n: usize) -> Result<Vec<f32>, String> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| format!("cannot allocate output `{name}` ({n} elements of f32): not enough memory"))?;
+    v.resize(n, f32::NAN);
+    Ok(v)
+}
+
 /// The directory of `layer`'s artifact for `target` in `form`, built into the cache first
 /// if it is not there yet.
 pub fn cached_artifact(
@@ -102,8 +111,10 @@ pub fn run_with(
         bufs.push((t.name.clone(), shape, buf));
     }
     // Outputs start as NaN, so an element the kernel fails to write shows.
-    let mut outs: Vec<(String, Vec<usize>, Vec<f32>)> =
-        outputs_shape.iter().map(|(n, s)| (n.clone(), s.clone(), vec![f32::NAN; s.iter().product()])).collect();
+    let mut outs: Vec<(String, Vec<usize>, Vec<f32>)> = outputs_shape
+        .iter()
+        .map(|(n, s)| Ok((n.clone(), s.clone(), nan_filled(n, s.iter().product())?)))
+        .collect::<Result<_, String>>()?;
     let mut times = Vec::new();
     let runs = if bench == 0 { 1 } else { bench + 1 };
     for r in 0..runs {

@@ -5,7 +5,7 @@ use crate::bind::Sizes;
 use crate::ir::{DType, Init, Layer};
 use rand::SeedableRng;
 use rand_distr::Distribution;
-use safetensors::{Dtype, SafeTensors};
+use safetensors::Dtype;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
@@ -79,32 +79,39 @@ pub struct RawEntry {
 }
 
 impl RawTensors {
-    /// Reads a safetensors file of F32, F64, BF16 and F16 tensors.
+    /// Reads a safetensors file of F32, F64, BF16 and F16 tensors, its layout checked by
+    /// [`crate::safetensors_check::parse`] first. A file larger than the memory that can be
+    /// allocated is an error, not an abort.
     pub fn read(path: &Path) -> Result<Self, TensorFileError> {
-        let bytes = std::fs::read(path).map_err(|e| file_error(path, format!("cannot read the file: {e}")))?;
-        let st =
-            SafeTensors::deserialize(&bytes).map_err(|e| file_error(path, format!("not a safetensors file ({e})")))?;
-        let base = bytes.as_ptr() as usize;
-        let mut entries = BTreeMap::new();
-        for (name, view) in st.tensors() {
-            let dtype = match view.dtype() {
-                Dtype::F32 => DType::F32,
-                Dtype::F64 => DType::F64,
-                Dtype::BF16 => DType::Bf16,
-                Dtype::F16 => DType::F16,
-                other => {
-                    return Err(file_error(
-                        path,
-                        format!("tensor `{name}` has dtype {other:?}; ssmc reads F32, F64, BF16 and F16"),
-                    ))
-                }
-            };
-            let start = view.data().as_ptr() as usize - base;
-            let range = start..start + view.data().len();
-            entries.insert(name, RawEntry { dtype, shape: view.shape().to_vec(), range });
+        use std::io::Read;
+        let cannot = |e: std::io::Error| file_error(path, format!("cannot read the file: {e}"));
+        let mut file = std::fs::File::open(path).map_err(cannot)?;
+        let meta = file.metadata().map_err(cannot)?;
+        if meta.is_dir() {
+            return Err(file_error(path, "cannot read the file: it is a directory"));
         }
-        drop(st);
+        let mut bytes = Vec::new();
+        let len = usize::try_from(meta.len()).unwrap_or(usize::MAX);
+        bytes.try_reserve_exact(len).map_err(|_| {
+            file_error(
+                path,
+                format!(
+                    "cannot read the file: it is {} and that much memory cannot be allocated",
+                    bytes_text(meta.len())
+                ),
+            )
+        })?;
+        file.read_to_end(&mut bytes).map_err(cannot)?;
+        let parsed = crate::safetensors_check::parse(&bytes)
+            .map_err(|e| file_error(path, format!("not a safetensors file: {e}")))?;
+        let entries =
+            parsed.into_iter().map(|e| (e.name, RawEntry { dtype: e.dtype, shape: e.shape, range: e.range })).collect();
         Ok(RawTensors { bytes, entries })
+    }
+
+    /// The size of the file in bytes.
+    pub fn file_bytes(&self) -> usize {
+        self.bytes.len()
     }
 
     /// The bytes of one tensor.
@@ -159,7 +166,9 @@ pub fn write_safetensors(path: &Path, tensors: &TensorMap, dtype: OutDType) -> R
 /// Writes a layer's inputs, each in its declared dtype (generated inputs are values of that
 /// dtype, so nothing is lost).
 pub fn write_inputs(path: &Path, layer: &Layer, tensors: &TensorMap) -> Result<(), TensorFileError> {
-    write_with(path, tensors, |name| layer.inputs().find(|(_, t)| t.name == name).map_or(DType::F64, |(_, t)| t.dtype))
+    // A map, not a search per tensor: a layer may declare very many inputs.
+    let declared: BTreeMap<&str, DType> = layer.inputs().map(|(_, t)| (t.name.as_str(), t.dtype)).collect();
+    write_with(path, tensors, |name| declared.get(name).copied().unwrap_or(DType::F64))
 }
 
 fn write_with(path: &Path, tensors: &TensorMap, dtype_of: impl Fn(&str) -> DType) -> Result<(), TensorFileError> {
@@ -186,44 +195,27 @@ fn write_with(path: &Path, tensors: &TensorMap, dtype_of: impl Fn(&str) -> DType
     write_atomically(path, &encoded)
 }
 
-/// The directory a file is written into (`.` for a bare file name).
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
-/// Whether a file can be written at `path`: its directory exists and `path` is not a
-/// directory. Checked before a run, so that a typo in an output path fails at once
-/// instead of after the work (and before any other file is written).
+/// Whether a regular file can be written at `path` (see [`crate::outpath::resolve`]).
+/// Checked before a run, so that a typo in an output path fails at once instead of after
+/// the work (and before any other file is written).
 pub fn check_writable(path: &Path) -> Result<(), TensorFileError> {
-    let dir = parent_dir(path);
-    if !dir.is_dir() {
-        let what = if dir.exists() { "is not a directory" } else { "does not exist" };
-        return Err(file_error(path, format!("cannot write the file: `{}` {what}", dir.display())));
-    }
-    if path.is_dir() {
-        return Err(file_error(path, "cannot write the file: it is a directory"));
-    }
-    Ok(())
+    crate::outpath::resolve(path).map(|_| ()).map_err(|e| file_error(path, e))
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
+/// Writes `bytes` to `path` atomically, following symbolic links (see [`crate::outpath`]).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), TensorFileError> {
-    check_writable(path)?;
-    let dir = parent_dir(path);
-    // tempfile's io errors end with ` at path "<the temporary file>"`, a name the user
-    // never gave: keep only the reason.
-    let cannot = |e: std::io::Error| {
-        let text = e.to_string();
-        let reason = text.split(" at path ").next().unwrap_or(&text).to_string();
-        file_error(path, format!("cannot write the file: {reason}"))
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(cannot)?;
-    std::io::Write::write_all(&mut tmp, bytes).map_err(cannot)?;
-    tmp.persist(path).map_err(|e| cannot(e.error))?;
-    Ok(())
+    crate::outpath::write_atomically(path, bytes).map_err(|e| file_error(path, e))
+}
+
+/// `1.5 GiB`, `12.0 MiB`, `300 bytes`.
+pub fn bytes_text(n: u64) -> String {
+    const UNITS: [(&str, u64); 4] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    for (unit, size) in UNITS {
+        if n >= size {
+            return format!("{:.1} {unit}", n as f64 / size as f64);
+        }
+    }
+    format!("{n} bytes")
 }
 
 /// Seeded random inputs of a layer at the given sizes, drawn from each input's declared
