@@ -3,6 +3,7 @@
 
 use crate::manifest::{Io, Manifest};
 use crate::{Error, TensorRef};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One axis of a declared shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,15 +34,19 @@ pub fn bind(m: &Manifest, tensors: &[TensorRef]) -> Result<Vec<u64>, Error> {
     let mut problems = Vec::new();
     let mut sizes: Vec<Option<(u64, String)>> =
         m.dims.iter().map(|d| d.size.map(|s| (s, "a compile-time constant".to_string()))).collect();
+    // By name, so that binding stays n log n in the number of tensors.
+    let declared_names: BTreeSet<&str> = m.tensors.iter().map(|i| i.name.as_str()).collect();
+    let mut by_name: BTreeMap<&str, Vec<&TensorRef>> = BTreeMap::new();
     for t in tensors {
-        if !m.tensors.iter().any(|i| i.name == t.name) {
+        if !declared_names.contains(t.name) {
             problems.push(format!("unexpected tensor `{}`: layer `{}` has no such tensor", t.name, m.layer));
         }
+        by_name.entry(t.name).or_default().push(t);
     }
     for info in &m.tensors {
         let declared = format!("[{}]", info.shape.join(", "));
-        let given: Vec<&TensorRef> = tensors.iter().filter(|t| t.name == info.name).collect();
-        let t = match given.as_slice() {
+        let given: &[&TensorRef] = by_name.get(info.name.as_str()).map_or(&[], Vec::as_slice);
+        let t = match given {
             [one] => one,
             [] => {
                 let io = if info.io == Io::Input { "input" } else { "output" };
@@ -140,17 +145,19 @@ pub fn bind(m: &Manifest, tensors: &[TensorRef]) -> Result<Vec<u64>, Error> {
 /// inputs while it writes, and writes every output element once, so no form is safe in
 /// place.
 fn overlaps(m: &Manifest, tensors: &[TensorRef], problems: &mut Vec<String>) {
-    let is_output = |t: &TensorRef| m.tensors.iter().any(|i| i.name == t.name && i.io == Io::Output);
+    let output_names: BTreeSet<&str> =
+        m.tensors.iter().filter(|i| i.io == Io::Output).map(|i| i.name.as_str()).collect();
+    let is_output = |t: &TensorRef| output_names.contains(t.name);
     let range = |t: &TensorRef| (t.data as usize, (t.data as usize).saturating_add(t.bytes));
-    for (i, a) in tensors.iter().enumerate() {
-        for (j, b) in tensors.iter().enumerate() {
-            // Each pair once; an input may overlap another input (both are only read).
-            let (ra, rb) = (range(a), range(b));
-            let both_hold_bytes = a.bytes > 0 && b.bytes > 0;
-            if j <= i || !(is_output(a) || is_output(b)) || !both_hold_bytes || ra.0 >= rb.1 || rb.0 >= ra.1 {
+    // Each output against every other tensor: a layer has few outputs, so this is linear.
+    for (i, out) in tensors.iter().enumerate().filter(|(_, t)| is_output(t) && t.bytes > 0) {
+        for (j, other) in tensors.iter().enumerate() {
+            let (ro, rt) = (range(out), range(other));
+            // A pair of outputs once; an input may overlap another input (both are only read).
+            let seen = is_output(other) && j < i;
+            if j == i || seen || other.bytes == 0 || ro.0 >= rt.1 || rt.0 >= ro.1 {
                 continue;
             }
-            let (out, other) = if is_output(a) { (a, b) } else { (b, a) };
             let kind = if is_output(other) { "output" } else { "input" };
             problems.push(format!(
                 "output `{}` overlaps {kind} `{}` in memory: outputs must not share bytes with any other tensor",

@@ -178,10 +178,11 @@ mod imp {
             let s = &self.stream;
             let mut order = Vec::with_capacity(m.tensors.len());
             let mut bufs: Vec<CudaSlice<u8>> = Vec::with_capacity(m.tensors.len());
+            let by_name: std::collections::BTreeMap<&str, &TensorRef> = tensors.iter().map(|t| (t.name, t)).collect();
             for info in &m.tensors {
-                let t = tensors
-                    .iter()
-                    .find(|t| t.name == info.name)
+                let t = by_name
+                    .get(info.name.as_str())
+                    .copied()
                     .ok_or_else(|| Error::Tensors(vec![format!("missing tensor `{}`", info.name)]))?;
                 // Outputs go up too: what the kernel leaves unwritten comes back unchanged.
                 let host = host_bytes(t);

@@ -185,10 +185,12 @@ impl CpuLayer {
         let dims: Vec<i64> =
             m.dims.iter().zip(&sizes).filter(|(d, _)| d.size.is_none()).map(|(_, s)| *s as i64).collect();
         let sequences = m.work_items(&sizes);
+        let by_name: std::collections::BTreeMap<&str, usize> =
+            tensors.iter().map(|t| (t.name, t.data as usize)).collect();
         let bufs: Vec<usize> = m
             .tensors
             .iter()
-            .map(|info| tensors.iter().find(|t| t.name == info.name).map_or(0, |t| t.data as usize))
+            .map(|info| by_name.get(info.name.as_str()).copied().unwrap_or(0))
             .chain(self.host.iter().copied())
             .collect();
         let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
