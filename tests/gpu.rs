@@ -202,3 +202,32 @@ fn ssmc_run_target_cuda_matches_interp_or_says_why_not() {
     println!("ssmc run --target cuda, mamba2 L=63 H=3: rel err {e:.2e} against --target interp");
     assert!(e < 1e-5, "relative error {e:e}");
 }
+
+/// Large states, where the PTX loops over the state in tiles instead of unrolling it (an
+/// awkward size and a large one), against the interpreter with poisoned outputs.
+#[test]
+fn large_states_match_the_interpreter_on_the_gpu() {
+    let Some(gpu_name) = gpu() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in STDLIB {
+        let source = ssmc_tests::stdlib_source(name);
+        let default = source.lines().find_map(|l| l.split("state N = ").nth(1)).expect("a const state");
+        let default: String = default.chars().take_while(char::is_ascii_digit).collect();
+        for n in [300usize, 4096] {
+            let text = source.replace(&format!("state N = {default}"), &format!("state N = {n}"));
+            let layer = ssmc_compiler::compile(&text).expect("compiles").0.layers.remove(0);
+            let out = dir.path().join(format!("{name}-{n}"));
+            artifact::build(&layer, &BuildTarget::Ptx, Form::Recurrent, &out).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let lib = GpuLayer::load(&out).expect("loads");
+            let dims = [("L", 9), ("B", 2), ("D", 5), ("H", 3), ("P", 3)];
+            let (sizes, inputs) = inputs(&layer, &dims);
+            let want = interp::run(&layer, &sizes, &inputs);
+            let got = run_gpu(&lib, &inputs, &want).unwrap_or_else(|e| panic!("{name} N={n}: {e}"));
+            for (k, w) in &want {
+                let e = rel_err(&got[k].data, &w.data);
+                println!("{name} N={n} {k}: rel err {e:.2e} on {gpu_name}");
+                assert!(e < 1e-5, "{name} N={n} output {k}: relative error {e:e}");
+            }
+        }
+    }
+}
