@@ -67,6 +67,7 @@ fn main() -> ExitCode {
         limit: Duration::from_secs(a.limit),
         jobs,
         bin,
+        progress: true,
         work: work.clone(),
     };
     eprintln!("ssmc-fuzz: seed {seed}, {} source mutants, {jobs} workers, cases under {}", a.mutants, work.display());

@@ -53,6 +53,8 @@ pub struct Config {
     pub bin: PathBuf,
     /// Where cases run and failing ones are kept (`failures/`).
     pub work: PathBuf,
+    /// Print a line on stderr every 500 cases of a stage.
+    pub progress: bool,
 }
 
 /// Counts of one stage.
@@ -128,6 +130,13 @@ impl Cx {
             c.ok += 1;
         } else {
             c.refused += 1;
+        }
+        if self.config.progress && c.cases % 500 == 0 {
+            let failed = r.failures.len();
+            eprintln!(
+                "ssmc-fuzz: {stage}: {} cases, {} ok, {} refused; {failed} failures so far",
+                c.cases, c.ok, c.refused
+            );
         }
     }
 
