@@ -124,6 +124,7 @@ struct Cx {
 impl Cx {
     fn count(&self, stage: &'static str, ok: bool) {
         let mut r = self.report.lock().unwrap_or_else(|e| e.into_inner());
+        let failed = r.failures.len();
         let c = r.stages.entry(stage).or_default();
         c.cases += 1;
         if ok {
@@ -132,7 +133,6 @@ impl Cx {
             c.refused += 1;
         }
         if self.config.progress && c.cases % 500 == 0 {
-            let failed = r.failures.len();
             eprintln!(
                 "ssmc-fuzz: {stage}: {} cases, {} ok, {} refused; {failed} failures so far",
                 c.cases, c.ok, c.refused
