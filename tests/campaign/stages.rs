@@ -40,7 +40,7 @@ pub(super) fn check(cx: &Cx) -> Vec<Vec<u8>> {
         args.extend(cases.iter().map(|(n, _)| n.clone()));
         let Some(exit) = cx.ssmc(&dir, &args, &[]) else { return };
         let whole_batch_fine = exec::judge(&exit).is_none() && exec::every_error_located(&exit.stderr);
-        for (name, bytes) in &cases {
+        for (k, (name, bytes)) in cases.iter().enumerate() {
             let ok_line = format!("{name}: ok");
             let fine = if whole_batch_fine {
                 Some(exit.stdout.lines().any(|l| l.starts_with(&ok_line)))
@@ -50,7 +50,7 @@ pub(super) fn check(cx: &Cx) -> Vec<Vec<u8>> {
             match fine {
                 Some(true) => {
                     cx.count("check", true);
-                    accepted.lock().unwrap_or_else(|e| e.into_inner()).push(bytes.clone());
+                    accepted.lock().unwrap_or_else(|e| e.into_inner()).push((first + k, bytes.clone()));
                 }
                 Some(false) => cx.count("check", false),
                 None => cx.count("check", false),
@@ -58,7 +58,10 @@ pub(super) fn check(cx: &Cx) -> Vec<Vec<u8>> {
         }
         let _ = std::fs::remove_dir_all(&dir);
     });
-    accepted.into_inner().unwrap_or_else(|e| e.into_inner())
+    // In case order, whichever worker checked them: the same seed runs the same layers.
+    let mut accepted = accepted.into_inner().unwrap_or_else(|e| e.into_inner());
+    accepted.sort_by_key(|(n, _)| *n);
+    accepted.into_iter().map(|(_, bytes)| bytes).collect()
 }
 
 /// Checks one file in a folder of its own; `Some(accepted)`, or `None` after recording a
