@@ -165,7 +165,7 @@ impl Target {
 
 /// The LLVM name and feature string of an x86 CPU: the host's for `native`, else the name
 /// as given with no extra features.
-pub fn x86_cpu(cpu: &str) -> (String, String) {
+pub(crate) fn x86_cpu(cpu: &str) -> (String, String) {
     if cpu == "native" {
         (TargetMachine::get_host_cpu_name().to_string(), TargetMachine::get_host_cpu_features().to_string())
     } else {
