@@ -4,8 +4,9 @@
 //! at all.
 
 use ssmc_compiler::bind::sizes_from_dims;
-use ssmc_compiler::forms::{self, cost::Target, egraph, CHUNK_SIZES};
+use ssmc_compiler::forms::{self, egraph, CHUNK_SIZES};
 use ssmc_compiler::ir::Layer;
+use ssmc_compiler::target::Target;
 use ssmc_compiler::tensors::{generate_inputs, read_safetensors, TensorMap};
 use ssmc_compiler::{interp, Checked};
 use ssmc_tests::{rel_err, root, ssmc_bin, stdlib_source, Out};
@@ -80,7 +81,7 @@ fn every_legal_form_writes_the_recurrent_output() {
         let over: BTreeMap<String, usize> = dims.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         let sizes = sizes_from_dims(&layer, &over).expect("sizes");
         let scans = if layer.backward.is_some() { 2 } else { 1 };
-        let choice = egraph::choose(&layer, &sizes, Target::Cpu, &|_| 0);
+        let choice = egraph::choose(&layer, &sizes, &Target::cpu("native"), &|_| 0);
         let mut form_names: Vec<String> =
             choice.candidates.iter().filter(|c| c.legality.is_ok()).map(|c| c.form.to_string()).collect();
         assert!(form_names.len() >= 7, "{name}: legal forms {form_names:?}");

@@ -104,14 +104,50 @@ fn check(snapshot: &str, args: &[&str]) -> Vec<String> {
 fn s4d_long_sequence_form_follows_the_target() {
     let cpu = check("s4d_cpu_L65536", &["stdlib/s4d.ssm", "--dim", "L=65536", "--target", "cpu"]);
     assert_eq!(cpu, ["recurrent"]);
-    let ptx = check("s4d_ptx_L65536", &["stdlib/s4d.ssm", "--dim", "L=65536", "--target", "ptx"]);
-    assert_eq!(ptx, ["conv"]);
+    let cuda = check("s4d_cuda_L65536", &["stdlib/s4d.ssm", "--dim", "L=65536", "--target", "cuda"]);
+    assert_eq!(cuda, ["conv"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let big = dir.path().join("s4d_n512.ssm");
     let src = std::fs::read_to_string(root().join("stdlib/s4d.ssm")).expect("read");
     std::fs::write(&big, src.replace("state N = 64", "state N = 512")).expect("write");
     let text = explain(&[big.to_str().expect("utf-8"), "--dim", "L=65536", "--dim", "H=64", "--target", "cpu"]);
     assert_eq!(chosen(&text), ["conv"], "{text}");
+}
+
+/// `cuda` and its older name `ptx` are one target in `explain` and `build`: the same text,
+/// the same artifact, in the form explain's `native` line names (planned by the GPU's cost
+/// model, which chooses conv for S4D at L = 65536 where the CPU's chooses recurrent).
+#[test]
+fn cuda_and_ptx_name_one_target_in_every_command() {
+    let args = |target: &'static str| ["stdlib/s4d.ssm", "--dim", "L=65536", "--target", target];
+    let text = explain(&args("cuda"));
+    assert_eq!(explain(&args("ptx")), text);
+    assert_eq!(chosen(&text), ["conv"], "{text}");
+    assert_eq!(chosen(&explain(&args("cpu"))), ["recurrent"]);
+    let native = text.lines().find_map(|l| l.strip_prefix("native  ")).expect("a native line");
+    assert!(native.starts_with("recurrent (form conv has no GPU schedule yet"), "{native}");
+    assert!(native.contains("`ssmc run --target cuda`"), "{native}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let build = |target: &'static str| {
+        let out = dir.path().join(target);
+        let status = Command::new(ssmc_bin())
+            .arg("build")
+            .args(args(target))
+            .arg("-o")
+            .arg(&out)
+            .current_dir(root())
+            .output()
+            .expect("run ssmc");
+        assert!(status.status.success(), "build --target {target}: {}", String::from_utf8_lossy(&status.stderr));
+        let built = String::from_utf8_lossy(&status.stdout).into_owned();
+        assert!(built.contains("(ptx sm_90, form recurrent)"), "{built}");
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).expect("manifest")).expect("json");
+        assert_eq!((manifest["target"].as_str(), manifest["form"].as_str()), (Some("ptx"), Some("recurrent")));
+        std::fs::read(out.join("s4d.ptx")).expect("the PTX")
+    };
+    assert_eq!(build("cuda"), build("ptx"));
 }
 
 #[test]
@@ -142,12 +178,12 @@ fn mamba1_decode_step_chooses_recurrent() {
 
 #[test]
 fn mamba1_gpu_batch() {
-    let args = ["stdlib/mamba1.ssm", "--dim", "B=8", "--dim", "D=4096", "--dim", "L=2048", "--target", "ptx"];
-    let forms = check("mamba1_ptx_b8_d4096_L2048", &args);
+    let args = ["stdlib/mamba1.ssm", "--dim", "B=8", "--dim", "D=4096", "--dim", "L=2048", "--target", "cuda"];
+    let forms = check("mamba1_cuda_b8_d4096_L2048", &args);
     assert_eq!(forms.len(), 1);
     assert_ne!(forms[0], "conv", "mamba1 is selective");
     let text = explain(&args);
-    assert!(text.contains("target  ptx"), "{text}");
+    assert!(text.contains("target  cuda"), "{text}");
     assert!(text.contains("dims    B=8 D=4096 G=1 L=2048 N=16"), "{text}");
 }
 

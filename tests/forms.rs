@@ -7,9 +7,10 @@
 
 use proptest::prelude::*;
 use ssmc_compiler::bind::{sizes_from_dims, Sizes};
-use ssmc_compiler::forms::{self, cost::Target, egraph, Form, Plan, CHUNK_SIZES};
+use ssmc_compiler::forms::{self, egraph, Form, Plan, CHUNK_SIZES};
 use ssmc_compiler::ir::Layer;
 use ssmc_compiler::roles::{self, silu, ScanRoles};
+use ssmc_compiler::target::Target;
 use ssmc_compiler::tensors::{TensorData, TensorMap};
 use ssmc_compiler::{interp, tensors};
 use ssmc_tests::{rel_err, stdlib_layer, stdlib_source, STDLIB};
@@ -61,7 +62,7 @@ fn stdlib_forms_agree_with_interpreter() {
             let sizes = sizes_from_dims(layer, &dims).expect("sizes");
             let inputs = tensors::generate_inputs(layer, &sizes, 5);
             let want = interp::run(layer, &sizes, &inputs);
-            let choice = egraph::choose(layer, &sizes, Target::Cpu, &|_| 0);
+            let choice = egraph::choose(layer, &sizes, &Target::cpu("native"), &|_| 0);
             let mut ran = 0;
             for c in &choice.candidates {
                 if c.legality.is_err() {
@@ -109,7 +110,7 @@ fn check_forms(cfg: &LayerCfg, d: Dims, seed: u64, target: Target) {
     assert_eq!(names, expected_names, "{}", ctx("-"));
 
     let scans = if cfg.dir == Dir::Bidirectional { 2 } else { 1 };
-    let choice = egraph::choose(&layer, &sizes, target, &|_| 0);
+    let choice = egraph::choose(&layer, &sizes, &target, &|_| 0);
     assert_eq!(choice.plan.forms.len(), scans, "{}", ctx("chosen"));
     let selective = cfg.selective();
     let mut plans: Vec<Plan> = Vec::new();
@@ -172,7 +173,7 @@ fn runner(cases: u32) -> proptest::test_runner::TestRunner {
 fn random_layers_agree_in_every_form() {
     let strategy = (config(), dims(), any::<u64>(), any::<bool>());
     let result = runner(96).run(&strategy, |(cfg, d, seed, ptx)| {
-        let target = if ptx { Target::Ptx } else { Target::Cpu };
+        let target = if ptx { Target::cuda() } else { Target::cpu("native") };
         check_forms(&cfg, d, seed, target);
         Ok(())
     });

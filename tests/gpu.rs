@@ -9,10 +9,11 @@
 //! `scripts/gpu-test` runs this test binary, built elsewhere, on a machine without Rust:
 //! there `SSMC_REPO` names the repository (for `stdlib/`) and `SSMC_BIN` the `ssmc` binary.
 
-use ssmc_compiler::artifact::{self, BuildTarget};
+use ssmc_compiler::artifact;
 use ssmc_compiler::bind::sizes_from_dims;
 use ssmc_compiler::forms::Form;
 use ssmc_compiler::ir::Layer;
+use ssmc_compiler::target::Target;
 use ssmc_compiler::{interp, tensors};
 use ssmc_runtime::{cuda_device, Error, GpuLayer, TensorRef};
 use ssmc_tests::{rel_err, repo, ssmc_bin, stdlib_layer, STDLIB};
@@ -93,7 +94,7 @@ fn stdlib_layers_match_the_interpreter_on_the_gpu() {
     for name in STDLIB {
         let layer = stdlib_layer(name);
         let out = dir.path().join(name);
-        artifact::build(&layer, &BuildTarget::Ptx, Form::Recurrent, &out).unwrap_or_else(|e| panic!("{name}: {e}"));
+        artifact::build(&layer, &Target::cuda(), Form::Recurrent, &out).unwrap_or_else(|e| panic!("{name}: {e}"));
         let lib = GpuLayer::load(&out).expect("loads");
         let heads = if name == "mamba2" { 5 } else { 37 };
         // Awkward lengths at a few dozen sequences, then about 900 sequences: several
@@ -125,7 +126,7 @@ fn gpu_layer_checks_tensors_first_and_never_panics_without_a_gpu() {
     let dir = tempfile::tempdir().expect("tempdir");
     let layer = stdlib_layer("mamba1");
     let out = dir.path().join("mamba1");
-    artifact::build(&layer, &BuildTarget::Ptx, Form::Recurrent, &out).expect("builds");
+    artifact::build(&layer, &Target::cuda(), Form::Recurrent, &out).expect("builds");
     let lib = GpuLayer::load(&out).expect("loads");
     assert_eq!(lib.manifest().target, "ptx");
     let (sizes, inputs) = inputs(&layer, &[("L", 7), ("D", 5)]);
@@ -155,7 +156,7 @@ fn gpu_layer_checks_tensors_first_and_never_panics_without_a_gpu() {
 
     // A CPU artifact is not a GPU one.
     let cpu = dir.path().join("cpu");
-    artifact::build(&layer, &BuildTarget::Cpu { cpu: "x86-64-v3".into() }, Form::Recurrent, &cpu).expect("builds");
+    artifact::build(&layer, &Target::cpu("x86-64-v3"), Form::Recurrent, &cpu).expect("builds");
     let e = GpuLayer::load(&cpu).err().expect("a cpu artifact is refused");
     assert!(e.to_string().contains("not a ptx one"), "{e}");
 }

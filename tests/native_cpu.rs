@@ -1,10 +1,11 @@
 //! Native CPU code of the stdlib layers against the f64 reference interpreter.
 
 use proptest::prelude::*;
-use ssmc_compiler::artifact::{self, BuildTarget};
+use ssmc_compiler::artifact;
 use ssmc_compiler::bind::sizes_from_dims;
 use ssmc_compiler::forms::Form;
 use ssmc_compiler::ir::Layer;
+use ssmc_compiler::target::Target;
 use ssmc_compiler::{interp, tensors};
 use ssmc_runtime::{CpuLayer, TensorRef};
 use ssmc_tests::{rel_err, ssmc_bin, stdlib_layer, stdlib_source, Out, STDLIB};
@@ -34,7 +35,7 @@ fn stdlib_layers_match_on(cpu: &str) {
     for name in STDLIB {
         let layer = stdlib_layer(name);
         let out = dir.path().join(name);
-        artifact::build(&layer, &BuildTarget::Cpu { cpu: cpu.into() }, Form::Recurrent, &out)
+        artifact::build(&layer, &Target::cpu(cpu), Form::Recurrent, &out)
             .unwrap_or_else(|e| panic!("{name} for {cpu}: {e}"));
         let lib = CpuLayer::load(&out).expect("loads");
         for l in [1usize, 7, 63, 500, 1000] {
@@ -155,7 +156,7 @@ fn elementwise_functions_are_accurate() {
         );
         let layer = ssmc_compiler::compile(&src).unwrap_or_else(|d| panic!("{d:?}\n{src}")).0.layers.remove(0);
         let out = dir.path().join(format!("f{k}"));
-        artifact::build(&layer, &BuildTarget::Cpu { cpu: "native".into() }, Form::Recurrent, &out).expect("builds");
+        artifact::build(&layer, &Target::cpu("native"), Form::Recurrent, &out).expect("builds");
         let lib = CpuLayer::load(&out).expect("loads");
         let dims: BTreeMap<String, usize> =
             [("B".to_string(), 1), ("D".to_string(), 64), ("L".to_string(), 512)].into();
@@ -237,7 +238,7 @@ fn chunked_mamba2_matches_the_interpreter() {
     let cases = [("native", 1u32), ("native", 3), ("native", 16), ("native", 64), ("x86-64-v3", 16)];
     for (cpu, q) in cases {
         let out = dir.path().join(format!("{cpu}-q{q}"));
-        artifact::build(&layer, &BuildTarget::Cpu { cpu: cpu.into() }, Form::Chunked { q: q as usize }, &out)
+        artifact::build(&layer, &Target::cpu(cpu), Form::Chunked { q: q as usize }, &out)
             .unwrap_or_else(|e| panic!("chunked:{q} for {cpu}: {e}"));
         let lib = CpuLayer::load(&out).expect("loads");
         assert_eq!(lib.manifest().form, format!("chunked:{q}"));
@@ -273,7 +274,7 @@ fn chunked_random_layers_match_the_interpreter() {
 /// Layers native `chunked` cannot take get a reason, not wrong code.
 #[test]
 fn chunked_refuses_what_it_cannot_take() {
-    let target = BuildTarget::Cpu { cpu: "native".into() };
+    let target = Target::cpu("native");
     for (name, why) in [("mamba1", "A varies along the state"), ("s4d", "complex"), ("vim", "A varies along the state")]
     {
         let e = artifact::kernel(&stdlib_layer(name), &target, Form::Chunked { q: 64 }).expect_err(name);
@@ -281,7 +282,7 @@ fn chunked_refuses_what_it_cannot_take() {
     }
     let e = artifact::kernel(&stdlib_layer("mamba2"), &target, Form::Chunked { q: 100_000 }).expect_err("too long");
     assert!(e.contains("chunks of at most 1024 steps"), "{e}");
-    let e = artifact::kernel(&stdlib_layer("mamba2"), &BuildTarget::Ptx, Form::Chunked { q: 64 }).expect_err("ptx");
+    let e = artifact::kernel(&stdlib_layer("mamba2"), &Target::cuda(), Form::Chunked { q: 64 }).expect_err("ptx");
     assert!(e.contains("no GPU schedule"), "{e}");
 }
 
@@ -410,7 +411,7 @@ fn conv_of_s4d_matches_the_interpreter() {
     // Every length on this CPU, two with AVX2's 8 lanes.
     for (cpu, lengths) in [("native", &[1usize, 7, 63, 500, 1000][..]), ("x86-64-v3", &[63, 500][..])] {
         let out = dir.path().join(format!("s4d-{cpu}"));
-        let m = artifact::build(&layer, &BuildTarget::Cpu { cpu: cpu.into() }, Form::Conv, &out).expect("builds");
+        let m = artifact::build(&layer, &Target::cpu(cpu), Form::Conv, &out).expect("builds");
         assert_eq!((m.form.as_str(), m.host.as_slice()), ("conv", ["causal_conv_f32".to_string()].as_slice()));
         let header = std::fs::read_to_string(out.join("s4d.h")).expect("header");
         assert!(header.contains("ssmc_causal_conv_f32"), "{header}");
@@ -465,7 +466,7 @@ fn random_layers_match(cases: u32, forms: impl Strategy<Value = Form>, adjust: i
             let k = count.get();
             count.set(k + 1);
             let out = dir.path().join(format!("case{k}"));
-            artifact::build(&case.layer, &BuildTarget::Cpu { cpu: "native".into() }, form, &out)
+            artifact::build(&case.layer, &Target::cpu("native"), form, &out)
                 .unwrap_or_else(|e| panic!("{form}: {e}\n{}", case.src));
             let lib = CpuLayer::load(&out).expect("loads");
             let inputs = kernel_inputs(&case);
@@ -487,7 +488,7 @@ fn random_layers_match(cases: u32, forms: impl Strategy<Value = Form>, adjust: i
 /// layer, and a final state.
 #[test]
 fn conv_refuses_selective_layers_and_final_states() {
-    let cpu = BuildTarget::Cpu { cpu: "native".into() };
+    let cpu = Target::cpu("native");
     let err = artifact::kernel(&stdlib_layer("mamba1"), &cpu, Form::Conv).expect_err("mamba1 is selective");
     assert!(err.contains("time-invariant") && err.contains("use recurrent"), "{err}");
     let src = "layer lti {

@@ -1,9 +1,10 @@
 //! Running a native CPU layer on f32 inputs with NaN-poisoned outputs (shared by the tests
 //! of large states and of the math routines).
 
-use ssmc_compiler::artifact::{self, BuildTarget};
+use ssmc_compiler::artifact;
 use ssmc_compiler::forms::Form;
 use ssmc_compiler::ir::Layer;
+use ssmc_compiler::target::Target;
 use ssmc_compiler::tensors;
 use ssmc_runtime::{CpuLayer, TensorRef};
 use std::collections::BTreeMap;
@@ -11,7 +12,7 @@ use std::path::Path;
 
 /// Builds `layer` in `form` for this CPU into `dir` and loads it.
 pub fn build(layer: &Layer, form: Form, dir: &Path) -> CpuLayer {
-    artifact::build(layer, &BuildTarget::Cpu { cpu: "native".into() }, form, dir)
+    artifact::build(layer, &Target::cpu("native"), form, dir)
         .unwrap_or_else(|e| panic!("{} in form {form:?}: {e}", layer.name));
     CpuLayer::load(dir).expect("loads")
 }

@@ -5,8 +5,9 @@
 //! else `ptxas` on the PATH. Without one the test is skipped, except under CI (`$CI` set),
 //! where it fails.
 
-use ssmc_compiler::artifact::{self, BuildTarget};
+use ssmc_compiler::artifact;
 use ssmc_compiler::forms::Form;
+use ssmc_compiler::target::Target;
 use ssmc_tests::{repo, stdlib_layer, STDLIB};
 use std::path::PathBuf;
 use std::process::Command;
@@ -63,7 +64,7 @@ fn stdlib_ptx_assembles_for_sm_90() {
         let layer = stdlib_layer(name);
         let out = dir.path().join(name);
         let m =
-            artifact::build(&layer, &BuildTarget::Ptx, Form::Recurrent, &out).unwrap_or_else(|e| panic!("{name}: {e}"));
+            artifact::build(&layer, &Target::cuda(), Form::Recurrent, &out).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!((m.target.as_str(), m.arch.as_str()), ("ptx", "sm_90"));
         let ptx = out.join(&m.files["ptx"]);
         let cubin = dir.path().join(format!("{name}.cubin"));

@@ -9,9 +9,10 @@
 //! inputs at awkward sizes and must agree with `interp::run` to 1e-10 relative (f64).
 
 use ssmc_compiler::bind::{sizes_from_dims, Sizes};
-use ssmc_compiler::forms::{self, cost::Target, egraph, Form};
+use ssmc_compiler::forms::{self, egraph, Form};
 use ssmc_compiler::interp;
 use ssmc_compiler::ir::Layer;
+use ssmc_compiler::target::Target;
 use ssmc_compiler::tensors::{generate_inputs, TensorMap};
 use std::collections::BTreeMap;
 
@@ -80,7 +81,7 @@ fn compare(layer: &Layer, dims: &[(&str, usize)], seed: u64, reference: Referenc
 /// Every form the e-graph finds legal, and a chunk size that divides no L here, matches
 /// the reference too (forms reassociate sums, hence the looser 1e-9).
 fn every_legal_form_agrees(layer: &Layer, sizes: &Sizes, inputs: &TensorMap, ours: &[f64], dims: &[(&str, usize)]) {
-    let choice = egraph::choose(layer, sizes, Target::Cpu, &|_| 0);
+    let choice = egraph::choose(layer, sizes, &Target::cpu("native"), &|_| 0);
     let mut forms: Vec<Form> = choice.candidates.iter().filter(|c| c.legality.is_ok()).map(|c| c.form).collect();
     forms.push(Form::Chunked { q: 3 });
     assert!(forms.len() >= 6, "{}: only {forms:?} are legal", layer.name);

@@ -3,13 +3,12 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let src = std::fs::read_to_string(&args[1]).expect("read");
     let layer = ssmc_compiler::compile(&src).expect("compiles").0.layers.remove(0);
-    let target = ssmc_compiler::artifact::BuildTarget::Cpu { cpu: "native".into() };
+    let target = ssmc_compiler::target::Target::cpu("native");
     let k = ssmc_compiler::artifact::kernel(&layer, &target, ssmc_compiler::forms::Form::Recurrent).expect("kernel");
     if args.get(2).map(String::as_str) == Some("loops") {
         print!("{k}");
     } else {
-        let ir = ssmc_compiler::codegen::llvm_ir(&[k], &ssmc_compiler::codegen::Arch::X86 { cpu: "native".into() })
-            .expect("ir");
+        let ir = ssmc_compiler::codegen::llvm_ir(&[k], &target).expect("ir");
         print!("{ir}");
     }
 }

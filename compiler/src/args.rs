@@ -1,7 +1,9 @@
 //! The command line of `ssmc`, as clap parses it.
 
+use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Parser, Subcommand, ValueEnum};
-use ssmc_compiler::forms::{self, cost};
+use ssmc_compiler::forms;
+use ssmc_compiler::target::{self, Target};
 use std::path::PathBuf;
 
 /// ssmc compiles state-space-model sequence layers written in the .ssm language.
@@ -37,7 +39,7 @@ pub enum Command {
     },
     /// Run a layer on generated or given inputs and print a summary of its outputs.
     Run(RunArgs),
-    /// Compile a layer to native code: a shared and a static library (cpu) or PTX (ptx),
+    /// Compile a layer to native code: a shared and a static library (cpu) or PTX (cuda),
     /// with a C header and manifest.json, written into a directory.
     Build(BuildArgs),
     /// Show every legal algorithmic form of a layer with its estimated cost, the one chosen,
@@ -52,9 +54,9 @@ pub struct BuildArgs {
     /// Which layer of the file (needed when it declares several).
     #[arg(long)]
     pub layer: Option<String>,
-    /// What to build for.
-    #[arg(long, default_value = "cpu")]
-    pub target: CostTarget,
+    /// What to build for: cpu (a shared and a static library) or cuda (PTX for sm_90).
+    #[arg(long, default_value = "cpu", value_parser = target_names(false))]
+    pub target: String,
     /// CPU to generate code for: native, x86-64-v3 (AVX2), x86-64-v4 (AVX-512), or the LLVM name
     /// of a CPU with AVX2 (haswell, skylake, znver3, ...; an unknown one is refused with the list).
     #[arg(long, default_value = "native")]
@@ -95,26 +97,9 @@ pub struct ExplainArgs {
     /// Size of a runtime dim the cost is estimated at, e.g. `--dim L=65536` (repeatable).
     #[arg(long = "dim", value_name = "NAME=SIZE", value_parser = parse_dim)]
     pub dims: Vec<(String, usize)>,
-    /// The target whose cost model chooses.
-    #[arg(long, default_value = "cpu")]
-    pub target: CostTarget,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum CostTarget {
-    /// x86-64 CPU.
-    Cpu,
-    /// NVIDIA GPU (PTX).
-    Ptx,
-}
-
-impl CostTarget {
-    pub fn target(self) -> cost::Target {
-        match self {
-            CostTarget::Cpu => cost::Target::Cpu,
-            CostTarget::Ptx => cost::Target::Ptx,
-        }
-    }
+    /// The target whose cost model chooses: cpu or cuda.
+    #[arg(long, default_value = "cpu", value_parser = target_names(false))]
+    pub target: String,
 }
 
 #[derive(clap::Args)]
@@ -146,8 +131,8 @@ pub struct RunArgs {
     /// form's f64 specification); `cpu` compiles the
     /// layer to native code (cached) and runs it on all cores; `cuda` compiles it to PTX
     /// (cached) and runs it on GPU 0 through the CUDA driver.
-    #[arg(long, default_value = "interp")]
-    pub target: Target,
+    #[arg(long, default_value = INTERP, value_parser = target_names(true))]
+    pub target: String,
     /// CPU to generate code for with `--target cpu`: native, x86-64-v3 (AVX2), x86-64-v4
     /// (AVX-512), or the LLVM name of a CPU with AVX2.
     #[arg(long, default_value = "native")]
@@ -180,14 +165,42 @@ pub enum DTypeArg {
     F64,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Target {
-    /// The f64 reference interpreter, or the f64 specification of `--form`.
-    Interp,
-    /// Native x86-64 code through LLVM.
-    Cpu,
-    /// PTX for sm_90 through LLVM, run on GPU 0 by the CUDA driver.
-    Cuda,
+/// The `--target` of `ssmc run` that is no machine: the f64 reference interpreter.
+pub const INTERP: &str = "interp";
+
+/// The names `--target` accepts: every [`target::NAMES`] (and, hidden, the
+/// [`target::ALIASES`]), with `interp` first for `ssmc run`.
+fn target_names(interp: bool) -> PossibleValuesParser {
+    let interp = interp.then(|| {
+        PossibleValue::new(INTERP).help("the f64 reference interpreter, or the f64 specification of `--form`")
+    });
+    let names = target::NAMES.iter().map(|(name, help)| PossibleValue::new(*name).help(*help));
+    let aliases = target::ALIASES.iter().map(|(alias, _)| PossibleValue::new(*alias).hide(true));
+    PossibleValuesParser::new(interp.into_iter().chain(names).chain(aliases))
+}
+
+impl BuildArgs {
+    /// The target of `--target` with the CPU of `--cpu`.
+    pub fn target(&self) -> Result<Target, String> {
+        Target::parse(&self.target, &self.cpu)
+    }
+}
+
+impl ExplainArgs {
+    /// The target of `--target` (its cost model is the same for every CPU name).
+    pub fn target(&self) -> Result<Target, String> {
+        Target::parse(&self.target, "native")
+    }
+}
+
+impl RunArgs {
+    /// The machine of `--target` with the CPU of `--cpu`, or `None` for `interp`.
+    pub fn target(&self) -> Result<Option<Target>, String> {
+        if self.target == INTERP {
+            return Ok(None);
+        }
+        Target::parse(&self.target, &self.cpu).map(Some)
+    }
 }
 
 fn parse_dim(s: &str) -> Result<(String, usize), String> {

@@ -2,10 +2,13 @@
 //! a directory all at once (built beside it, then moved in), so a failure leaves no
 //! partial artifact.
 
-use crate::codegen::{self, Arch};
-use crate::forms::{egraph::Choice, Form};
+use crate::bind::Sizes;
+use crate::codegen;
+use crate::forms::egraph::{self, Choice};
+use crate::forms::Form;
 use crate::ir::{Axis, DimSize, Io, Layer};
 use crate::lower;
+use crate::target::Target;
 use ssmc_kernels::Mapping;
 use ssmc_loops::Kernel;
 use ssmc_runtime::manifest::{self as mf, DimInfo, Manifest, TensorInfo};
@@ -13,87 +16,16 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-/// What an artifact is built for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BuildTarget {
-    /// x86-64: a shared and a static library.
-    Cpu {
-        /// `native`, `x86-64-v3`, `x86-64-v4`, or an LLVM CPU name.
-        cpu: String,
-    },
-    /// PTX for sm_90.
-    Ptx,
-}
-
-/// LLVM x86 CPU names with AVX2 and FMA, which ssmc's x86-64 kernels are written for
-/// (8-lane f32 vectors; 16 lanes and AVX-512 instructions with `x86-64-v4` or a `native`
-/// AVX-512 host). Besides these: `native`, the host, when it has AVX2.
-#[rustfmt::skip]
-pub const CPUS: [&str; 36] = [
-    "x86-64-v3", "x86-64-v4", "haswell", "broadwell", "skylake", "skylake-avx512", "skx", "cascadelake",
-    "cooperlake", "cannonlake", "icelake-client", "icelake-server", "tigerlake", "rocketlake", "alderlake",
-    "raptorlake", "meteorlake", "arrowlake", "arrowlake-s", "lunarlake", "pantherlake", "gracemont",
-    "sierraforest", "grandridge", "clearwaterforest", "sapphirerapids", "emeraldrapids", "graniterapids",
-    "graniterapids-d", "znver1", "znver2", "znver3", "znver4", "znver5", "core-avx2", "bdver4",
-];
-
-/// LLVM x86 CPU names without AVX2 (or 32-bit only), refused with that reason.
-#[rustfmt::skip]
-const OLDER_CPUS: [&str; 48] = [
-    "x86-64", "x86-64-v2", "i386", "i486", "i586", "i686", "pentium", "pentium-mmx", "pentiumpro", "pentium2",
-    "pentium3", "pentium3m", "pentium-m", "pentium4", "pentium4m", "prescott", "nocona", "yonah", "core2", "penryn",
-    "nehalem", "corei7", "westmere", "sandybridge", "corei7-avx", "ivybridge", "core-avx-i", "bonnell", "atom",
-    "silvermont", "slm", "goldmont", "goldmont-plus", "tremont", "k6", "k8", "athlon64", "opteron", "amdfam10",
-    "barcelona", "btver1", "btver2", "bdver1", "bdver2", "bdver3", "generic", "geode", "lakemont",
-];
-
-impl BuildTarget {
-    /// Checks the CPU name before any LLVM call (LLVM aborts the process on a 32-bit or
-    /// unknown CPU): `native` on a host with AVX2, or one of [`CPUS`].
-    pub fn check(&self) -> Result<(), String> {
-        let BuildTarget::Cpu { cpu } = self else { return Ok(()) };
-        let accepted = || format!("accepted: native, {}", CPUS.join(", "));
-        if cpu == "native" {
-            let features = inkwell::targets::TargetMachine::get_host_cpu_features().to_string();
-            if features.split(',').any(|f| f == "+avx2") {
-                return Ok(());
-            }
-            let host = inkwell::targets::TargetMachine::get_host_cpu_name().to_string();
-            return Err(format!(
-                "--cpu native: this machine's CPU ({host}) lacks AVX2, which ssmc's x86-64 kernels need; {}",
-                accepted()
-            ));
-        }
-        if CPUS.contains(&cpu.as_str()) {
-            return Ok(());
-        }
-        if OLDER_CPUS.contains(&cpu.as_str()) || cpu.starts_with("pentium") || cpu.starts_with("athlon") {
-            return Err(format!(
-                "--cpu {cpu}: this CPU lacks AVX2 (or 64-bit mode), which ssmc's x86-64 kernels need; {}",
-                accepted()
-            ));
-        }
-        Err(format!("--cpu {cpu}: not an x86-64 CPU name ssmc knows; {}", accepted()))
-    }
-
-    fn arch(&self) -> Arch {
-        match self {
-            BuildTarget::Cpu { cpu } => Arch::X86 { cpu: cpu.clone() },
-            BuildTarget::Ptx => Arch::Nvptx,
-        }
-    }
-}
-
 /// The loop-IR kernel of a layer for a target in form `form`, or why that form has no
 /// native schedule for this layer and target.
-pub fn kernel(layer: &Layer, target: &BuildTarget, form: Form) -> Result<Kernel, String> {
+pub fn kernel(layer: &Layer, target: &Target, form: Form) -> Result<Kernel, String> {
     schedule(layer, target, form).map(|(k, _)| k)
 }
 
 /// The kernel and what one of its work items covers.
-fn schedule(layer: &Layer, target: &BuildTarget, form: Form) -> Result<(Kernel, Mapping), String> {
-    let cpu = matches!(target, BuildTarget::Cpu { .. });
-    let max_lanes = target.arch().max_lanes();
+fn schedule(layer: &Layer, target: &Target, form: Form) -> Result<(Kernel, Mapping), String> {
+    let cpu = !target.is_gpu();
+    let max_lanes = target.max_lanes();
     let spec = |choice| lower::scan_spec(layer, max_lanes, choice).map_err(|e| e.to_string());
     let native = "native forms: recurrent on every target; chunked (a decay shared by the state) and conv on the CPU";
     match (form, cpu) {
@@ -114,14 +46,31 @@ fn schedule(layer: &Layer, target: &BuildTarget, form: Form) -> Result<(Kernel, 
     }
 }
 
+/// Why a forced form cannot be built natively.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlanError {
+    /// The form is illegal for the layer; the legality analysis says why.
+    Illegal(String),
+    /// The form is legal but has no native schedule for this layer and target.
+    NoSchedule(String),
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlanError::Illegal(why) | PlanError::NoSchedule(why) => f.write_str(why),
+        }
+    }
+}
+
 /// The form a native artifact of `layer` is built in: `forced` if given (it must be legal
 /// and have a native schedule), else the cheapest legal form by the cost model that has a
 /// native schedule for this layer and target.
-pub fn native_form(layer: &Layer, target: &BuildTarget, choice: &Choice, forced: Option<Form>) -> Result<Form, String> {
+pub fn native_form(layer: &Layer, target: &Target, choice: &Choice, forced: Option<Form>) -> Result<Form, PlanError> {
     if let Some(f) = forced {
-        let plan = choice.force(f)?;
+        let plan = choice.force(f).map_err(PlanError::Illegal)?;
         let f = plan.forms.first().copied().unwrap_or(Form::Recurrent);
-        kernel(layer, target, f)?;
+        kernel(layer, target, f).map_err(PlanError::NoSchedule)?;
         return Ok(f);
     }
     let mut legal: Vec<(f64, Form)> =
@@ -131,10 +80,36 @@ pub fn native_form(layer: &Layer, target: &BuildTarget, choice: &Choice, forced:
     Ok(chosen.find(|f| kernel(layer, target, *f).is_ok()).unwrap_or(Form::Recurrent))
 }
 
+/// What the cost model of a target plans for a layer at some sizes, and the form its
+/// native artifact is built in.
+#[derive(Clone, Debug)]
+pub struct Planned {
+    /// Every form with its estimate on the target, and the cheapest plan.
+    pub choice: Choice,
+    /// The form native code is built in ([`native_form`] of the choice).
+    pub form: Form,
+}
+
+/// Plans a native artifact of `layer` for `target` at `sizes`: `target`'s cost model
+/// chooses ([`egraph::choose`]), then [`native_form`] picks the form built, `forced` if
+/// given. `ssmc run`, `ssmc build` and `ssmc explain` all plan through here, so the same
+/// target reaches the cost model and the schedules. `line_of` maps a span to its line.
+pub fn plan(
+    layer: &Layer,
+    sizes: &Sizes,
+    target: &Target,
+    forced: Option<Form>,
+    line_of: &dyn Fn(ssmc_syntax::Span) -> usize,
+) -> Result<Planned, PlanError> {
+    let choice = egraph::choose(layer, sizes, target, line_of);
+    let form = native_form(layer, target, &choice, forced)?;
+    Ok(Planned { choice, form })
+}
+
 /// The manifest of a layer's artifact whose kernel is `kernel`.
 pub fn manifest(
     layer: &Layer,
-    target: &BuildTarget,
+    target: &Target,
     form: Form,
     (kernel, mapping): (&Kernel, Mapping),
     files: BTreeMap<String, String>,
@@ -168,15 +143,11 @@ pub fn manifest(
             Some(mf::HeadLanes { heads: name(ax.head), groups: ax.group.map(name), lanes: u64::from(lanes) }),
         ),
     };
-    let (target_name, arch) = match target {
-        BuildTarget::Cpu { cpu } => ("cpu", cpu.clone()),
-        BuildTarget::Ptx => ("ptx", "sm_90".to_string()),
-    };
     Manifest {
         ssmc_version: env!("CARGO_PKG_VERSION").to_string(),
         layer: layer.name.clone(),
-        target: target_name.to_string(),
-        arch,
+        target: target.artifact_kind().to_string(),
+        arch: target.arch_name(),
         form: form.to_string(),
         entry: lower::kernel_name(layer),
         files,
@@ -274,7 +245,7 @@ pub fn header(m: &Manifest) -> String {
 
 /// Builds the artifact of `layer` in `form` into `dir` (created if needed; its files
 /// replaced).
-pub fn build(layer: &Layer, target: &BuildTarget, form: Form, dir: &Path) -> Result<Manifest, String> {
+pub fn build(layer: &Layer, target: &Target, form: Form, dir: &Path) -> Result<Manifest, String> {
     target.check()?;
     let (kernel, mapping) = schedule(layer, target, form)?;
     let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -288,8 +259,8 @@ pub fn build(layer: &Layer, target: &BuildTarget, form: Form, dir: &Path) -> Res
     let name = &layer.name;
     let mut files = BTreeMap::new();
     match target {
-        BuildTarget::Cpu { .. } => {
-            let obj = codegen::object(std::slice::from_ref(&kernel), &target.arch()).map_err(|e| e.to_string())?;
+        Target::Cpu { .. } => {
+            let obj = codegen::object(std::slice::from_ref(&kernel), target).map_err(|e| e.to_string())?;
             let o = work.path().join(format!("{name}.o"));
             std::fs::write(&o, obj).map_err(|e| e.to_string())?;
             let (so, a) = (format!("lib{name}.so"), format!("lib{name}.a"));
@@ -299,8 +270,8 @@ pub fn build(layer: &Layer, target: &BuildTarget, form: Form, dir: &Path) -> Res
             files.insert("shared".to_string(), so);
             files.insert("static".to_string(), a);
         }
-        BuildTarget::Ptx => {
-            let ptx = codegen::ptx(std::slice::from_ref(&kernel)).map_err(|e| e.to_string())?;
+        Target::Cuda { .. } => {
+            let ptx = codegen::ptx(std::slice::from_ref(&kernel), target).map_err(|e| e.to_string())?;
             let p = format!("{name}.ptx");
             std::fs::write(work.path().join(&p), ptx).map_err(|e| e.to_string())?;
             files.insert("ptx".to_string(), p);
@@ -347,11 +318,11 @@ fn sweep_stale_builds(parent: &Path) {
 }
 
 /// The names of the files [`build`] writes into its directory for `layer` and `target`.
-pub fn file_names(layer: &Layer, target: &BuildTarget) -> Vec<String> {
+pub fn file_names(layer: &Layer, target: &Target) -> Vec<String> {
     let name = &layer.name;
     let mut names = match target {
-        BuildTarget::Cpu { .. } => vec![format!("lib{name}.so"), format!("lib{name}.a")],
-        BuildTarget::Ptx => vec![format!("{name}.ptx")],
+        Target::Cpu { .. } => vec![format!("lib{name}.so"), format!("lib{name}.a")],
+        Target::Cuda { .. } => vec![format!("{name}.ptx")],
     };
     names.extend([format!("{name}.h"), "manifest.json".to_string()]);
     names
@@ -371,7 +342,7 @@ fn run_tool(cmd: &mut Command) -> Result<(), String> {
 /// The directory where `ssmc run --target cpu` keeps the artifact of a layer, keyed by
 /// everything that changes the code: the source text, the layer, the target, and the
 /// ssmc build itself (version, and the size and time of the running executable). `$SSMC_CACHE`, else `$XDG_CACHE_HOME/ssmc`, else `~/.cache/ssmc`.
-pub fn cache_dir(source: &str, layer: &str, target: &BuildTarget, form: Form) -> std::path::PathBuf {
+pub fn cache_dir(source: &str, layer: &str, target: &Target, form: Form) -> std::path::PathBuf {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (source, layer, format!("{target:?}"), form.to_string(), env!("CARGO_PKG_VERSION")).hash(&mut h);

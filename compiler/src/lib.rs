@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! .ssm text --ssmc_syntax::parse--> AST --sema::check--> layer IR (ir)
-//!   --forms::egraph::choose--> chosen form (forms::Plan)       f64 specs: forms::run, interp::run
-//!   --artifact::native_form--> the cheapest chosen form with a native schedule
+//!   --artifact::plan: forms::egraph::choose, by the cost model of a target::Target-->
+//!     chosen form (forms::Plan)                                   f64 specs: forms::run, interp::run
+//!   --artifact::native_form--> the cheapest chosen form with a native schedule for that Target
 //!   --lower::scan_spec--> ScanSpec --ssmc_kernels::{recurrent, chunked, conv}--> loop IR
 //!   --codegen::{object, ptx}--> x86-64 object / PTX --artifact::build--> library, header, manifest
 //! ```
@@ -25,6 +26,7 @@ pub mod outpath;
 pub mod roles;
 pub mod safetensors_check;
 pub mod sema;
+pub mod target;
 pub mod tensors;
 
 pub use ssmc_syntax::{Diagnostic, Diagnostics, SourceFile};

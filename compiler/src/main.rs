@@ -12,10 +12,11 @@ mod out;
 mod run;
 mod summary;
 
-use args::{BuildArgs, Cli, ColorChoice, Command, CostTarget, EmitWhat, ExplainArgs};
+use args::{BuildArgs, Cli, ColorChoice, Command, EmitWhat, ExplainArgs};
 use clap::Parser;
+use ssmc_compiler::artifact;
 use ssmc_compiler::bind::sizes_for_estimate;
-use ssmc_compiler::forms::{self, egraph};
+use ssmc_compiler::forms;
 use ssmc_compiler::ir::Layer;
 use ssmc_compiler::outpath::{self, Role};
 use ssmc_compiler::{check_source, Checked, SourceFile};
@@ -126,9 +127,9 @@ fn explain(args: &ExplainArgs, color: bool) -> Result<(), Failed> {
     let layer = pick_layer(&layers, args.layer.as_deref())?;
     let dims: BTreeMap<String, usize> = args.dims.iter().cloned().collect();
     let sizes = sizes_for_estimate(layer, &dims).map_err(fail)?;
-    let target = args.target.target();
-    let choice = egraph::choose(layer, &sizes, target, &|sp| file.line_col(sp.start).0);
-    out::stdout(&summary::explain_text(layer, &args.file, target, &sizes, &choice))
+    let target = args.target().map_err(fail)?;
+    let planned = artifact::plan(layer, &sizes, &target, None, &|sp| file.line_col(sp.start).0).map_err(fail)?;
+    out::stdout(&summary::explain_text(layer, &args.file, &target, &sizes, &planned))
 }
 
 /// The median of some durations (zero for none).
@@ -139,14 +140,10 @@ fn median(times: &[std::time::Duration]) -> std::time::Duration {
 }
 
 fn build(args: &BuildArgs, color: bool) -> Result<(), Failed> {
-    use ssmc_compiler::artifact::{self, BuildTarget};
     let start = std::time::Instant::now();
     let (layers, file) = load_with_source(&args.file, color)?;
     let layer = pick_layer(&layers, args.layer.as_deref())?;
-    let target = match args.target {
-        CostTarget::Cpu => BuildTarget::Cpu { cpu: args.cpu.clone() },
-        CostTarget::Ptx => BuildTarget::Ptx,
-    };
+    let target = args.target().map_err(fail)?;
     target.check().map_err(fail)?;
     let mut names = artifact::file_names(layer, &target);
     names.extend(args.emit.iter().map(|w| emit_name(layer, *w)));
@@ -156,9 +153,9 @@ fn build(args: &BuildArgs, color: bool) -> Result<(), Failed> {
     } else {
         let dims: BTreeMap<String, usize> = args.dims.iter().cloned().collect();
         let sizes = sizes_for_estimate(layer, &dims).map_err(fail)?;
-        let choice = egraph::choose(layer, &sizes, args.target.target(), &|sp| file.line_col(sp.start).0);
-        artifact::native_form(layer, &target, &choice, args.form)
+        artifact::plan(layer, &sizes, &target, args.form, &|sp| file.line_col(sp.start).0)
             .map_err(|e| fail(format!("cannot build layer `{}`: {e}", layer.name)))?
+            .form
     };
     let m = artifact::build(layer, &target, form, &args.output)
         .map_err(|e| fail(format!("cannot build layer `{}`: {e}", layer.name)))?;
@@ -167,13 +164,7 @@ fn build(args: &BuildArgs, color: bool) -> Result<(), Failed> {
         let name = emit_name(layer, *what);
         let text = match what {
             EmitWhat::Loops => kernel.to_string(),
-            EmitWhat::Llvm => {
-                let arch = match &target {
-                    BuildTarget::Cpu { cpu } => ssmc_compiler::codegen::Arch::X86 { cpu: cpu.clone() },
-                    BuildTarget::Ptx => ssmc_compiler::codegen::Arch::Nvptx,
-                };
-                ssmc_compiler::codegen::llvm_ir(&[kernel], &arch).map_err(fail)?
-            }
+            EmitWhat::Llvm => ssmc_compiler::codegen::llvm_ir(&[kernel], &target).map_err(fail)?,
         };
         outpath::write_into_dir(&args.output, &name, text.as_bytes()).map_err(fail)?;
     }

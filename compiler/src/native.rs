@@ -1,9 +1,10 @@
 //! `ssmc run --target cpu`: builds the layer's artifact (once, into the cache), loads it
 //! with ssmc-runtime and runs it on the inputs converted to the declared dtypes.
 
-use ssmc_compiler::artifact::{self, BuildTarget};
+use ssmc_compiler::artifact;
 use ssmc_compiler::forms::Form;
 use ssmc_compiler::ir::{DType, Io, Layer};
+use ssmc_compiler::target::Target;
 use ssmc_compiler::tensors::{RawTensors, TensorData, TensorMap};
 use ssmc_runtime::{CpuLayer, TensorRef};
 use std::time::{Duration, Instant};
@@ -50,12 +51,7 @@ fn nan_filled(name: &str, n: usize) -> Result<Vec<f32>, String> {
 
 /// The directory of `layer`'s artifact for `target` in `form`, built into the cache first
 /// if it is not there yet.
-pub fn cached_artifact(
-    layer: &Layer,
-    source: &str,
-    target: &BuildTarget,
-    form: Form,
-) -> Result<std::path::PathBuf, String> {
+pub fn cached_artifact(layer: &Layer, source: &str, target: &Target, form: Form) -> Result<std::path::PathBuf, String> {
     let dir = artifact::cache_dir(source, &layer.name, target, form);
     if !dir.join("manifest.json").exists() {
         artifact::build(layer, target, form, &dir)?;

@@ -2,13 +2,17 @@
 //! runs the layer (interpreter, a form's f64 specification, or native code) and writes
 //! its files and summary.
 
-use crate::args::{DTypeArg, RunArgs, Target};
+use crate::args::{DTypeArg, RunArgs};
 use crate::{fail, gpu, load_with_source, median, memory, native, out, pick_layer, summary, Failed};
+use ssmc_compiler::artifact::{self, PlanError};
 use ssmc_compiler::bind::{sizes_from_dims, sizes_from_shapes, Sizes};
-use ssmc_compiler::forms::{self, cost, egraph};
+use ssmc_compiler::forms::egraph::{self, Choice};
+use ssmc_compiler::forms::{self, Form};
 use ssmc_compiler::ir::{Io, Layer};
 use ssmc_compiler::outpath::{self, Role};
+use ssmc_compiler::target::Target;
 use ssmc_compiler::tensors::{self, OutDType};
+use ssmc_syntax::Span;
 use std::collections::BTreeMap;
 
 /// Runs `ssmc run`.
@@ -16,11 +20,13 @@ pub fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
     let (layers, file) = load_with_source(&args.file, color)?;
     let layer = pick_layer(&layers, args.layer.as_deref())?;
     check_paths(args)?;
-    if args.target == Target::Cpu {
-        ssmc_compiler::artifact::BuildTarget::Cpu { cpu: args.cpu.clone() }.check().map_err(fail)?;
+    // `None`: the interpreter.
+    let target = args.target().map_err(fail)?;
+    if let Some(t) = &target {
+        t.check().map_err(fail)?;
     }
     // Native runs hand a file's tensors to the kernels as they are; the f64 paths read them as f64.
-    let native = args.target != Target::Interp && args.emit_matrix.is_none();
+    let native = target.is_some() && args.emit_matrix.is_none();
     let (sizes, mut inputs, source) = match &args.inputs {
         Some(path) => {
             let raw = tensors::RawTensors::read(path).map_err(fail)?;
@@ -42,7 +48,9 @@ pub fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
             (sizes, native::Inputs::Map(inputs), summary::InputSource::Generated { seed: args.seed })
         }
     };
-    let choice = egraph::choose(layer, &sizes, cost::Target::Cpu, &|sp| file.line_col(sp.start).0);
+    let (choice, native_form) =
+        plan(args, target.as_ref(), layer, &sizes, &|sp| file.line_col(sp.start).0).map_err(fail)?;
+    let native_form = target.as_ref().zip(native_form);
     // A forced form runs its f64 specification; otherwise the interpreter (the reference,
     // the recurrent form) runs, and native targets run what they have a schedule for.
     let plan = match args.form {
@@ -63,8 +71,8 @@ pub fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
         None => None,
     };
     let bench = args.bench.unwrap_or(0);
-    let (outputs, times, target, plan) = match args.target {
-        Target::Interp => {
+    let (outputs, times, target, plan) = match native_form {
+        None => {
             let start = std::time::Instant::now();
             let mut outputs = run_f64(&plan);
             let mut times = vec![start.elapsed()];
@@ -78,28 +86,17 @@ pub fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
             }
             (outputs, times, "interp", plan)
         }
-        Target::Cpu | Target::Cuda => {
-            use ssmc_compiler::artifact::{self, BuildTarget};
-            let (name, build_target) = match args.target {
-                Target::Cpu => ("cpu", BuildTarget::Cpu { cpu: args.cpu.clone() }),
-                _ => ("cuda", BuildTarget::Ptx),
-            };
-            // Only a forced form can be refused; its f64 specification still runs.
-            let form =
-                artifact::native_form(layer, &build_target, &choice, args.form).map_err(|e| match args.form {
-                    Some(f) => fail(format!("{e}; `--target interp --form {f}` runs its f64 specification")),
-                    None => fail(e),
-                })?;
+        Some((target, form)) => {
             let shapes: Vec<(String, Vec<usize>)> =
                 layer.outputs().map(|(_, t)| (t.name.clone(), sizes.shape(&t.shape))).collect();
             let inputs = std::mem::replace(&mut inputs, native::Inputs::Map(tensors::TensorMap::new()));
-            let dir = native::cached_artifact(layer, &file.text, &build_target, form).map_err(fail)?;
-            let run = match args.target {
-                Target::Cpu => native::run_cpu(layer, &dir, inputs, &shapes, bench, args.threads),
-                _ => gpu::run_cuda(layer, &dir, inputs, &shapes, bench),
+            let dir = native::cached_artifact(layer, &file.text, target, form).map_err(fail)?;
+            let run = match target {
+                Target::Cpu { .. } => native::run_cpu(layer, &dir, inputs, &shapes, bench, args.threads),
+                Target::Cuda { .. } => gpu::run_cuda(layer, &dir, inputs, &shapes, bench),
             }
             .map_err(fail)?;
-            (run.outputs, run.times, name, forms::Plan { forms: vec![form; plan.forms.len()] })
+            (run.outputs, run.times, target.name(), forms::Plan { forms: vec![form; plan.forms.len()] })
         }
     };
     let elapsed = median(&times);
@@ -128,6 +125,28 @@ pub fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
         out::stderr(&format!("warning: {w}\n"));
     }
     Ok(())
+}
+
+/// What `ssmc run` plans at `sizes`: the cost model's choice and, on a native `target`, the
+/// form its artifact is built in (see [`artifact::plan`]). A native target plans with its
+/// own cost model; the interpreter (`None`) with the CPU's, as only the legality of a forced
+/// form and the number of scans matter to it.
+fn plan(
+    args: &RunArgs,
+    target: Option<&Target>,
+    layer: &Layer,
+    sizes: &Sizes,
+    line_of: &dyn Fn(Span) -> usize,
+) -> Result<(Choice, Option<Form>), String> {
+    let Some(target) = target else {
+        return Ok((egraph::choose(layer, sizes, &Target::cpu(args.cpu.clone()), line_of), None));
+    };
+    // Only a forced form can be refused; its f64 specification still runs.
+    let p = artifact::plan(layer, sizes, target, args.form, line_of).map_err(|e| match (&e, args.form) {
+        (PlanError::NoSchedule(_), Some(f)) => format!("{e}; `--target interp --form {f}` runs its f64 specification"),
+        _ => e.to_string(),
+    })?;
+    Ok((p.choice, Some(p.form)))
 }
 
 /// Refuses, before any work, an output that cannot be written, that is a file the run
@@ -178,4 +197,44 @@ fn need(args: &RunArgs, layer: &Layer, sizes: &Sizes, native: bool, file: Option
         n.add("the --save-inputs file", ins.saturating_mul(8 * 2));
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::{Cli, Command};
+    use clap::Parser;
+
+    /// What `ssmc run stdlib/s4d.ssm --dim L=65536 ARGS...` plans: the forms the cost model
+    /// chooses and the form of native code.
+    fn s4d_plan(extra: &[&str]) -> Result<(Vec<Form>, Option<Form>), String> {
+        let argv = ["ssmc", "run", "stdlib/s4d.ssm", "--dim", "L=65536"].iter().chain(extra);
+        let Command::Run(args) = Cli::try_parse_from(argv).expect("parses").command else { panic!("not run") };
+        let layer = ssmc_compiler::compile(include_str!("../../stdlib/s4d.ssm")).expect("checks").0.layers.remove(0);
+        let dims: BTreeMap<String, usize> = args.dims.iter().cloned().collect();
+        let sizes = sizes_from_dims(&layer, &dims).expect("sizes");
+        let target = args.target().expect("a target");
+        plan(&args, target.as_ref(), &layer, &sizes, &|_| 0).map(|(choice, form)| (choice.plan.forms, form))
+    }
+
+    /// S4D at L = 65536: the GPU's cost model chooses the FFT convolution, the CPU's the
+    /// recurrence (`ssmc explain` shows both). `run --target cuda` once planned with the CPU's.
+    #[test]
+    fn run_plans_with_the_cost_model_of_its_target() {
+        for cuda in ["cuda", "ptx"] {
+            // No GPU schedule for conv yet: native code is recurrent, planned by the GPU's model.
+            assert_eq!(s4d_plan(&["--target", cuda]), Ok((vec![Form::Conv], Some(Form::Recurrent))), "--target {cuda}");
+        }
+        assert_eq!(s4d_plan(&["--target", "cpu"]), Ok((vec![Form::Recurrent], Some(Form::Recurrent))));
+        assert_eq!(s4d_plan(&["--target", "interp"]), Ok((vec![Form::Recurrent], None)));
+        assert_eq!(s4d_plan(&[]), Ok((vec![Form::Recurrent], None)));
+    }
+
+    #[test]
+    fn a_forced_form_without_a_gpu_schedule_is_refused_by_name() {
+        let msg = s4d_plan(&["--target", "cuda", "--form", "conv"]).expect_err("refused");
+        assert!(msg.contains("form conv has no GPU schedule yet"), "{msg}");
+        assert!(msg.contains("`--target interp --form conv` runs its f64 specification"), "{msg}");
+        assert_eq!(s4d_plan(&["--target", "cpu", "--form", "conv"]), Ok((vec![Form::Recurrent], Some(Form::Conv))));
+    }
 }

@@ -1,8 +1,10 @@
 //! What `ssmc run` prints: per output its shape and statistics, as text or JSON.
 
+use ssmc_compiler::artifact;
 use ssmc_compiler::bind::Sizes;
-use ssmc_compiler::forms::{cost, egraph, Form};
+use ssmc_compiler::forms::Form;
 use ssmc_compiler::ir::Layer;
+use ssmc_compiler::target::Target;
 use ssmc_compiler::tensors::TensorMap;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -160,14 +162,9 @@ impl fmt::Display for Summary {
 }
 
 /// The text of `ssmc explain`: every form with its estimate or the reason it is illegal.
-pub fn explain_text(
-    layer: &Layer,
-    file: &Path,
-    target: cost::Target,
-    sizes: &Sizes,
-    choice: &egraph::Choice,
-) -> String {
+pub fn explain_text(layer: &Layer, file: &Path, target: &Target, sizes: &Sizes, planned: &artifact::Planned) -> String {
     use std::fmt::Write as _;
+    let choice = &planned.choice;
     let mut out = String::new();
     let dims: Vec<String> = sizes.describe(layer).iter().map(|(k, v)| format!("{k}={v}")).collect();
     let _ = writeln!(out, "layer   {} ({})", layer.name, file.display());
@@ -199,21 +196,17 @@ pub fn explain_text(
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "chosen  {}   (extracted term {})", choice.plan, choice.extracted);
-    let build_target = match target {
-        cost::Target::Cpu => ssmc_compiler::artifact::BuildTarget::Cpu { cpu: "native".to_string() },
-        cost::Target::Ptx => ssmc_compiler::artifact::BuildTarget::Ptx,
-    };
-    let native = ssmc_compiler::artifact::native_form(layer, &build_target, choice, None).unwrap_or(Form::Recurrent);
+    let native = planned.form;
     // When native code is not in the chosen form, why the chosen one has no schedule.
-    let planned = choice.plan.forms.first().copied().unwrap_or(Form::Recurrent);
-    let why = match ssmc_compiler::artifact::kernel(layer, &build_target, planned) {
-        Err(e) if native != planned => format!(" ({e})"),
+    let chosen = choice.plan.forms.first().copied().unwrap_or(Form::Recurrent);
+    let why = match artifact::kernel(layer, target, chosen) {
+        Err(e) if native != chosen => format!(" ({e})"),
         _ => String::new(),
     };
     let _ = writeln!(
         out,
         "native  {native}{why}: what `ssmc run --target {}` and `ssmc build` with these --dim compile; `--form NAME` forces another",
-        if target == cost::Target::Cpu { "cpu" } else { "cuda" }
+        target.name()
     );
     out
 }

@@ -6,52 +6,42 @@
 mod llvm;
 mod math;
 
+use crate::target::{x86_cpu, Target};
 use inkwell::context::Context;
 use inkwell::module::Module;
 use inkwell::passes::PassBuilderOptions;
-use inkwell::targets::{CodeModel, FileType, InitializationConfig, RelocMode, Target, TargetMachine, TargetTriple};
+use inkwell::targets::{
+    CodeModel, FileType, InitializationConfig, RelocMode, Target as LlvmTarget, TargetMachine, TargetTriple,
+};
 use inkwell::OptimizationLevel;
 use ssmc_loops::Kernel;
 use std::fmt;
 
-/// The machine code is generated for.
+/// What the kernel emitter (`llvm.rs`) reads of the [`crate::target::Target`]: the kind of
+/// entry point, and whether AVX-512 instructions may be used. Private, derived in one place
+/// ([`Arch::of`]); the machine itself is named only by the `Target`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Arch {
-    /// x86-64 with an LLVM CPU name (`native` is the host).
+enum Arch {
+    /// x86-64: a loop over the work items in `[begin, end)`.
     X86 {
-        /// `native`, `x86-64-v3` (AVX2), `x86-64-v4` (AVX-512), or any LLVM CPU name.
-        cpu: String,
+        /// The CPU has AVX-512 F and DQ.
+        avx512: bool,
     },
-    /// NVIDIA PTX for sm_90 (ISA 8.0).
+    /// NVIDIA PTX: one work item per thread.
     Nvptx,
 }
 
 impl Arch {
-    /// The widest f32 vector worth using.
-    pub fn max_lanes(&self) -> u32 {
-        match self {
-            Arch::X86 { cpu } => {
-                let (name, features) = x86_cpu(cpu);
-                if features.contains("+avx512f") || name == "x86-64-v4" {
-                    16
-                } else {
-                    8
-                }
-            }
-            // Vectors are split into scalars on the GPU; 16 keeps the state unrolled in registers.
-            Arch::Nvptx => 16,
+    fn of(target: &Target) -> Arch {
+        match target {
+            Target::Cpu { .. } => Arch::X86 { avx512: target.avx512() },
+            Target::Cuda { .. } => Arch::Nvptx,
         }
     }
 
     /// x86 with AVX-512 F and DQ (16-lane vectors, `vscalefps`, `vreduceps`).
     fn avx512(&self) -> bool {
-        match self {
-            Arch::X86 { cpu } => {
-                let (name, features) = x86_cpu(cpu);
-                name == "x86-64-v4" || (features.contains("+avx512f") && features.contains("+avx512dq"))
-            }
-            Arch::Nvptx => false,
-        }
+        matches!(self, Arch::X86 { avx512: true })
     }
 }
 
@@ -71,29 +61,21 @@ fn err(e: impl fmt::Display) -> CodegenError {
     CodegenError(e.to_string())
 }
 
-fn x86_cpu(cpu: &str) -> (String, String) {
-    if cpu == "native" {
-        (TargetMachine::get_host_cpu_name().to_string(), TargetMachine::get_host_cpu_features().to_string())
-    } else {
-        (cpu.to_string(), String::new())
-    }
-}
-
-fn machine(arch: &Arch) -> Result<TargetMachine, CodegenError> {
-    let (triple, cpu, features) = match arch {
-        Arch::X86 { cpu } => {
-            Target::initialize_x86(&InitializationConfig::default());
+fn machine(target: &Target) -> Result<TargetMachine, CodegenError> {
+    let (triple, cpu, features) = match target {
+        Target::Cpu { cpu } => {
+            LlvmTarget::initialize_x86(&InitializationConfig::default());
             let (name, features) = x86_cpu(cpu);
             ("x86_64-unknown-linux-gnu", name, features)
         }
-        Arch::Nvptx => {
-            Target::initialize_nvptx(&InitializationConfig::default());
-            ("nvptx64-nvidia-cuda", "sm_90".to_string(), "+ptx80".to_string())
+        Target::Cuda { arch } => {
+            LlvmTarget::initialize_nvptx(&InitializationConfig::default());
+            ("nvptx64-nvidia-cuda", arch.name().to_string(), arch.ptx_features().to_string())
         }
     };
     let triple = TargetTriple::create(triple);
-    let target = Target::from_triple(&triple).map_err(err)?;
-    target
+    let llvm_target = LlvmTarget::from_triple(&triple).map_err(err)?;
+    llvm_target
         .create_target_machine(
             &triple,
             &cpu,
@@ -124,14 +106,15 @@ fn no_slp_vectorizer() {
 fn build<'ctx>(
     ctx: &'ctx Context,
     kernels: &[Kernel],
-    arch: &Arch,
+    target: &Target,
     tm: &TargetMachine,
 ) -> Result<Module<'ctx>, CodegenError> {
+    let arch = Arch::of(target);
     let module = ctx.create_module("ssmc");
     module.set_triple(&tm.get_triple());
     module.set_data_layout(&tm.get_target_data().get_data_layout());
     for k in kernels {
-        llvm::emit_kernel(ctx, &module, k, arch)?;
+        llvm::emit_kernel(ctx, &module, k, &arch)?;
     }
     module.verify().map_err(|e| CodegenError(format!("invalid LLVM IR: {e}")))?;
     no_slp_vectorizer();
@@ -139,29 +122,29 @@ fn build<'ctx>(
     Ok(module)
 }
 
-/// An object file (ELF, position independent) holding the kernels.
-pub fn object(kernels: &[Kernel], arch: &Arch) -> Result<Vec<u8>, CodegenError> {
-    let tm = machine(arch)?;
+/// An object file (ELF, position independent) holding the kernels, for a CPU target.
+pub fn object(kernels: &[Kernel], target: &Target) -> Result<Vec<u8>, CodegenError> {
+    let tm = machine(target)?;
     let ctx = Context::create();
-    let module = build(&ctx, kernels, arch, &tm)?;
+    let module = build(&ctx, kernels, target, &tm)?;
     let buf = tm.write_to_memory_buffer(&module, FileType::Object).map_err(err)?;
     Ok(buf.as_slice().to_vec())
 }
 
-/// PTX assembly text holding the kernels.
-pub fn ptx(kernels: &[Kernel]) -> Result<String, CodegenError> {
-    let tm = machine(&Arch::Nvptx)?;
+/// PTX assembly text holding the kernels, for a GPU target.
+pub fn ptx(kernels: &[Kernel], target: &Target) -> Result<String, CodegenError> {
+    let tm = machine(target)?;
     let ctx = Context::create();
-    let module = build(&ctx, kernels, &Arch::Nvptx, &tm)?;
+    let module = build(&ctx, kernels, target, &tm)?;
     let buf = tm.write_to_memory_buffer(&module, FileType::Assembly).map_err(err)?;
     Ok(String::from_utf8_lossy(buf.as_slice()).into_owned())
 }
 
 /// The optimized LLVM IR text, for `ssmc build --emit llvm`.
-pub fn llvm_ir(kernels: &[Kernel], arch: &Arch) -> Result<String, CodegenError> {
-    let tm = machine(arch)?;
+pub fn llvm_ir(kernels: &[Kernel], target: &Target) -> Result<String, CodegenError> {
+    let tm = machine(target)?;
     let ctx = Context::create();
-    let module = build(&ctx, kernels, arch, &tm)?;
+    let module = build(&ctx, kernels, target, &tm)?;
     let text = module.print_to_string().to_string();
     Ok(text)
 }

@@ -12,55 +12,37 @@
 use super::Form;
 use crate::bind::Sizes;
 use crate::ir::{AStructure, AxisRole, Layer, Scan};
+use crate::target::Target;
 
-/// What code is generated for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Target {
-    /// x86-64 CPU.
-    Cpu,
-    /// NVIDIA GPU (PTX).
-    Ptx,
-}
-
-impl Target {
-    /// The name used on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Target::Cpu => "cpu",
-            Target::Ptx => "ptx",
-        }
-    }
-
-    /// The machine model of the target.
-    pub fn machine(self) -> Machine {
-        match self {
-            // 2 cores x 2 FMA units x 16 fp32 lanes x 2 flops x 3 GHz.
-            Target::Cpu => Machine {
-                peak_flops: 384e9,
-                bandwidth: 20e9,
-                lanes: 32.0,
-                step_latency: 2e-9,
-                launch: 1e-6,
-                eff_serial: 0.35,
-                eff_parallel: 0.5,
-                eff_matmul: 0.7,
-                // Measured: ssmc's FFT convolution (realfft) reaches about 50 GFLOP/s on
-                // two cores, counting 2.5 n log2 n per real transform (bench/NOTES.md).
-                eff_fft: 0.13,
-            },
-            // H200: 67 TFLOP/s fp32, 4.28 TB/s, 132 SMs x 128 lanes.
-            Target::Ptx => Machine {
-                peak_flops: 67e12,
-                bandwidth: 4.28e12,
-                lanes: 16896.0,
-                step_latency: 30e-9,
-                launch: 5e-6,
-                eff_serial: 0.25,
-                eff_parallel: 0.5,
-                eff_matmul: 0.6,
-                eff_fft: 0.3,
-            },
-        }
+/// The machine model of `target`: the same figures for every CPU name and GPU architecture.
+pub fn machine(target: &Target) -> Machine {
+    match target {
+        // 2 cores x 2 FMA units x 16 fp32 lanes x 2 flops x 3 GHz.
+        Target::Cpu { .. } => Machine {
+            peak_flops: 384e9,
+            bandwidth: 20e9,
+            lanes: 32.0,
+            step_latency: 2e-9,
+            launch: 1e-6,
+            eff_serial: 0.35,
+            eff_parallel: 0.5,
+            eff_matmul: 0.7,
+            // Measured: ssmc's FFT convolution (realfft) reaches about 50 GFLOP/s on
+            // two cores, counting 2.5 n log2 n per real transform (bench/NOTES.md).
+            eff_fft: 0.13,
+        },
+        // H200: 67 TFLOP/s fp32, 4.28 TB/s, 132 SMs x 128 lanes.
+        Target::Cuda { .. } => Machine {
+            peak_flops: 67e12,
+            bandwidth: 4.28e12,
+            lanes: 16896.0,
+            step_latency: 30e-9,
+            launch: 5e-6,
+            eff_serial: 0.25,
+            eff_parallel: 0.5,
+            eff_matmul: 0.6,
+            eff_fft: 0.3,
+        },
     }
 }
 

@@ -2,11 +2,12 @@
 //! compute the same thing, legality as an e-class analysis, and extraction of the cheapest
 //! term by the target's cost model. The rules are listed with their math in `RULES.md`.
 
-use super::cost::{self, Estimate, Shape, Target};
+use super::cost::{self, Estimate, Shape};
 use super::{Form, Plan, CHUNK_SIZES};
 use crate::bind::Sizes;
 use crate::ir::{AxisRole, Direction, Layer, Scan};
 use crate::roles;
+use crate::target::Target;
 use egg::{
     rewrite, CostFunction, DidMerge, EGraph, Extractor, Id, Language, Pattern, RecExpr, Rewrite, Runner, Subst, Symbol,
 };
@@ -230,7 +231,7 @@ fn seconds(c: &Candidate) -> f64 {
 
 /// Saturates the layer's term with [`rules`] and extracts the cheapest form for `target`.
 /// `line_of` maps a source span to its line, for the reasons given for illegal forms.
-pub fn choose(layer: &Layer, sizes: &Sizes, target: Target, line_of: &dyn Fn(Span) -> usize) -> Choice {
+pub fn choose(layer: &Layer, sizes: &Sizes, target: &Target, line_of: &dyn Fn(Span) -> usize) -> Choice {
     let scans = roles::scans(layer);
     let shapes: Vec<Shape> = scans.iter().map(|(s, _)| Shape::of(layer, s, sizes)).collect();
     let (term, symbols) = start_term(layer);
@@ -246,7 +247,7 @@ pub fn choose(layer: &Layer, sizes: &Sizes, target: Target, line_of: &dyn Fn(Spa
         .run(&rules());
     let root = runner.roots[0];
     let egraph = &runner.egraph;
-    let machine = target.machine();
+    let machine = cost::machine(target);
     let extractor = Extractor::new(egraph, FormCost { egraph, shapes: &shapes, machine });
     let (_, best) = extractor.find_best(root);
     let plan = plan_of(&best, egraph, scans.len());
