@@ -218,7 +218,7 @@ fn large_states_match_the_interpreter_on_the_gpu() {
             let text = source.replace(&format!("state N = {default}"), &format!("state N = {n}"));
             let layer = ssmc_compiler::compile(&text).expect("compiles").0.layers.remove(0);
             let out = dir.path().join(format!("{name}-{n}"));
-            artifact::build(&layer, &BuildTarget::Ptx, Form::Recurrent, &out).unwrap_or_else(|e| panic!("{name}: {e}"));
+            artifact::build(&layer, &Target::cuda(), Form::Recurrent, &out).unwrap_or_else(|e| panic!("{name}: {e}"));
             let lib = GpuLayer::load(&out).expect("loads");
             let dims = [("L", 9), ("B", 2), ("D", 5), ("H", 3), ("P", 3)];
             let (sizes, inputs) = inputs(&layer, &dims);
