@@ -129,13 +129,11 @@ impl LayerCx<'_> {
                     ))
                     .with_hint(format!("declare the axis as `{want_text}`"))
                 }
-                (Some(_), Some(prev)) => Diagnostic::error(
-                    format!("`{name}` has two {role} axes"),
-                    atoms[k],
-                    format!("second {role} axis"),
-                )
-                .with_secondary(prev, format!("first {role} axis"))
-                .with_note(format!("the scan has one {role} index, so a tensor varies along it at most once")),
+                (Some(_), Some(prev)) => {
+                    Diagnostic::error(format!("`{name}` has two {role} axes"), atoms[k], format!("second {role} axis"))
+                        .with_secondary(prev, format!("first {role} axis"))
+                        .with_note(format!("the scan has one {role} index, so a tensor varies along it at most once"))
+                }
                 (Some(_), None) => {
                     first_at[slot] = Some(atoms[k]);
                     continue;
