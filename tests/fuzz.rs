@@ -24,6 +24,7 @@ fn mutants_never_crash_hang_or_touch_other_files() {
         jobs: 2,
         bin: ssmc_bin().to_path_buf(),
         progress: false,
+        keep_cases: false,
         work: std::fs::canonicalize(repo()).unwrap_or_else(|_| repo()).join("target").join("fuzz-ci"),
     };
     let (report, took) = campaign::timed(config);

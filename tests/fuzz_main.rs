@@ -42,6 +42,9 @@ struct Args {
     /// The `ssmc` binary.
     #[arg(long, default_value = "target/release/ssmc")]
     bin: PathBuf,
+    /// Keep every layer case's folder (`WORK/layer-N/`), to replay or time one.
+    #[arg(long)]
+    keep_cases: bool,
     /// Where cases run and failures are kept.
     #[arg(long, default_value = "target/fuzz")]
     work: PathBuf,
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         jobs,
         bin,
         progress: true,
+        keep_cases: a.keep_cases,
         work: work.clone(),
     };
     eprintln!("ssmc-fuzz: seed {seed}, {} source mutants, {jobs} workers, cases under {}", a.mutants, work.display());

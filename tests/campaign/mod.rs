@@ -55,6 +55,8 @@ pub struct Config {
     pub work: PathBuf,
     /// Print a line on stderr every 500 cases of a stage.
     pub progress: bool,
+    /// Keep the folder of every layer case (`layer-N/`), not only the failing ones.
+    pub keep_cases: bool,
 }
 
 /// Counts of one stage.

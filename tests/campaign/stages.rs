@@ -180,8 +180,10 @@ pub(super) fn layers(cx: &Cx, accepted: &[Vec<u8>]) {
                 memcheck(cx, &dir, native, &envs);
             }
         }
-        let _ = std::fs::remove_dir_all(&cache);
-        let _ = std::fs::remove_dir_all(&dir);
+        if !cx.config.keep_cases {
+            let _ = std::fs::remove_dir_all(&cache);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     });
 }
 
