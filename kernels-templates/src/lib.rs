@@ -13,6 +13,7 @@
 //! and the convolution by FFT in a host routine.
 
 mod chunked;
+mod common;
 mod complex;
 mod conv;
 mod hoist;
