@@ -283,12 +283,7 @@ pub fn scan_spec(layer: &Layer, max_lanes: u32, choice: MappingChoice) -> Result
         lanes,
         mapping,
         pairs: layer.a_structure == AStructure::Complex,
-        discretization: match layer.discretization {
-            Discretization::Zoh => ssmc_kernels::Discretization::Zoh,
-            Discretization::ZohEuler => ssmc_kernels::Discretization::ZohEuler,
-            Discretization::Bilinear => ssmc_kernels::Discretization::Bilinear,
-            Discretization::Discrete => ssmc_kernels::Discretization::Discrete,
-        },
+        discretization: layer.discretization,
         scans,
         y: lw.place(layer.output, None),
         y_element_stride: Lowerer { along: AxisRole::HeadDim, ..lw.clone() }.stride_along(layer.output),

@@ -27,17 +27,34 @@ pub use recurrent::recurrent;
 
 use ssmc_loops::{Buffer, Index, Val};
 
-/// Continuous to discrete, as in the layer model.
+/// Continuous to discrete (A, B, dt) -> (Abar, Bbar). The one definition: the layer IR
+/// (`compiler/src/ir`) re-exports it, so lowering hands it to the templates unchanged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Discretization {
     /// Abar = exp(dt A), Bbar = (dt A)^-1 (exp(dt A) - 1) dt B.
     Zoh,
-    /// Abar = exp(dt A), Bbar = dt B.
+    /// Abar = exp(dt A), Bbar = dt B (Mamba).
     ZohEuler,
-    /// Abar = (1 - dt A/2)^-1 (1 + dt A/2), Bbar = (1 - dt A/2)^-1 dt B.
+    /// Abar = (1 - dt A/2)^-1 (1 + dt A/2), Bbar = (1 - dt A/2)^-1 dt B (S4).
     Bilinear,
-    /// Abar = A, Bbar = B.
+    /// Abar = A, Bbar = B, given directly.
     Discrete,
+}
+
+impl Discretization {
+    /// All methods.
+    pub const ALL: [Discretization; 4] =
+        [Discretization::Zoh, Discretization::ZohEuler, Discretization::Bilinear, Discretization::Discrete];
+
+    /// The name used in `.ssm` files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Discretization::Zoh => "zoh",
+            Discretization::ZohEuler => "zoh_euler",
+            Discretization::Bilinear => "bilinear",
+            Discretization::Discrete => "discrete",
+        }
+    }
 }
 
 /// The role values of one scan, over the axis variables.

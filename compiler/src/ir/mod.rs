@@ -274,34 +274,9 @@ impl AStructure {
     }
 }
 
-/// Continuous to discrete (A, B, dt) -> (Abar, Bbar).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Discretization {
-    /// Abar = exp(dt A), Bbar = (dt A)^-1 (exp(dt A) - 1) dt B.
-    Zoh,
-    /// Abar = exp(dt A), Bbar = dt B (Mamba).
-    ZohEuler,
-    /// Abar = (1 - dt A/2)^-1 (1 + dt A/2), Bbar = (1 - dt A/2)^-1 dt B (S4).
-    Bilinear,
-    /// Abar = A, Bbar = B, given directly.
-    Discrete,
-}
-
-impl Discretization {
-    /// All methods.
-    pub const ALL: [Discretization; 4] =
-        [Discretization::Zoh, Discretization::ZohEuler, Discretization::Bilinear, Discretization::Discrete];
-
-    /// The name used in `.ssm` files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Discretization::Zoh => "zoh",
-            Discretization::ZohEuler => "zoh_euler",
-            Discretization::Bilinear => "bilinear",
-            Discretization::Discrete => "discrete",
-        }
-    }
-}
+/// Continuous to discrete (A, B, dt) -> (Abar, Bbar); defined in the templates crate,
+/// which cannot depend on this one, so that the IR and the templates share one type.
+pub use ssmc_kernels::Discretization;
 
 /// Scan order over time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
