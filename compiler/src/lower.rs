@@ -265,7 +265,7 @@ pub fn scan_spec(layer: &Layer, max_lanes: u32, choice: MappingChoice) -> Result
         }
     };
     let size = |d: Option<Handle<Dim>>| d.map_or(Index::Const(1), |d| lw.dim(d));
-    let scans = crate::roles::scans(layer).into_iter().map(|(s, rev)| lw.scan(s, rev, lanes)).collect();
+    let scans = layer.directed_scans().into_iter().map(|(s, rev)| lw.scan(s, rev, lanes)).collect();
     Ok(ScanSpec {
         name: kernel_name(layer),
         buffers,

@@ -434,6 +434,19 @@ impl Layer {
         std::iter::once(&self.forward).chain(self.backward.as_ref())
     }
 
+    /// The scans as they run, each with whether it runs backward in time: the forward scan
+    /// (backward for a reverse layer), then for a bidirectional layer the backward scan (the
+    /// forward one again when the two share their roles).
+    pub fn directed_scans(&self) -> Vec<(&Scan, bool)> {
+        match self.direction {
+            Direction::Causal => vec![(&self.forward, false)],
+            Direction::Reverse => vec![(&self.forward, true)],
+            Direction::Bidirectional => {
+                vec![(&self.forward, false), (self.backward.as_ref().unwrap_or(&self.forward), true)]
+            }
+        }
+    }
+
     /// The inputs in declaration order.
     pub fn inputs(&self) -> impl Iterator<Item = (Handle<Tensor>, &Tensor)> {
         self.tensors.iter().filter(|(_, t)| t.io == Io::Input)
