@@ -10,7 +10,8 @@
 //! `chunked` on the CPU for scans whose decay is a scalar per head (SSD), a (batch, head)
 //! per work item, chunks of q steps as matrix products; `conv` on the CPU for
 //! time-invariant scans, one sequence per work item, the kernel K by its Vandermonde sum
-//! and the convolution by FFT in a host routine.
+//! and the convolution by FFT in a host routine. Templates do not import each other:
+//! what they share is in `common`, `hoist`, `lanes` and `complex`.
 
 mod chunked;
 mod common;
