@@ -3,7 +3,6 @@
 
 use crate::arena::Handle;
 use crate::ir::{Axis, AxisRole, Dim, DimSize, Layer};
-use crate::tensors::TensorMap;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -147,13 +146,9 @@ fn bind_dims(layer: &Layer, overrides: &BTreeMap<String, usize>, purpose: Purpos
     }
 }
 
-/// Sizes read off the shapes of the given inputs; checks that every declared input is
-/// given with its declared rank and consistent sizes, and that nothing else is.
-pub fn sizes_from_inputs(layer: &Layer, inputs: &TensorMap) -> Result<Sizes, BindError> {
-    sizes_from_shapes(layer, &crate::tensors::shapes(inputs))
-}
-
-/// [`sizes_from_inputs`] from the inputs' shapes alone.
+/// Sizes read off the shapes of the given inputs (by name; `tensors::shapes` gives them
+/// for loaded tensors); checks that every declared input is given with its declared rank
+/// and consistent sizes, and that nothing else is.
 pub fn sizes_from_shapes(
     layer: &Layer,
     inputs: &std::collections::BTreeMap<String, Vec<usize>>,

@@ -8,14 +8,14 @@ use crate::roles::{self, discretize, silu, Dims, Field, ScanRoles};
 use crate::tensors::TensorMap;
 use num_complex::Complex64 as C64;
 
-/// Runs the layer on inputs already checked by [`crate::bind::sizes_from_inputs`] (or
+/// Runs the layer on inputs already checked by [`crate::bind::sizes_from_shapes`] (or
 /// generated at `sizes`). Returns the output y and the final state, if declared, by name.
 pub fn run(layer: &Layer, sizes: &Sizes, inputs: &TensorMap) -> TensorMap {
     let d = Dims::new(layer, sizes);
     let mut y = vec![0.0; d.y_len()];
     let mut final_state = vec![C64::new(0.0, 0.0); d.state_len()];
     let h0 = roles::initial_state(layer, inputs);
-    for (scan, reversed) in roles::scans(layer) {
+    for (scan, reversed) in layer.directed_scans() {
         let r = ScanRoles::new(layer, sizes, inputs, scan);
         recurrence(layer, &d, &r, h0.as_ref(), reversed, &mut y, &mut final_state);
     }

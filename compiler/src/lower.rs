@@ -265,7 +265,7 @@ pub fn scan_spec(layer: &Layer, max_lanes: u32, choice: MappingChoice) -> Result
         }
     };
     let size = |d: Option<Handle<Dim>>| d.map_or(Index::Const(1), |d| lw.dim(d));
-    let scans = crate::roles::scans(layer).into_iter().map(|(s, rev)| lw.scan(s, rev, lanes)).collect();
+    let scans = layer.directed_scans().into_iter().map(|(s, rev)| lw.scan(s, rev, lanes)).collect();
     Ok(ScanSpec {
         name: kernel_name(layer),
         buffers,
@@ -283,12 +283,7 @@ pub fn scan_spec(layer: &Layer, max_lanes: u32, choice: MappingChoice) -> Result
         lanes,
         mapping,
         pairs: layer.a_structure == AStructure::Complex,
-        discretization: match layer.discretization {
-            Discretization::Zoh => ssmc_kernels::Discretization::Zoh,
-            Discretization::ZohEuler => ssmc_kernels::Discretization::ZohEuler,
-            Discretization::Bilinear => ssmc_kernels::Discretization::Bilinear,
-            Discretization::Discrete => ssmc_kernels::Discretization::Discrete,
-        },
+        discretization: layer.discretization,
         scans,
         y: lw.place(layer.output, None),
         y_element_stride: Lowerer { along: AxisRole::HeadDim, ..lw.clone() }.stride_along(layer.output),

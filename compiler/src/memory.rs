@@ -8,7 +8,7 @@
 
 use ssmc_compiler::bind::Sizes;
 use ssmc_compiler::ir::{Io, Layer};
-use ssmc_compiler::roles::{self, Dims};
+use ssmc_compiler::roles::Dims;
 use ssmc_compiler::tensors::bytes_text;
 
 /// Most memory a run may take when `$SSMC_MAX_MEMORY` is not set, whatever is available.
@@ -106,7 +106,7 @@ pub fn interpreter_state(layer: &Layer, sizes: &Sizes, form: bool) -> u64 {
     let d = Dims::new(layer, sizes);
     let field = |e| elements(&sizes.shape(&layer.axes_of(e))).saturating_mul(8);
     let mut bytes = 0u64;
-    for (scan, _) in roles::scans(layer) {
+    for (scan, _) in layer.directed_scans() {
         let reals = [Some(scan.x), scan.dt, scan.skip, scan.gate];
         for e in reals.into_iter().flatten() {
             bytes = bytes.saturating_add(field(e));

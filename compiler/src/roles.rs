@@ -68,17 +68,6 @@ impl Dims {
     }
 }
 
-/// The scans of a layer in order, each with whether it runs backward in time.
-pub fn scans(layer: &Layer) -> Vec<(&Scan, bool)> {
-    match layer.direction {
-        Direction::Causal => vec![(&layer.forward, false)],
-        Direction::Reverse => vec![(&layer.forward, true)],
-        Direction::Bidirectional => {
-            vec![(&layer.forward, false), (layer.backward.as_ref().unwrap_or(&layer.forward), true)]
-        }
-    }
-}
-
 /// A role's values over the role's own axes (complex when the role is).
 pub struct Field {
     /// (slot, stride) per axis.

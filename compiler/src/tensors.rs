@@ -195,13 +195,6 @@ fn write_with(path: &Path, tensors: &TensorMap, dtype_of: impl Fn(&str) -> DType
     write_atomically(path, &encoded)
 }
 
-/// Whether a regular file can be written at `path` (see [`crate::outpath::resolve`]).
-/// Checked before a run, so that a typo in an output path fails at once instead of after
-/// the work (and before any other file is written).
-pub fn check_writable(path: &Path) -> Result<(), TensorFileError> {
-    crate::outpath::resolve(path).map(|_| ()).map_err(|e| file_error(path, e))
-}
-
 /// Writes `bytes` to `path` atomically, following symbolic links (see [`crate::outpath`]).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), TensorFileError> {
     crate::outpath::write_atomically(path, bytes).map_err(|e| file_error(path, e))

@@ -14,9 +14,9 @@
 //! vector lanes over the elements of the head and several rows (or state indices) at once,
 //! each its own accumulator, so no single dependency chain bounds the speed.
 
+use crate::common::{decode, silu, Builder};
 use crate::complex::expm1;
 use crate::hoist::{looped, over_chunks};
-use crate::recurrent::{decode, silu, Builder};
 use crate::{Discretization, Mapping, ScanSpec, ScanVals};
 use ssmc_loops::{axis, BinOp, Index, Kernel, Stmt, UnOp, Val, Var};
 

@@ -14,8 +14,8 @@
 //! that their products overlap. The free response of an initial state h0 is the same sum
 //! with g_n = pairs c_n abar_n h0_n.
 
+use crate::common::{decode, silu, state_at, Builder};
 use crate::hoist::{hoist, hoist_at, looped, Hoisted};
-use crate::recurrent::{decode, silu, state_at, Builder};
 use crate::{Cx, Discretization, Mapping, ScanSpec, ScanVals};
 use ssmc_loops::{axis, BinOp, Index, Kernel, Stmt, UnOp, Val, Var};
 

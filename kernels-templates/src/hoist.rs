@@ -2,7 +2,7 @@
 //! Abar, Bbar when dt does not either): in variables, one set per chunk of state lanes, or,
 //! for large states, in a scratch array written by a loop over the state.
 
-use crate::recurrent::{discretize, Builder};
+use crate::common::{discretize, Builder};
 use crate::{Cx, Discretization, Mapping, ScanSpec, ScanVals};
 use ssmc_loops::{axis, Index, Stmt, Val};
 

@@ -2,7 +2,7 @@
 //! whose vector lanes hold heads, rewritten so that lane-varying loads and stores along
 //! time go through transposed scratch tiles instead of a gather or scatter per step.
 
-use crate::recurrent::Builder;
+use crate::common::Builder;
 use crate::ScanSpec;
 use ssmc_loops::{axis, Index, Stmt, Val};
 

@@ -10,9 +10,11 @@
 //! `chunked` on the CPU for scans whose decay is a scalar per head (SSD), a (batch, head)
 //! per work item, chunks of q steps as matrix products; `conv` on the CPU for
 //! time-invariant scans, one sequence per work item, the kernel K by its Vandermonde sum
-//! and the convolution by FFT in a host routine.
+//! and the convolution by FFT in a host routine. Templates do not import each other:
+//! what they share is in `common`, `hoist`, `lanes` and `complex`.
 
 mod chunked;
+mod common;
 mod complex;
 mod conv;
 mod hoist;
@@ -26,17 +28,34 @@ pub use recurrent::recurrent;
 
 use ssmc_loops::{Buffer, Index, Val};
 
-/// Continuous to discrete, as in the layer model.
+/// Continuous to discrete (A, B, dt) -> (Abar, Bbar). The one definition: the layer IR
+/// (`compiler/src/ir`) re-exports it, so lowering hands it to the templates unchanged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Discretization {
     /// Abar = exp(dt A), Bbar = (dt A)^-1 (exp(dt A) - 1) dt B.
     Zoh,
-    /// Abar = exp(dt A), Bbar = dt B.
+    /// Abar = exp(dt A), Bbar = dt B (Mamba).
     ZohEuler,
-    /// Abar = (1 - dt A/2)^-1 (1 + dt A/2), Bbar = (1 - dt A/2)^-1 dt B.
+    /// Abar = (1 - dt A/2)^-1 (1 + dt A/2), Bbar = (1 - dt A/2)^-1 dt B (S4).
     Bilinear,
-    /// Abar = A, Bbar = B.
+    /// Abar = A, Bbar = B, given directly.
     Discrete,
+}
+
+impl Discretization {
+    /// All methods.
+    pub const ALL: [Discretization; 4] =
+        [Discretization::Zoh, Discretization::ZohEuler, Discretization::Bilinear, Discretization::Discrete];
+
+    /// The name used in `.ssm` files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Discretization::Zoh => "zoh",
+            Discretization::ZohEuler => "zoh_euler",
+            Discretization::Bilinear => "bilinear",
+            Discretization::Discrete => "discrete",
+        }
+    }
 }
 
 /// The role values of one scan, over the axis variables.

@@ -1,6 +1,7 @@
 //! Vectorized elementary functions as straight-line IR, the same on every target: no libm
 //! call per element on the CPU, no libdevice on the GPU. Accurate to a few f32 ulp, and
-//! saturating (inf, 0) and NaN-propagating like libm over the whole f32 range.
+//! saturating (inf, 0) and NaN-propagating like libm over the whole f32 range. Free
+//! functions over the codegen context's builder, types and intrinsic calls.
 
 use super::llvm::Cg;
 use super::{err, CodegenError};
@@ -9,91 +10,94 @@ use inkwell::values::VectorValue;
 
 type R<T> = Result<T, CodegenError>;
 
-impl<'ctx> Cg<'_, 'ctx> {
-    fn c(&self, v: f64, n: u32) -> VectorValue<'ctx> {
-        self.splat_const(v, n)
-    }
+fn c<'ctx>(cg: &Cg<'_, 'ctx>, v: f64, n: u32) -> VectorValue<'ctx> {
+    cg.splat_const(v, n)
+}
 
-    fn ci(&self, v: i64, n: u32) -> VectorValue<'ctx> {
-        let c = self.i32.const_int(v as u64, true);
-        VectorType::const_vector(&vec![c; n as usize])
-    }
+fn ci<'ctx>(cg: &Cg<'_, 'ctx>, v: i64, n: u32) -> VectorValue<'ctx> {
+    let c = cg.i32.const_int(v as u64, true);
+    VectorType::const_vector(&vec![c; n as usize])
+}
 
-    /// a * b + c, fused where the target has FMA.
-    fn fma(&self, a: VectorValue<'ctx>, b: VectorValue<'ctx>, c: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
-        self.call("llvm.fmuladd", &[a, b, c])
-    }
+/// a * b + c, fused where the target has FMA.
+fn fma<'ctx>(
+    cg: &Cg<'_, 'ctx>,
+    a: VectorValue<'ctx>,
+    b: VectorValue<'ctx>,
+    c: VectorValue<'ctx>,
+) -> R<VectorValue<'ctx>> {
+    cg.call("llvm.fmuladd", &[a, b, c])
+}
 
-    /// Horner evaluation of sum_k coef[k] x^k.
-    fn poly(&self, x: VectorValue<'ctx>, coef: &[f64]) -> R<VectorValue<'ctx>> {
-        let n = x.get_type().get_size();
-        let mut acc = self.c(coef[coef.len() - 1], n);
-        for k in coef[..coef.len() - 1].iter().rev() {
-            acc = self.fma(acc, x, self.c(*k, n))?;
-        }
-        Ok(acc)
+/// Horner evaluation of sum_k coef[k] x^k.
+fn poly<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>, coef: &[f64]) -> R<VectorValue<'ctx>> {
+    let n = x.get_type().get_size();
+    let mut acc = c(cg, coef[coef.len() - 1], n);
+    for k in coef[..coef.len() - 1].iter().rev() {
+        acc = fma(cg, acc, x, c(cg, *k, n))?;
     }
+    Ok(acc)
+}
 
-    fn i16_all_ones(&self) -> inkwell::values::IntValue<'ctx> {
-        self.i32.get_context().i16_type().const_all_ones()
-    }
+fn i16_all_ones<'ctx>(cg: &Cg<'_, 'ctx>) -> inkwell::values::IntValue<'ctx> {
+    cg.i32.get_context().i16_type().const_all_ones()
+}
 
-    fn to_int(&self, v: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
-        let n = v.get_type().get_size();
-        self.b.build_float_to_signed_int(v, self.i32.vec_type(n), "").map_err(err)
-    }
+fn to_int<'ctx>(cg: &Cg<'_, 'ctx>, v: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
+    let n = v.get_type().get_size();
+    cg.b.build_float_to_signed_int(v, cg.i32.vec_type(n), "").map_err(err)
+}
 
-    fn bits(&self, v: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
-        let n = v.get_type().get_size();
-        Ok(self.b.build_bit_cast(v, self.i32.vec_type(n), "").map_err(err)?.into_vector_value())
-    }
+fn bits<'ctx>(cg: &Cg<'_, 'ctx>, v: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
+    let n = v.get_type().get_size();
+    Ok(cg.b.build_bit_cast(v, cg.i32.vec_type(n), "").map_err(err)?.into_vector_value())
+}
 
-    /// x clamped to [lo, hi], NaN kept.
-    fn clamp(&self, x: VectorValue<'ctx>, lo: f64, hi: f64) -> R<VectorValue<'ctx>> {
-        self.at_most(self.at_least(x, lo)?, hi)
-    }
+/// x clamped to [lo, hi], NaN kept.
+fn clamp<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>, lo: f64, hi: f64) -> R<VectorValue<'ctx>> {
+    at_most(cg, at_least(cg, x, lo)?, hi)
+}
 
-    /// max(x, lo), NaN kept: a compare and a select, one `vmaxps` on x86 (`llvm.maxnum`
-    /// needs three instructions there to drop a NaN).
-    fn at_least(&self, x: VectorValue<'ctx>, lo: f64) -> R<VectorValue<'ctx>> {
-        let n = x.get_type().get_size();
-        let below = self.b.build_float_compare(inkwell::FloatPredicate::OLT, x, self.c(lo, n), "").map_err(err)?;
-        Ok(self.b.build_select(below, self.c(lo, n), x, "").map_err(err)?.into_vector_value())
-    }
+/// max(x, lo), NaN kept: a compare and a select, one `vmaxps` on x86 (`llvm.maxnum`
+/// needs three instructions there to drop a NaN).
+fn at_least<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>, lo: f64) -> R<VectorValue<'ctx>> {
+    let n = x.get_type().get_size();
+    let below = cg.b.build_float_compare(inkwell::FloatPredicate::OLT, x, c(cg, lo, n), "").map_err(err)?;
+    Ok(cg.b.build_select(below, c(cg, lo, n), x, "").map_err(err)?.into_vector_value())
+}
 
-    /// min(x, hi), NaN kept.
-    fn at_most(&self, x: VectorValue<'ctx>, hi: f64) -> R<VectorValue<'ctx>> {
-        let n = x.get_type().get_size();
-        let above = self.b.build_float_compare(inkwell::FloatPredicate::OGT, x, self.c(hi, n), "").map_err(err)?;
-        Ok(self.b.build_select(above, self.c(hi, n), x, "").map_err(err)?.into_vector_value())
-    }
+/// min(x, hi), NaN kept.
+fn at_most<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>, hi: f64) -> R<VectorValue<'ctx>> {
+    let n = x.get_type().get_size();
+    let above = cg.b.build_float_compare(inkwell::FloatPredicate::OGT, x, c(cg, hi, n), "").map_err(err)?;
+    Ok(cg.b.build_select(above, c(cg, hi, n), x, "").map_err(err)?.into_vector_value())
+}
 
-    /// `y`, or x itself where x is NaN (where `y` came through a float-to-int conversion,
-    /// which gives poison for NaN).
-    fn keep_nan(&self, x: VectorValue<'ctx>, y: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
-        let nan = self.b.build_float_compare(inkwell::FloatPredicate::UNO, x, x, "").map_err(err)?;
-        Ok(self.b.build_select(nan, x, y, "").map_err(err)?.into_vector_value())
-    }
+/// `y`, or x itself where x is NaN (where `y` came through a float-to-int conversion,
+/// which gives poison for NaN).
+fn keep_nan<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>, y: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
+    let nan = cg.b.build_float_compare(inkwell::FloatPredicate::UNO, x, x, "").map_err(err)?;
+    Ok(cg.b.build_select(nan, x, y, "").map_err(err)?.into_vector_value())
+}
 
-    /// p 2^k for integral k in [-150, 128] (floats), as p 2^(k/2) 2^(k - k/2): both factors
-    /// normal, so overflow gives inf and underflow rounds to a subnormal or 0 once.
-    fn scale2(&self, p: VectorValue<'ctx>, k: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
-        let n = k.get_type().get_size();
-        let k = self.to_int(k)?;
-        let k1 = self.b.build_right_shift(k, self.ci(1, n), true, "").map_err(err)?;
-        let k2 = self.b.build_int_nsw_sub(k, k1, "").map_err(err)?;
-        let pow = |e: VectorValue<'ctx>| -> R<VectorValue<'ctx>> {
-            let e = self.b.build_int_nsw_add(e, self.ci(127, n), "").map_err(err)?;
-            self.float_from_bits(self.b.build_left_shift(e, self.ci(23, n), "").map_err(err)?)
-        };
-        let y = self.b.build_float_mul(p, pow(k1)?, "").map_err(err)?;
-        self.b.build_float_mul(y, pow(k2)?, "").map_err(err)
-    }
+/// p 2^k for integral k in [-150, 128] (floats), as p 2^(k/2) 2^(k - k/2): both factors
+/// normal, so overflow gives inf and underflow rounds to a subnormal or 0 once.
+fn scale2<'ctx>(cg: &Cg<'_, 'ctx>, p: VectorValue<'ctx>, k: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
+    let n = k.get_type().get_size();
+    let k = to_int(cg, k)?;
+    let k1 = cg.b.build_right_shift(k, ci(cg, 1, n), true, "").map_err(err)?;
+    let k2 = cg.b.build_int_nsw_sub(k, k1, "").map_err(err)?;
+    let pow = |e: VectorValue<'ctx>| -> R<VectorValue<'ctx>> {
+        let e = cg.b.build_int_nsw_add(e, ci(cg, 127, n), "").map_err(err)?;
+        float_from_bits(cg, cg.b.build_left_shift(e, ci(cg, 23, n), "").map_err(err)?)
+    };
+    let y = cg.b.build_float_mul(p, pow(k1)?, "").map_err(err)?;
+    cg.b.build_float_mul(y, pow(k2)?, "").map_err(err)
+}
 
-    fn float_from_bits(&self, v: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
-        let n = v.get_type().get_size();
-        Ok(self.b.build_bit_cast(v, self.f32.vec_type(n), "").map_err(err)?.into_vector_value())
-    }
+fn float_from_bits<'ctx>(cg: &Cg<'_, 'ctx>, v: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
+    let n = v.get_type().get_size();
+    Ok(cg.b.build_bit_cast(v, cg.f32.vec_type(n), "").map_err(err)?.into_vector_value())
 }
 
 /// e^x: x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6 minimax polynomial (relative
@@ -101,11 +105,11 @@ impl<'ctx> Cg<'_, 'ctx> {
 /// below -87.3, NaN for NaN (x is clamped to [-104, 89], where 2^n already overflows and
 /// underflows, so the scaling saturates by itself).
 pub fn exp<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
-    let y = exp_in_range(cg, cg.clamp(x, -104.0, 89.0)?)?;
+    let y = exp_in_range(cg, clamp(cg, x, -104.0, 89.0)?)?;
     if cg.avx512 && x.get_type().get_size() == 16 {
         return Ok(y);
     }
-    cg.keep_nan(x, y)
+    keep_nan(cg, x, y)
 }
 
 /// The lower clamp of `softplus`'s e^-|x|: e^x is the smallest normal f32 there.
@@ -114,11 +118,12 @@ const EXP_MIN: f64 = -87.33654;
 /// `exp` of x already in [-104, 89] (or NaN, which gives NaN on AVX-512 and poison elsewhere).
 fn exp_in_range<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
     let n = x.get_type().get_size();
-    let k = cg.call("llvm.rint", &[cg.b.build_float_mul(x, cg.c(std::f64::consts::LOG2_E, n), "").map_err(err)?])?;
+    let k = cg.call("llvm.rint", &[cg.b.build_float_mul(x, c(cg, std::f64::consts::LOG2_E, n), "").map_err(err)?])?;
     // Cody-Waite: ln2 in two parts so that k * ln2_hi is exact.
-    let r = cg.fma(k, cg.c(-0.693_145_751_953_125, n), x)?;
-    let r = cg.fma(k, cg.c(-1.428_606_765_330_187e-6, n), r)?;
-    let p = cg.poly(
+    let r = fma(cg, k, c(cg, -0.693_145_751_953_125, n), x)?;
+    let r = fma(cg, k, c(cg, -1.428_606_765_330_187e-6, n), r)?;
+    let p = poly(
+        cg,
         r,
         &[
             1.0,
@@ -132,14 +137,14 @@ fn exp_in_range<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<
     )?;
     if cg.avx512 && n == 16 {
         // p * 2^k in one instruction (vscalefps) instead of building 2^k in the exponent bits.
-        let all = cg.i16_all_ones();
+        let all = i16_all_ones(cg);
         let cur_direction = cg.i32.const_int(4, false);
         return cg.call_exact(
             "llvm.x86.avx512.mask.scalef.ps.512",
             &[p.into(), k.into(), p.into(), all.into(), cur_direction.into()],
         );
     }
-    cg.scale2(p, k)
+    scale2(cg, p, k)
 }
 
 /// 2^t: t = k + f with k = floor(t) and f in [0, 1), 2^f by a degree-6 minimax polynomial
@@ -158,7 +163,7 @@ pub fn exp2<'ctx>(cg: &Cg<'_, 'ctx>, t: VectorValue<'ctx>) -> R<VectorValue<'ctx
     ];
     let n = t.get_type().get_size();
     if cg.avx512 && n == 16 {
-        let all = cg.i16_all_ones();
+        let all = i16_all_ones(cg);
         // imm 0x09: keep no fraction bits, round down, suppress the precision exception.
         let floor_down = cg.i32.const_int(0x09, false);
         let cur_direction = cg.i32.const_int(4, false);
@@ -166,18 +171,18 @@ pub fn exp2<'ctx>(cg: &Cg<'_, 'ctx>, t: VectorValue<'ctx>) -> R<VectorValue<'ctx
             "llvm.x86.avx512.mask.reduce.ps.512",
             &[t.into(), floor_down.into(), t.into(), all.into(), cur_direction.into()],
         )?;
-        let p = cg.poly(f, &COEF)?;
+        let p = poly(cg, f, &COEF)?;
         return cg.call_exact(
             "llvm.x86.avx512.mask.scalef.ps.512",
             &[p.into(), t.into(), p.into(), all.into(), cur_direction.into()],
         );
     }
     let x = t;
-    let t = cg.clamp(t, -150.0, 128.0)?;
+    let t = clamp(cg, t, -150.0, 128.0)?;
     let k = cg.call("llvm.floor", &[t])?;
-    let p = cg.poly(cg.b.build_float_sub(t, k, "").map_err(err)?, &COEF)?;
+    let p = poly(cg, cg.b.build_float_sub(t, k, "").map_err(err)?, &COEF)?;
     // k = 128 gives inf, k = -150 gives 0.
-    cg.keep_nan(x, cg.scale2(p, k)?)
+    keep_nan(cg, x, scale2(cg, p, k)?)
 }
 
 /// ln x: x = (1 + f) 2^e with 1 + f in [sqrt(1/2), sqrt(2)), ln(1 + f) = f - f^2/2 + f^3 P(f)
@@ -185,26 +190,27 @@ pub fn exp2<'ctx>(cg: &Cg<'_, 'ctx>, t: VectorValue<'ctx>) -> R<VectorValue<'ctx
 /// for x < 0 and -inf at 0 are set explicitly.
 pub fn log<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
     let n = x.get_type().get_size();
-    let bits = cg.bits(x)?;
-    let e = cg.b.build_right_shift(bits, cg.ci(23, n), false, "").map_err(err)?;
-    let e = cg.b.build_and(e, cg.ci(255, n), "").map_err(err)?;
-    let e = cg.b.build_int_nsw_sub(e, cg.ci(127, n), "").map_err(err)?;
-    let m = cg.b.build_and(bits, cg.ci(0x007f_ffff, n), "").map_err(err)?;
-    let m = cg.float_from_bits(cg.b.build_or(m, cg.ci(0x3f80_0000, n), "").map_err(err)?)?;
+    let bits = bits(cg, x)?;
+    let e = cg.b.build_right_shift(bits, ci(cg, 23, n), false, "").map_err(err)?;
+    let e = cg.b.build_and(e, ci(cg, 255, n), "").map_err(err)?;
+    let e = cg.b.build_int_nsw_sub(e, ci(cg, 127, n), "").map_err(err)?;
+    let m = cg.b.build_and(bits, ci(cg, 0x007f_ffff, n), "").map_err(err)?;
+    let m = float_from_bits(cg, cg.b.build_or(m, ci(cg, 0x3f80_0000, n), "").map_err(err)?)?;
     // Move m from [1, 2) to [sqrt(1/2), sqrt(2)).
     let big =
-        cg.b.build_float_compare(inkwell::FloatPredicate::OGT, m, cg.c(std::f64::consts::SQRT_2, n), "")
+        cg.b.build_float_compare(inkwell::FloatPredicate::OGT, m, c(cg, std::f64::consts::SQRT_2, n), "")
             .map_err(err)?;
     let m =
-        cg.b.build_select(big, cg.b.build_float_mul(m, cg.c(0.5, n), "").map_err(err)?, m, "")
+        cg.b.build_select(big, cg.b.build_float_mul(m, c(cg, 0.5, n), "").map_err(err)?, m, "")
             .map_err(err)?
             .into_vector_value();
-    let e1 = cg.b.build_int_nsw_add(e, cg.ci(1, n), "").map_err(err)?;
+    let e1 = cg.b.build_int_nsw_add(e, ci(cg, 1, n), "").map_err(err)?;
     let e = cg.b.build_select(big, e1, e, "").map_err(err)?.into_vector_value();
     let ef = cg.b.build_signed_int_to_float(e, cg.f32.vec_type(n), "").map_err(err)?;
-    let f = cg.b.build_float_sub(m, cg.c(1.0, n), "").map_err(err)?;
+    let f = cg.b.build_float_sub(m, c(cg, 1.0, n), "").map_err(err)?;
     let f2 = cg.b.build_float_mul(f, f, "").map_err(err)?;
-    let p = cg.poly(
+    let p = poly(
+        cg,
         f,
         &[
             3.333_333_117_4e-1,
@@ -219,16 +225,16 @@ pub fn log<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>
         ],
     )?;
     let y = cg.b.build_float_mul(cg.b.build_float_mul(f, f2, "").map_err(err)?, p, "").map_err(err)?;
-    let y = cg.fma(ef, cg.c(-2.121_944_40e-4, n), y)?;
-    let y = cg.fma(f2, cg.c(-0.5, n), y)?;
+    let y = fma(cg, ef, c(cg, -2.121_944_40e-4, n), y)?;
+    let y = fma(cg, f2, c(cg, -0.5, n), y)?;
     let y = cg.b.build_float_add(f, y, "").map_err(err)?;
-    let y = cg.fma(ef, cg.c(0.693_359_375, n), y)?;
+    let y = fma(cg, ef, c(cg, 0.693_359_375, n), y)?;
     // log(0) = -inf, log(negative or NaN) = NaN, log(inf) = inf.
-    let zero = cg.b.build_float_compare(inkwell::FloatPredicate::OEQ, x, cg.c(0.0, n), "").map_err(err)?;
-    let y = cg.b.build_select(zero, cg.c(f64::NEG_INFINITY, n), y, "").map_err(err)?.into_vector_value();
-    let bad = cg.b.build_float_compare(inkwell::FloatPredicate::ULT, x, cg.c(0.0, n), "").map_err(err)?;
-    let y = cg.b.build_select(bad, cg.c(f64::NAN, n), y, "").map_err(err)?.into_vector_value();
-    let inf = cg.b.build_float_compare(inkwell::FloatPredicate::OEQ, x, cg.c(f64::INFINITY, n), "").map_err(err)?;
+    let zero = cg.b.build_float_compare(inkwell::FloatPredicate::OEQ, x, c(cg, 0.0, n), "").map_err(err)?;
+    let y = cg.b.build_select(zero, c(cg, f64::NEG_INFINITY, n), y, "").map_err(err)?.into_vector_value();
+    let bad = cg.b.build_float_compare(inkwell::FloatPredicate::ULT, x, c(cg, 0.0, n), "").map_err(err)?;
+    let y = cg.b.build_select(bad, c(cg, f64::NAN, n), y, "").map_err(err)?.into_vector_value();
+    let inf = cg.b.build_float_compare(inkwell::FloatPredicate::OEQ, x, c(cg, f64::INFINITY, n), "").map_err(err)?;
     Ok(cg.b.build_select(inf, x, y, "").map_err(err)?.into_vector_value())
 }
 
@@ -240,13 +246,14 @@ pub fn log<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>
 pub fn softplus<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
     let n = x.get_type().get_size();
     let a = cg.call("llvm.fabs", &[x])?;
-    let a = cg.at_most(a, -EXP_MIN)?;
+    let a = at_most(cg, a, -EXP_MIN)?;
     let u = exp_in_range(cg, cg.b.build_float_neg(a, "").map_err(err)?)?;
     let big =
-        cg.b.build_float_compare(inkwell::FloatPredicate::OGE, u, cg.c(std::f64::consts::SQRT_2 - 1.0, n), "")
+        cg.b.build_float_compare(inkwell::FloatPredicate::OGE, u, c(cg, std::f64::consts::SQRT_2 - 1.0, n), "")
             .map_err(err)?;
-    let f = cg.b.build_select(big, cg.fma(u, cg.c(0.5, n), cg.c(-0.5, n))?, u, "").map_err(err)?.into_vector_value();
-    let s = cg.poly(
+    let f = cg.b.build_select(big, fma(cg, u, c(cg, 0.5, n), c(cg, -0.5, n))?, u, "").map_err(err)?.into_vector_value();
+    let s = poly(
+        cg,
         f,
         &[
             -0.499_999_880_790_710_45,
@@ -260,15 +267,15 @@ pub fn softplus<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<
             -0.076_218_590_140_342_71,
         ],
     )?;
-    let l = cg.fma(cg.b.build_float_mul(f, s, "").map_err(err)?, f, f)?;
-    let ln2 = cg.b.build_select(big, cg.c(std::f64::consts::LN_2, n), cg.c(0.0, n), "").map_err(err)?;
+    let l = fma(cg, cg.b.build_float_mul(f, s, "").map_err(err)?, f, f)?;
+    let ln2 = cg.b.build_select(big, c(cg, std::f64::consts::LN_2, n), c(cg, 0.0, n), "").map_err(err)?;
     let l = cg.b.build_float_add(l, ln2.into_vector_value(), "").map_err(err)?;
-    let pos = cg.call("llvm.maxnum", &[x, cg.c(0.0, n)])?;
+    let pos = cg.call("llvm.maxnum", &[x, c(cg, 0.0, n)])?;
     let y = cg.b.build_float_add(pos, l, "").map_err(err)?;
     if cg.avx512 && n == 16 {
         return Ok(y);
     }
-    cg.keep_nan(x, y)
+    keep_nan(cg, x, y)
 }
 
 /// 2/pi in 24-bit words: bits 24k+1 to 24k+24 after the binary point in word k.
@@ -352,11 +359,11 @@ fn sin_cos_inline<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<(VectorVal
     let qi = cg.b.build_float_to_signed_int(q, cg.i32.vec_type(n), "").map_err(err)?;
     let r2 = cg.b.build_float_mul(r, r, "").map_err(err)?;
     let s =
-        cg.b.build_float_mul(r, cg.poly(r2, &[1.0, -1.0 / 6.0, 1.0 / 120.0, -1.0 / 5040.0, 1.0 / 362_880.0])?, "")
+        cg.b.build_float_mul(r, poly(cg, r2, &[1.0, -1.0 / 6.0, 1.0 / 120.0, -1.0 / 5040.0, 1.0 / 362_880.0])?, "")
             .map_err(err)?;
-    let c = cg.poly(r2, &[1.0, -0.5, 1.0 / 24.0, -1.0 / 720.0, 1.0 / 40320.0, -1.0 / 3_628_800.0])?;
-    let qi = cg.b.build_and(qi, cg.ci(3, n), "").map_err(err)?;
-    let is = |k: i64| cg.b.build_int_compare(inkwell::IntPredicate::EQ, qi, cg.ci(k, n), "").map_err(err);
+    let c = poly(cg, r2, &[1.0, -0.5, 1.0 / 24.0, -1.0 / 720.0, 1.0 / 40320.0, -1.0 / 3_628_800.0])?;
+    let qi = cg.b.build_and(qi, ci(cg, 3, n), "").map_err(err)?;
+    let is = |k: i64| cg.b.build_int_compare(inkwell::IntPredicate::EQ, qi, ci(cg, k, n), "").map_err(err);
     let neg = |v: VectorValue<'ctx>| cg.b.build_float_neg(v, "").map_err(err);
     let pick = |mask, a: VectorValue<'ctx>, b: VectorValue<'ctx>| -> R<VectorValue<'ctx>> {
         Ok(cg.b.build_select(mask, a, b, "").map_err(err)?.into_vector_value())

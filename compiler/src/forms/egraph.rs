@@ -6,7 +6,6 @@ use super::cost::{self, Estimate, Shape};
 use super::{Form, Plan, CHUNK_SIZES};
 use crate::bind::Sizes;
 use crate::ir::{AxisRole, Direction, Layer, Scan};
-use crate::roles;
 use crate::target::Target;
 use egg::{
     rewrite, CostFunction, DidMerge, EGraph, Extractor, Id, Language, Pattern, RecExpr, Rewrite, Runner, Subst, Symbol,
@@ -42,7 +41,7 @@ pub use lang::SsmLang;
 /// Facts about the parameters of one scan, as the analysis knows them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParamFacts {
-    /// Which scan of the layer (index into [`roles::scans`]).
+    /// Which scan of the layer (index into [`Layer::directed_scans`](crate::ir::Layer::directed_scans)).
     pub scan: usize,
     /// dt, A, B and C do not depend on time.
     pub lti: bool,
@@ -232,7 +231,7 @@ fn seconds(c: &Candidate) -> f64 {
 /// Saturates the layer's term with [`rules`] and extracts the cheapest form for `target`.
 /// `line_of` maps a source span to its line, for the reasons given for illegal forms.
 pub fn choose(layer: &Layer, sizes: &Sizes, target: &Target, line_of: &dyn Fn(Span) -> usize) -> Choice {
-    let scans = roles::scans(layer);
+    let scans = layer.directed_scans();
     let shapes: Vec<Shape> = scans.iter().map(|(s, _)| Shape::of(layer, s, sizes)).collect();
     let (term, symbols) = start_term(layer);
     let mut facts = LayerFacts::default();
@@ -374,7 +373,7 @@ fn illegal_reason(layer: &Layer, form: Form, line_of: &dyn Fn(Span) -> usize) ->
     match form {
         Form::Conv => {
             let mut sel: Vec<(&str, usize)> = Vec::new();
-            for (scan, _) in roles::scans(layer) {
+            for (scan, _) in layer.directed_scans() {
                 for (name, span) in selective_roles(layer, scan) {
                     if !sel.iter().any(|(n, _)| *n == name) {
                         sel.push((name, line_of(span)));

@@ -113,7 +113,7 @@ impl fmt::Display for Form {
 /// The form of each scan of a layer: one, or two for a bidirectional layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
-    /// Form of each scan, in [`roles::scans`] order.
+    /// Form of each scan, in [`Layer::directed_scans`](crate::ir::Layer::directed_scans) order.
     pub forms: Vec<Form>,
 }
 
@@ -131,7 +131,7 @@ pub fn run(layer: &Layer, sizes: &Sizes, inputs: &TensorMap, plan: &Plan) -> Ten
     let mut y = vec![0.0; d.y_len()];
     let mut final_state = vec![C64::new(0.0, 0.0); d.state_len()];
     let h0 = roles::initial_state(layer, inputs);
-    for ((scan, reversed), form) in roles::scans(layer).into_iter().zip(&plan.forms) {
+    for ((scan, reversed), form) in layer.directed_scans().into_iter().zip(&plan.forms) {
         let r = ScanRoles::new(layer, sizes, inputs, scan);
         for_each_sequence(&d, |b, head, p| {
             let env0 = d.env(b, head, p);
@@ -219,7 +219,7 @@ pub fn mixer_matrix(layer: &Layer, sizes: &Sizes, inputs: &TensorMap) -> Result<
             );
         }
     }
-    for (scan, _) in roles::scans(layer) {
+    for (scan, _) in layer.directed_scans() {
         if scan.skip.is_some_and(|e| {
             layer.axes_of(e).iter().any(|a| layer.axis_slot(*a) == crate::ir::AxisRole::HeadDim.slot())
         }) {
@@ -228,7 +228,7 @@ pub fn mixer_matrix(layer: &Layer, sizes: &Sizes, inputs: &TensorMap) -> Result<
     }
     let mut m = vec![0.0; d.batch * d.heads * l * l];
     let h0 = roles::initial_state(layer, inputs);
-    for (scan, reversed) in roles::scans(layer) {
+    for (scan, reversed) in layer.directed_scans() {
         let r = ScanRoles::new(layer, sizes, inputs, scan);
         for b in 0..d.batch {
             for head in 0..d.heads {

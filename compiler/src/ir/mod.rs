@@ -274,34 +274,9 @@ impl AStructure {
     }
 }
 
-/// Continuous to discrete (A, B, dt) -> (Abar, Bbar).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Discretization {
-    /// Abar = exp(dt A), Bbar = (dt A)^-1 (exp(dt A) - 1) dt B.
-    Zoh,
-    /// Abar = exp(dt A), Bbar = dt B (Mamba).
-    ZohEuler,
-    /// Abar = (1 - dt A/2)^-1 (1 + dt A/2), Bbar = (1 - dt A/2)^-1 dt B (S4).
-    Bilinear,
-    /// Abar = A, Bbar = B, given directly.
-    Discrete,
-}
-
-impl Discretization {
-    /// All methods.
-    pub const ALL: [Discretization; 4] =
-        [Discretization::Zoh, Discretization::ZohEuler, Discretization::Bilinear, Discretization::Discrete];
-
-    /// The name used in `.ssm` files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Discretization::Zoh => "zoh",
-            Discretization::ZohEuler => "zoh_euler",
-            Discretization::Bilinear => "bilinear",
-            Discretization::Discrete => "discrete",
-        }
-    }
-}
+/// Continuous to discrete (A, B, dt) -> (Abar, Bbar); defined in the templates crate,
+/// which cannot depend on this one, so that the IR and the templates share one type.
+pub use ssmc_kernels::Discretization;
 
 /// Scan order over time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -457,6 +432,19 @@ impl Layer {
     /// The forward scan, then the backward one if any.
     pub fn scans(&self) -> impl Iterator<Item = &Scan> {
         std::iter::once(&self.forward).chain(self.backward.as_ref())
+    }
+
+    /// The scans as they run, each with whether it runs backward in time: the forward scan
+    /// (backward for a reverse layer), then for a bidirectional layer the backward scan (the
+    /// forward one again when the two share their roles).
+    pub fn directed_scans(&self) -> Vec<(&Scan, bool)> {
+        match self.direction {
+            Direction::Causal => vec![(&self.forward, false)],
+            Direction::Reverse => vec![(&self.forward, true)],
+            Direction::Bidirectional => {
+                vec![(&self.forward, false), (self.backward.as_ref().unwrap_or(&self.forward), true)]
+            }
+        }
     }
 
     /// The inputs in declaration order.

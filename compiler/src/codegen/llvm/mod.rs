@@ -1,0 +1,245 @@
+//! Loop IR kernels to LLVM IR: the codegen context [`Cg`] and the kernel's frame (entry
+//! point, buffer and dim loads, float slots, scratch arrays). Every float value is a
+//! vector of f32 (a scalar is a vector of one lane), so one code path serves scalars and
+//! vectors. Statements, indices and values are lowered in the child modules, which share
+//! the context's private state.
+#![allow(unsafe_code)] // inkwell's GEP builders are `unsafe fn`: indices come from the loop IR, bounds from the runtime's checks.
+
+mod index;
+mod stmt;
+mod value;
+
+use super::{err, Arch, CodegenError};
+use inkwell::attributes::{Attribute, AttributeLoc};
+use inkwell::builder::Builder;
+use inkwell::context::Context;
+use inkwell::module::Module;
+use inkwell::types::{FloatType, IntType, PointerType};
+use inkwell::values::{FunctionValue, IntValue, PointerValue};
+use inkwell::{AddressSpace, IntPredicate};
+use ssmc_loops::{Elem, Index, Kernel, Stmt, Var};
+use std::collections::HashMap;
+
+type R<T> = Result<T, CodegenError>;
+
+/// Emits `k` into `module` as `void name(ptr bufs, ptr dims, i64 begin, i64 end)`.
+pub fn emit_kernel<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, k: &Kernel, arch: &Arch) -> R<()> {
+    let ptr = ctx.ptr_type(AddressSpace::default());
+    let i64t = ctx.i64_type();
+    let fn_ty = ctx.void_type().fn_type(&[ptr.into(), ptr.into(), i64t.into(), i64t.into()], false);
+    let func = module.add_function(&k.name, fn_ty, None);
+    if *arch == Arch::Nvptx {
+        // The PTX kernel calling convention marks an entry point.
+        func.set_call_conventions(71);
+    } else {
+        // A frame aligned to 64 bytes, so that 512-bit spills and the hoisted invariants read
+        // in the hot loops do not straddle cache lines wherever the caller's stack happens to be.
+        let align = ctx.create_enum_attribute(Attribute::get_named_enum_kind_id("alignstack"), 64);
+        func.add_attribute(AttributeLoc::Function, align);
+    }
+    let entry = ctx.append_basic_block(func, "entry");
+    let builder = ctx.create_builder();
+    builder.position_at_end(entry);
+    let mut cg = Cg {
+        ctx,
+        module,
+        b: builder,
+        func,
+        f32: ctx.f32_type(),
+        i32: ctx.i32_type(),
+        i64: i64t,
+        ptr,
+        bufs: Vec::new(),
+        dims: Vec::new(),
+        ints: HashMap::new(),
+        lane_ints: HashMap::new(),
+        floats: HashMap::new(),
+        seq_lanes: k.seq_lanes,
+        avx512: arch.avx512(),
+        lane_limit: k.lane_limit.clone(),
+        cpu: matches!(arch, Arch::X86 { .. }),
+        heap: Vec::new(),
+        host_conv: None,
+    };
+    cg.prologue(k)?;
+    let param = |i: u32| func.get_nth_param(i).expect("kernel has four parameters").into_int_value();
+    let (begin, end) = (param(2), param(3));
+    match arch {
+        Arch::X86 { .. } => cg.counted_loop(k.seq, begin, end, false, &k.body)?,
+        Arch::Nvptx => {
+            let tid = cg.sreg("llvm.nvvm.read.ptx.sreg.tid.x")?;
+            let ntid = cg.sreg("llvm.nvvm.read.ptx.sreg.ntid.x")?;
+            let ctaid = cg.sreg("llvm.nvvm.read.ptx.sreg.ctaid.x")?;
+            let global =
+                cg.b.build_int_nsw_add(cg.b.build_int_nsw_mul(ctaid, ntid, "").map_err(err)?, tid, "").map_err(err)?;
+            let seq = cg.b.build_int_nsw_add(begin, global, "seq").map_err(err)?;
+            let inside = cg.b.build_int_compare(IntPredicate::SLT, seq, end, "").map_err(err)?;
+            let (work, done) = (ctx.append_basic_block(func, "work"), ctx.append_basic_block(func, "done"));
+            cg.b.build_conditional_branch(inside, work, done).map_err(err)?;
+            cg.b.position_at_end(work);
+            cg.ints.insert(k.seq, seq);
+            cg.block(&k.body)?;
+            cg.b.build_unconditional_branch(done).map_err(err)?;
+            cg.b.position_at_end(done);
+        }
+    }
+    cg.release()?;
+    cg.b.build_return(None).map_err(err)?;
+    Ok(())
+}
+
+/// The state of one kernel's code generation: the builder, the common types, and where
+/// each loop IR buffer, dim and variable lives.
+pub(super) struct Cg<'a, 'ctx> {
+    pub(super) ctx: &'ctx Context,
+    pub(super) module: &'a Module<'ctx>,
+    pub(super) b: Builder<'ctx>,
+    func: FunctionValue<'ctx>,
+    pub(super) f32: FloatType<'ctx>,
+    pub(super) i32: IntType<'ctx>,
+    i64: IntType<'ctx>,
+    ptr: PointerType<'ctx>,
+    bufs: Vec<(PointerValue<'ctx>, Elem)>,
+    dims: Vec<IntValue<'ctx>>,
+    ints: HashMap<Var, IntValue<'ctx>>,
+    /// Index variables that differ per lane: one value per lane.
+    lane_ints: HashMap<Var, Vec<IntValue<'ctx>>>,
+    floats: HashMap<Var, (PointerValue<'ctx>, u32)>,
+    /// Sequences side by side per work item.
+    seq_lanes: u32,
+    /// The target has AVX-512 F and DQ (16-lane vectors, `vscalefps`, `vreduceps`).
+    pub(super) avx512: bool,
+    lane_limit: Option<(Index, Index)>,
+    /// x86-64 (else NVPTX).
+    cpu: bool,
+    /// Scratch arrays on the heap, freed before the return.
+    heap: Vec<PointerValue<'ctx>>,
+    /// The host routine of [`Stmt::Convolve`], loaded from `bufs`.
+    host_conv: Option<PointerValue<'ctx>>,
+}
+
+/// Bytes of a cache line, the alignment of heap scratch arrays.
+const LINE: u64 = 64;
+
+impl<'a, 'ctx> Cg<'a, 'ctx> {
+    fn prologue(&mut self, k: &Kernel) -> R<()> {
+        let bufs = self.func.get_nth_param(0).expect("bufs").into_pointer_value();
+        let dims = self.func.get_nth_param(1).expect("dims").into_pointer_value();
+        for (i, buf) in k.buffers.iter().enumerate() {
+            let slot =
+                unsafe { self.b.build_in_bounds_gep(self.ptr, bufs, &[self.i64.const_int(i as u64, false)], "") }
+                    .map_err(err)?;
+            let p = self.b.build_load(self.ptr, slot, &buf.name).map_err(err)?.into_pointer_value();
+            self.bufs.push((p, buf.elem));
+        }
+        for (i, name) in k.dims.iter().enumerate() {
+            let slot =
+                unsafe { self.b.build_in_bounds_gep(self.i64, dims, &[self.i64.const_int(i as u64, false)], "") }
+                    .map_err(err)?;
+            self.dims.push(self.b.build_load(self.i64, slot, name).map_err(err)?.into_int_value());
+        }
+        // Every float variable lives in an entry-block slot (before the
+        // branches of the heap scratch); mem2reg makes them registers.
+        let mut lets = Vec::new();
+        collect_lets(&k.body, &mut lets);
+        for (var, lanes) in lets {
+            let lanes = lanes * self.seq_lanes;
+            let slot = self.b.build_alloca(self.vt(lanes), &format!("v{}", var.0)).map_err(err)?;
+            self.floats.insert(var, (slot, lanes));
+        }
+        if k.host_conv {
+            if !self.cpu {
+                return Err(CodegenError("a host convolution (the conv form) has no GPU code".into()));
+            }
+            let at = self.i64.const_int(k.buffers.len() as u64, false);
+            let slot = unsafe { self.b.build_in_bounds_gep(self.ptr, bufs, &[at], "") }.map_err(err)?;
+            self.host_conv = Some(self.b.build_load(self.ptr, slot, "host_conv").map_err(err)?.into_pointer_value());
+        }
+        // Scratch arrays come after the tensors in buffer order, one set per call: on the
+        // heap on the CPU (they grow with the runtime dims; a worker thread's stack is small),
+        // on the stack (local memory) on the GPU.
+        for size in &k.scratch {
+            let n = self.index(size)?;
+            let p = if self.cpu {
+                self.malloc(n)?
+            } else {
+                self.b.build_array_alloca(self.f32, n, "scratch").map_err(err)?
+            };
+            self.bufs.push((p, Elem::F32));
+        }
+        Ok(())
+    }
+
+    /// `n` f32 from `malloc` (one more, so that a size 0 is no null result), starting at a
+    /// multiple of 64 bytes: `malloc` aligns to 16 only, and the 16-lane vectors of a scratch
+    /// tile would straddle two cache lines (now and then a page); traps when there is no
+    /// memory.
+    fn malloc(&mut self, n: IntValue<'ctx>) -> R<PointerValue<'ctx>> {
+        let malloc = self
+            .module
+            .get_function("malloc")
+            .unwrap_or_else(|| self.module.add_function("malloc", self.ptr.fn_type(&[self.i64.into()], false), None));
+        let bytes = self.b.build_int_nsw_add(n, self.i64.const_int(1, false), "").map_err(err)?;
+        let bytes = self.b.build_int_nsw_mul(bytes, self.i64.const_int(4, false), "").map_err(err)?;
+        let bytes = self.b.build_int_nsw_add(bytes, self.i64.const_int(LINE - 1, false), "").map_err(err)?;
+        let p = match self.b.build_call(malloc, &[bytes.into()], "scratch").map_err(err)?.try_as_basic_value() {
+            inkwell::values::ValueKind::Basic(v) => v.into_pointer_value(),
+            inkwell::values::ValueKind::Instruction(_) => return Err(CodegenError("malloc returned nothing".into())),
+        };
+        let null = self.b.build_is_null(p, "").map_err(err)?;
+        let (fail, ok) =
+            (self.ctx.append_basic_block(self.func, "no_memory"), self.ctx.append_basic_block(self.func, "scratch"));
+        self.b.build_conditional_branch(null, fail, ok).map_err(err)?;
+        self.b.position_at_end(fail);
+        let trap = inkwell::intrinsics::Intrinsic::find("llvm.trap")
+            .and_then(|t| t.get_declaration(self.module, &[]))
+            .ok_or_else(|| CodegenError("no llvm.trap".into()))?;
+        self.b.build_call(trap, &[], "").map_err(err)?;
+        self.b.build_unreachable().map_err(err)?;
+        self.b.position_at_end(ok);
+        self.heap.push(p);
+        // p + (-p mod 64): the first line boundary at or after p.
+        let addr = self.b.build_ptr_to_int(p, self.i64, "").map_err(err)?;
+        let skip = self.b.build_int_neg(addr, "").map_err(err)?;
+        let skip = self.b.build_and(skip, self.i64.const_int(LINE - 1, false), "").map_err(err)?;
+        let i8t = self.ctx.i8_type();
+        unsafe { self.b.build_in_bounds_gep(i8t, p, &[skip], "aligned") }.map_err(err)
+    }
+
+    /// Frees the heap scratch arrays.
+    fn release(&self) -> R<()> {
+        if self.heap.is_empty() {
+            return Ok(());
+        }
+        let free = self.module.get_function("free").unwrap_or_else(|| {
+            self.module.add_function("free", self.ctx.void_type().fn_type(&[self.ptr.into()], false), None)
+        });
+        for p in &self.heap {
+            self.b.build_call(free, &[(*p).into()], "").map_err(err)?;
+        }
+        Ok(())
+    }
+
+    fn sreg(&self, name: &str) -> R<IntValue<'ctx>> {
+        let f = self
+            .module
+            .get_function(name)
+            .unwrap_or_else(|| self.module.add_function(name, self.i32.fn_type(&[], false), None));
+        let v = self.b.build_call(f, &[], "").map_err(err)?;
+        let v = match v.try_as_basic_value() {
+            inkwell::values::ValueKind::Basic(v) => v.into_int_value(),
+            inkwell::values::ValueKind::Instruction(_) => return Err(CodegenError(format!("{name} returned nothing"))),
+        };
+        self.b.build_int_z_extend(v, self.i64, "").map_err(err)
+    }
+}
+
+fn collect_lets(body: &[Stmt], out: &mut Vec<(Var, u32)>) {
+    for s in body {
+        match s {
+            Stmt::Let { var, lanes, .. } => out.push((*var, *lanes)),
+            Stmt::For { body, .. } => collect_lets(body, out),
+            _ => {}
+        }
+    }
+}
