@@ -16,7 +16,7 @@ use ssmc_compiler::ir::Layer;
 use ssmc_compiler::target::Target;
 use ssmc_compiler::{interp, tensors};
 use ssmc_runtime::{cuda_device, Error, GpuLayer, TensorRef};
-use ssmc_tests::{rel_err, repo, ssmc_bin, stdlib_layer, STDLIB};
+use ssmc_tests::{f32_inputs, rel_err, repo, ssmc_bin, stdlib_layer, STDLIB};
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -75,14 +75,21 @@ fn inputs(layer: &Layer, dims: &[(&str, usize)]) -> (ssmc_compiler::bind::Sizes,
         .map(|(k, v)| (k.to_string(), *v))
         .collect();
     let sizes = sizes_from_dims(layer, &dims).expect("sizes");
-    let inputs = tensors::generate_inputs(layer, &sizes, 11)
-        .into_iter()
-        .map(|(k, mut v)| {
-            v.data.iter_mut().for_each(|x| *x = *x as f32 as f64);
-            (k, v)
-        })
-        .collect();
+    let inputs = f32_inputs(tensors::generate_inputs(layer, &sizes, 11));
     (sizes, inputs)
+}
+
+/// Asserts every output within 1e-5 relative error of the interpreter's (printing each);
+/// returns the largest error.
+fn assert_close(what: &str, got: &tensors::TensorMap, want: &tensors::TensorMap) -> f64 {
+    let mut max = 0f64;
+    for (k, w) in want {
+        let e = rel_err(&got[k].data, &w.data);
+        println!("{what} {k}: rel err {e:.2e}");
+        assert!(e < 1e-5, "{what} output {k}: relative error {e:e}");
+        max = max.max(e);
+    }
+    max
 }
 
 #[test]
@@ -107,12 +114,7 @@ fn stdlib_layers_match_the_interpreter_on_the_gpu() {
             let (sizes, inputs) = inputs(&layer, &dims);
             let want = interp::run(&layer, &sizes, &inputs);
             let got = run_gpu(&lib, &inputs, &want).unwrap_or_else(|e| panic!("{name} {dims:?}: {e}"));
-            for (k, w) in &want {
-                let e = rel_err(&got[k].data, &w.data);
-                println!("{name} {dims:?} {k}: rel err {e:.2e}");
-                assert!(e < 1e-5, "{name} {dims:?} output {k}: relative error {e:e}");
-                max = max.max(e);
-            }
+            max = max.max(assert_close(&format!("{name} {dims:?}"), &got, &want));
         }
         worst.push(format!("{name} {max:.2e}"));
     }
@@ -224,11 +226,7 @@ fn large_states_match_the_interpreter_on_the_gpu() {
             let (sizes, inputs) = inputs(&layer, &dims);
             let want = interp::run(&layer, &sizes, &inputs);
             let got = run_gpu(&lib, &inputs, &want).unwrap_or_else(|e| panic!("{name} N={n}: {e}"));
-            for (k, w) in &want {
-                let e = rel_err(&got[k].data, &w.data);
-                println!("{name} N={n} {k}: rel err {e:.2e} on {gpu_name}");
-                assert!(e < 1e-5, "{name} N={n} output {k}: relative error {e:e}");
-            }
+            assert_close(&format!("{name} N={n} on {gpu_name}"), &got, &want);
         }
     }
 }

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use ssmc_compiler::bind::sizes_from_dims;
 use ssmc_compiler::forms::Form;
 use ssmc_compiler::{interp, tensors};
-use ssmc_tests::{rel_err, stdlib_source};
+use ssmc_tests::{f32_inputs, rel_err, stdlib_source};
 use std::collections::BTreeMap;
 
 #[path = "native_run.rs"]
@@ -44,7 +44,7 @@ fn check(name: &str, n: usize, states: bool, forms: &[Form]) {
                 .map(|(d, v)| (d.to_string(), v))
                 .collect();
         let sizes = sizes_from_dims(&layer, &dims).expect("sizes");
-        let inputs = native_run::f32_inputs(tensors::generate_inputs(&layer, &sizes, 3));
+        let inputs = f32_inputs(tensors::generate_inputs(&layer, &sizes, 3));
         let want = interp::run(&layer, &sizes, &inputs);
         let got = native_run::run(&lib, &inputs, &want);
         for (out, w) in &want {
@@ -108,7 +108,7 @@ fn random_layers_with_large_states_match_the_interpreter() {
             let k = count.get();
             count.set(k + 1);
             let lib = native_run::build(&case.layer, Form::Recurrent, &dir.path().join(format!("case{k}")));
-            let inputs = native_run::f32_inputs(case.inputs.clone());
+            let inputs = f32_inputs(case.inputs.clone());
             let want = interp::run(&case.layer, &case.sizes, &inputs);
             let got = native_run::run(&lib, &inputs, &want);
             for (name, w) in &want {

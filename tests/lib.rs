@@ -180,6 +180,17 @@ fn output(cmd: &mut Command) -> (Output, Duration) {
     (out, start.elapsed())
 }
 
+/// Inputs rounded to f32, so that the interpreter sees what an f32 kernel sees.
+pub fn f32_inputs(inputs: ssmc_compiler::tensors::TensorMap) -> ssmc_compiler::tensors::TensorMap {
+    inputs
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.data.iter_mut().for_each(|x| *x = *x as f32 as f64);
+            (k, v)
+        })
+        .collect()
+}
+
 /// ||a - b|| / max(||b||, 1e-300) of two flat vectors, which must have the same length.
 pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "lengths differ");

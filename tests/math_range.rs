@@ -5,7 +5,7 @@
 use ssmc_compiler::bind::sizes_from_dims;
 use ssmc_compiler::forms::Form;
 use ssmc_compiler::{interp, tensors};
-use ssmc_tests::{rel_err, stdlib_source};
+use ssmc_tests::{f32_inputs, rel_err, stdlib_source};
 use std::collections::BTreeMap;
 
 #[path = "native_run.rs"]
@@ -18,7 +18,7 @@ fn outputs(src: &str, dims: &[(&str, usize)], form: Form) -> Vec<(f64, f64)> {
     let lib = native_run::build(&layer, form, dir.path());
     let dims: BTreeMap<String, usize> = dims.iter().map(|(k, v)| (k.to_string(), *v)).collect();
     let sizes = sizes_from_dims(&layer, &dims).expect("sizes");
-    let inputs = native_run::f32_inputs(tensors::generate_inputs(&layer, &sizes, 9));
+    let inputs = f32_inputs(tensors::generate_inputs(&layer, &sizes, 9));
     let want = interp::run(&layer, &sizes, &inputs);
     let got = native_run::run(&lib, &inputs, &want);
     let out = want.keys().next().expect("an output").clone();

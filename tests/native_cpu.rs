@@ -8,7 +8,7 @@ use ssmc_compiler::ir::Layer;
 use ssmc_compiler::target::Target;
 use ssmc_compiler::{interp, tensors};
 use ssmc_runtime::{CpuLayer, TensorRef};
-use ssmc_tests::{rel_err, ssmc_bin, stdlib_layer, stdlib_source, Out, STDLIB};
+use ssmc_tests::{f32_inputs, rel_err, ssmc_bin, stdlib_layer, stdlib_source, Out, STDLIB};
 use std::collections::BTreeMap;
 
 #[path = "random_layers.rs"]
@@ -45,15 +45,8 @@ fn stdlib_layers_match_on(cpu: &str) {
                     .filter(|(k, _)| layer.dims.iter().any(|(_, d)| &d.name == k))
                     .collect();
             let sizes = sizes_from_dims(&layer, &dims).expect("sizes");
-            let inputs = tensors::generate_inputs(&layer, &sizes, 11);
-            // Round inputs to f32 first so both sides see the same values.
-            let inputs: tensors::TensorMap = inputs
-                .into_iter()
-                .map(|(k, mut v)| {
-                    v.data.iter_mut().for_each(|x| *x = *x as f32 as f64);
-                    (k, v)
-                })
-                .collect();
+            // Rounded to f32 first so both sides see the same values.
+            let inputs = f32_inputs(tensors::generate_inputs(&layer, &sizes, 11));
             let want = interp::run(&layer, &sizes, &inputs);
             let got = run_native(&lib, &layer, &inputs, &want, 0);
             for (k, w) in &want {
@@ -314,17 +307,6 @@ fn kernel_inputs(case: &random_layers::Case) -> tensors::TensorMap {
                 .map(|x| if bf16 { half::bf16::from_f64(*x).to_f64() } else { *x as f32 as f64 })
                 .collect();
             (name.clone(), tensors::TensorData { shape: v.shape.clone(), data })
-        })
-        .collect()
-}
-
-/// Inputs rounded to f32, so the interpreter sees what the kernel sees.
-fn f32_inputs(inputs: tensors::TensorMap) -> tensors::TensorMap {
-    inputs
-        .into_iter()
-        .map(|(k, mut v)| {
-            v.data.iter_mut().for_each(|x| *x = *x as f32 as f64);
-            (k, v)
         })
         .collect()
 }

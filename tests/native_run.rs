@@ -17,17 +17,6 @@ pub fn build(layer: &Layer, form: Form, dir: &Path) -> CpuLayer {
     CpuLayer::load(dir).expect("loads")
 }
 
-/// Inputs rounded to f32, so that the interpreter sees what the kernel sees.
-pub fn f32_inputs(inputs: tensors::TensorMap) -> tensors::TensorMap {
-    inputs
-        .into_iter()
-        .map(|(k, mut v)| {
-            v.data.iter_mut().for_each(|x| *x = *x as f32 as f64);
-            (k, v)
-        })
-        .collect()
-}
-
 /// Runs `lib` on f32 `inputs` with outputs shaped like `outputs` and first filled with NaN.
 pub fn run(lib: &CpuLayer, inputs: &tensors::TensorMap, outputs: &tensors::TensorMap) -> tensors::TensorMap {
     let bufs: BTreeMap<&str, Vec<f32>> =

@@ -66,6 +66,13 @@ pub struct Resolved {
     existing: Option<FileId>,
 }
 
+impl Resolved {
+    /// The same path after links, or the same device and inode (a hard link).
+    fn same_file(&self, other: &Resolved) -> bool {
+        self.path == other.path || (self.existing.is_some() && self.existing == other.existing)
+    }
+}
+
 /// Most symbolic links followed, as Linux does.
 const MAX_LINKS: usize = 40;
 
@@ -136,15 +143,18 @@ pub struct Role<'a> {
 /// Checks the outputs of one command before it does any work: each must be writable (see
 /// [`resolve`]), none may be a file it reads, and no two may be the same file.
 pub fn check_outputs(reads: &[Role], writes: &[Role]) -> Result<(), String> {
-    let read: Vec<(&Role, Option<FileId>, Option<PathBuf>)> = reads
+    let read: Vec<(&Role, Resolved)> = reads
         .iter()
-        .map(|r| (r, std::fs::metadata(r.path).ok().map(|m| id(&m)), std::fs::canonicalize(r.path).ok()))
+        .filter_map(|r| {
+            let path = std::fs::canonicalize(r.path).ok()?;
+            Some((r, Resolved { path, existing: std::fs::metadata(r.path).ok().map(|m| id(&m)) }))
+        })
         .collect();
     let mut seen: Vec<(&Role, Resolved)> = Vec::new();
     for w in writes {
         let r = resolve(w.path).map_err(|e| format!("{} `{}`: {e}", w.what, w.path.display()))?;
-        for (rr, rid, rpath) in &read {
-            if (r.existing.is_some() && r.existing == *rid) || rpath.as_ref() == Some(&r.path) {
+        for (rr, rr_at) in &read {
+            if r.same_file(rr_at) {
                 return Err(format!(
                     "{} `{}` is the same file as {} `{}`: writing it would destroy what is read; choose another path",
                     w.what,
@@ -155,7 +165,7 @@ pub fn check_outputs(reads: &[Role], writes: &[Role]) -> Result<(), String> {
             }
         }
         for (sw, sr) in &seen {
-            if sr.path == r.path || (r.existing.is_some() && sr.existing == r.existing) {
+            if r.same_file(sr) {
                 return Err(format!(
                     "{} `{}` and {} `{}` are the same file: one would overwrite the other; choose two paths",
                     sw.what,

@@ -142,7 +142,7 @@ impl Cx {
         }
     }
 
-    fn timed(&self, exit: &Exit, dir: &Path, args: &[String]) {
+    fn note_wall(&self, exit: &Exit, dir: &Path, args: &[String]) {
         let mut r = self.report.lock().unwrap_or_else(|e| e.into_inner());
         if exit.wall > r.slowest.0 {
             r.slowest = (exit.wall, format!("ssmc {} (in {})", args.join(" "), dir.display()));
@@ -186,7 +186,7 @@ impl Cx {
         }
         match exec::run(&mut cmd, self.config.limit) {
             Ok(exit) => {
-                self.timed(&exit, dir, args);
+                self.note_wall(&exit, dir, args);
                 Some(exit)
             }
             Err(e) => {
