@@ -19,7 +19,7 @@ fn profile_dir() -> &'static Path {
         let dir = cargo_build(
             &[
                 "-p",
-                "ssmc-compiler",
+                "ssmc-cli",
                 "-p",
                 "ssmc-runtime",
                 "-p",

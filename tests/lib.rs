@@ -82,7 +82,7 @@ pub fn ssmc_bin() -> &'static Path {
         if let Some(bin) = std::env::var_os("SSMC_BIN") {
             return PathBuf::from(bin);
         }
-        let bin = cargo_build(&["--bin", "ssmc", "-p", "ssmc-compiler"], "cargo build --bin ssmc failed")
+        let bin = cargo_build(&["--bin", "ssmc", "-p", "ssmc-cli"], "cargo build --bin ssmc failed")
             .join(format!("ssmc{}", std::env::consts::EXE_SUFFIX));
         assert!(bin.is_file(), "no binary at {}", bin.display());
         bin

@@ -3,7 +3,6 @@
 //! partial artifact.
 
 use crate::bind::Sizes;
-use crate::codegen;
 use crate::forms::egraph::{self, Choice};
 use crate::forms::Form;
 use crate::ir::{Axis, DimSize, Io, Layer};
@@ -11,10 +10,9 @@ use crate::lower;
 use crate::target::Target;
 use ssmc_kernels::Mapping;
 use ssmc_loops::Kernel;
-use ssmc_runtime::manifest::{self as mf, DimInfo, Manifest, TensorInfo};
+use ssmc_contract::manifest::{self as mf, DimInfo, Manifest, TensorInfo};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 /// The loop-IR kernel of a layer for a target in form `form`, or why that form has no
 /// native schedule for this layer and target.
@@ -167,7 +165,7 @@ pub fn manifest(
         sequences,
         head_lanes,
         specialized: "generic".to_string(),
-        host: if kernel.host_conv { vec![ssmc_runtime::conv::CAUSAL_CONV_F32.to_string()] } else { Vec::new() },
+        host: if kernel.host_conv { vec![ssmc_contract::host::CAUSAL_CONV_F32.to_string()] } else { Vec::new() },
     }
 }
 
@@ -245,6 +243,7 @@ pub fn header(m: &Manifest) -> String {
 
 /// Builds the artifact of `layer` in `form` into `dir` (created if needed; its files
 /// replaced).
+#[cfg(feature = "codegen")]
 pub fn build(layer: &Layer, target: &Target, form: Form, dir: &Path) -> Result<Manifest, String> {
     target.check()?;
     let (kernel, mapping) = schedule(layer, target, form)?;
@@ -258,9 +257,10 @@ pub fn build(layer: &Layer, target: &Target, form: Form, dir: &Path) -> Result<M
         .map_err(|e| format!("cannot write in {}: {e}", parent.display()))?;
     let name = &layer.name;
     let mut files = BTreeMap::new();
+    use std::process::Command;
     match target {
         Target::Cpu { .. } => {
-            let obj = codegen::object(std::slice::from_ref(&kernel), target).map_err(|e| e.to_string())?;
+            let obj = ssmc_codegen::object(std::slice::from_ref(&kernel), target).map_err(|e| e.to_string())?;
             let o = work.path().join(format!("{name}.o"));
             std::fs::write(&o, obj).map_err(|e| e.to_string())?;
             let (so, a) = (format!("lib{name}.so"), format!("lib{name}.a"));
@@ -271,7 +271,7 @@ pub fn build(layer: &Layer, target: &Target, form: Form, dir: &Path) -> Result<M
             files.insert("static".to_string(), a);
         }
         Target::Cuda { .. } => {
-            let ptx = codegen::ptx(std::slice::from_ref(&kernel), target).map_err(|e| e.to_string())?;
+            let ptx = ssmc_codegen::ptx(std::slice::from_ref(&kernel), target).map_err(|e| e.to_string())?;
             let p = format!("{name}.ptx");
             std::fs::write(work.path().join(&p), ptx).map_err(|e| e.to_string())?;
             files.insert("ptx".to_string(), p);
@@ -292,14 +292,17 @@ pub fn build(layer: &Layer, target: &Target, form: Form, dir: &Path) -> Result<M
 }
 
 /// Prefix of the temporary folder an artifact is built in, beside its directory.
+#[cfg(feature = "codegen")]
 const BUILD_PREFIX: &str = ".ssmc-build";
 
 /// Age after which a build folder is taken to be left by a killed process: no build of
 /// ssmc writes nothing into its folder for that long.
+#[cfg(feature = "codegen")]
 const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// Removes the build folders in `parent` that a killed ssmc left (older than
 /// [`STALE_AFTER`]); failures are ignored: the sweep only tidies.
+#[cfg(feature = "codegen")]
 fn sweep_stale_builds(parent: &Path) {
     let Ok(entries) = std::fs::read_dir(parent) else { return };
     for entry in entries.flatten() {
@@ -328,7 +331,8 @@ pub fn file_names(layer: &Layer, target: &Target) -> Vec<String> {
     names
 }
 
-fn run_tool(cmd: &mut Command) -> Result<(), String> {
+#[cfg(feature = "codegen")]
+fn run_tool(cmd: &mut std::process::Command) -> Result<(), String> {
     let out = cmd.output().map_err(|e| {
         format!("cannot run `{:?}`: {e} (is a C toolchain installed? scripts/setup.sh installs one)", cmd.get_program())
     })?;

@@ -17,7 +17,9 @@
 pub mod arena;
 pub mod artifact;
 pub mod bind;
-pub mod codegen;
+/// Code generation (the `codegen` feature): loop IR to object code or PTX through LLVM.
+#[cfg(feature = "codegen")]
+pub use ssmc_codegen as codegen;
 pub mod forms;
 pub mod interp;
 pub mod ir;
@@ -26,7 +28,7 @@ pub mod outpath;
 pub mod roles;
 pub mod safetensors_check;
 pub mod sema;
-pub mod target;
+pub use ssmc_contract::target;
 pub mod tensors;
 
 pub use ssmc_syntax::{Diagnostic, Diagnostics, SourceFile};

@@ -7,7 +7,7 @@ use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use std::sync::{Arc, Mutex};
 
 /// The name of [`ssmc_causal_conv_f32`] in a manifest's `host` list.
-pub const CAUSAL_CONV_F32: &str = "causal_conv_f32";
+pub use ssmc_contract::host::CAUSAL_CONV_F32;
 
 /// The address of the host routine named `name` in a manifest, if this runtime has it.
 pub fn host_routine(name: &str) -> Option<*const u8> {

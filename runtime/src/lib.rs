@@ -13,7 +13,7 @@ pub mod bind;
 mod capi;
 pub mod conv;
 pub mod cuda;
-pub mod manifest;
+pub use ssmc_contract::manifest;
 
 pub use cuda::{cuda_device, GpuLayer};
 pub use manifest::{DType, Io, Manifest};

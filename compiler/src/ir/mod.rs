@@ -112,7 +112,7 @@ pub enum Axis {
 }
 
 /// Element types of tensors: the runtime's, so manifests and the IR speak of one type.
-pub use ssmc_runtime::DType;
+pub use ssmc_contract::DType;
 
 /// Whether a tensor is read or written.
 pub use ssmc_syntax::ast::Io;

@@ -3,7 +3,7 @@
 #![allow(unsafe_code)] // inkwell's GEP builders are `unsafe fn`: indices come from the loop IR, bounds from the runtime's checks.
 
 use super::{Cg, R};
-use crate::codegen::{err, CodegenError};
+use crate::{err, CodegenError};
 use inkwell::types::VectorType;
 use inkwell::values::{AnyValue, IntValue, PointerValue, VectorValue};
 use inkwell::IntPredicate;

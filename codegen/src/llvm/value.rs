@@ -3,7 +3,7 @@
 #![allow(unsafe_code)] // inkwell's GEP builders are `unsafe fn`: indices come from the loop IR, bounds from the runtime's checks.
 
 use super::{Cg, R};
-use crate::codegen::{err, math, CodegenError};
+use crate::{err, math, CodegenError};
 use inkwell::types::VectorType;
 use inkwell::values::{AnyValue, BasicValueEnum, FloatValue, VectorValue};
 use inkwell::FloatPredicate;
@@ -20,11 +20,11 @@ fn contract(v: VectorValue) -> VectorValue {
 }
 
 impl<'ctx> Cg<'_, 'ctx> {
-    pub(in crate::codegen) fn vt(&self, lanes: u32) -> VectorType<'ctx> {
+    pub(crate) fn vt(&self, lanes: u32) -> VectorType<'ctx> {
         self.f32.vec_type(lanes)
     }
 
-    pub(in crate::codegen) fn splat_const(&self, v: f64, lanes: u32) -> VectorValue<'ctx> {
+    pub(crate) fn splat_const(&self, v: f64, lanes: u32) -> VectorValue<'ctx> {
         let c = self.f32.const_float(v);
         VectorType::const_vector(&vec![c; lanes as usize])
     }
@@ -34,7 +34,7 @@ impl<'ctx> Cg<'_, 'ctx> {
     }
 
     /// Broadcasts a one-lane vector to `lanes`.
-    pub(in crate::codegen) fn widen(&self, v: VectorValue<'ctx>, lanes: u32) -> R<VectorValue<'ctx>> {
+    pub(crate) fn widen(&self, v: VectorValue<'ctx>, lanes: u32) -> R<VectorValue<'ctx>> {
         let have = v.get_type().get_size();
         if have == lanes {
             return Ok(v);
@@ -56,7 +56,7 @@ impl<'ctx> Cg<'_, 'ctx> {
     }
 
     /// Calls a target intrinsic that is not overloaded: `args` as they are, result a vector.
-    pub(in crate::codegen) fn call_exact(
+    pub(crate) fn call_exact(
         &self,
         name: &str,
         args: &[inkwell::values::BasicMetadataValueEnum<'ctx>],
@@ -72,7 +72,7 @@ impl<'ctx> Cg<'_, 'ctx> {
         }
     }
 
-    pub(in crate::codegen) fn call(&self, name: &str, args: &[VectorValue<'ctx>]) -> R<VectorValue<'ctx>> {
+    pub(crate) fn call(&self, name: &str, args: &[VectorValue<'ctx>]) -> R<VectorValue<'ctx>> {
         let intrinsic =
             inkwell::intrinsics::Intrinsic::find(name).ok_or_else(|| CodegenError(format!("no intrinsic {name}")))?;
         let f = intrinsic

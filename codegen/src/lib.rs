@@ -6,7 +6,7 @@
 mod llvm;
 mod math;
 
-use crate::target::{x86_cpu, Target};
+use ssmc_contract::Target;
 use inkwell::context::Context;
 use inkwell::module::Module;
 use inkwell::passes::PassBuilderOptions;
@@ -17,7 +17,7 @@ use inkwell::OptimizationLevel;
 use ssmc_loops::Kernel;
 use std::fmt;
 
-/// What the kernel emitter (`llvm.rs`) reads of the [`crate::target::Target`]: the kind of
+/// What the kernel emitter (`llvm/`) reads of the [`Target`]: the kind of
 /// entry point, and whether AVX-512 instructions may be used. Private, derived in one place
 /// ([`Arch::of`]); the machine itself is named only by the `Target`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +59,16 @@ impl std::error::Error for CodegenError {}
 
 fn err(e: impl fmt::Display) -> CodegenError {
     CodegenError(e.to_string())
+}
+
+/// The LLVM name and feature string of an x86 CPU: the host's for `native`, else the name
+/// as given with no extra features.
+fn x86_cpu(cpu: &str) -> (String, String) {
+    if cpu == "native" {
+        (TargetMachine::get_host_cpu_name().to_string(), TargetMachine::get_host_cpu_features().to_string())
+    } else {
+        (cpu.to_string(), String::new())
+    }
 }
 
 fn machine(target: &Target) -> Result<TargetMachine, CodegenError> {

@@ -4,8 +4,6 @@
 //! The command line names a target `cpu` or `cuda` (`ptx`, its older name, is accepted as
 //! an alias) in every command; `--cpu NAME` picks the CPU.
 
-use inkwell::targets::TargetMachine;
-
 /// What a layer is planned and compiled for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
@@ -114,12 +112,11 @@ impl Target {
         let Target::Cpu { cpu } = self else { return Ok(()) };
         let accepted = || format!("accepted: native, {}", CPUS.join(", "));
         if cpu == "native" {
-            let (host, features) = x86_cpu(cpu);
-            if features.split(',').any(|f| f == "+avx2") {
+            if host_has("avx2") {
                 return Ok(());
             }
             return Err(format!(
-                "--cpu native: this machine's CPU ({host}) lacks AVX2, which ssmc's x86-64 kernels need; {}",
+                "--cpu native: this machine's CPU lacks AVX2 (or is not x86-64), which ssmc's x86-64 kernels need; {}",
                 accepted()
             ));
         }
@@ -139,8 +136,7 @@ impl Target {
     pub fn max_lanes(&self) -> u32 {
         match self {
             Target::Cpu { cpu } => {
-                let (name, features) = x86_cpu(cpu);
-                if features.contains("+avx512f") || name == "x86-64-v4" {
+                if cpu == "x86-64-v4" || (cpu == "native" && host_has("avx512f")) {
                     16
                 } else {
                     8
@@ -155,21 +151,30 @@ impl Target {
     pub fn avx512(&self) -> bool {
         match self {
             Target::Cpu { cpu } => {
-                let (name, features) = x86_cpu(cpu);
-                name == "x86-64-v4" || (features.contains("+avx512f") && features.contains("+avx512dq"))
+                cpu == "x86-64-v4" || (cpu == "native" && host_has("avx512f") && host_has("avx512dq"))
             }
             Target::Cuda { .. } => false,
         }
     }
 }
 
-/// The LLVM name and feature string of an x86 CPU: the host's for `native`, else the name
-/// as given with no extra features.
-pub(crate) fn x86_cpu(cpu: &str) -> (String, String) {
-    if cpu == "native" {
-        (TargetMachine::get_host_cpu_name().to_string(), TargetMachine::get_host_cpu_features().to_string())
-    } else {
-        (cpu.to_string(), String::new())
+/// Whether the host CPU has the x86 feature `name` (`avx2`, `avx512f`, `avx512dq`), by
+/// CPUID and the operating system's register support, as LLVM's `native` sees it; false
+/// off x86-64.
+pub fn host_has(name: &str) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match name {
+            "avx2" => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"),
+            "avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
+            "avx512dq" => std::arch::is_x86_feature_detected!("avx512dq"),
+            _ => false,
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = name;
+        false
     }
 }
 
