@@ -3,7 +3,7 @@
 //! layer), reviewed as snapshots; the chosen forms are also asserted by name, so that an
 //! accepted bad snapshot cannot hide a wrong choice.
 //!
-//! The text is formatted in the binary (`compiler/src/summary.rs`), so the binary is run,
+//! The text is formatted in the binary (`cli/src/summary.rs`), so the binary is run,
 //! from the repository root with relative paths: snapshots do not depend on where the
 //! repository lives.
 
