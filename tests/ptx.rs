@@ -1,5 +1,7 @@
 //! The PTX of every stdlib layer assembles for sm_90 with NVIDIA's `ptxas`: the check that
-//! CI (no GPU) makes of the GPU code. Registers and spills are printed, not judged.
+//! CI (no GPU) makes of the GPU code. Every GPU schedule of the stdlib layers and of
+//! `tests/lower/` is assembled; registers and spills are printed, and spill stores must be
+//! zero except for the cases listed in `KNOWN_SPILLS`, held to their measured bytes.
 //!
 //! `ptxas` is `$SSMC_PTXAS`, else the one `scripts/setup.sh` installs into `.venv-ptxas/`,
 //! else `ptxas` on the PATH. Without one the test is skipped, except under CI (`$CI` set),
@@ -60,11 +62,12 @@ fn stdlib_ptx_assembles_for_sm_90() {
     let version = String::from_utf8_lossy(&version.stdout);
     println!("{}: {}", ptxas.display(), version.lines().last().unwrap_or("?"));
     let dir = tempfile::tempdir().expect("tempdir");
-    for name in STDLIB {
-        let layer = stdlib_layer(name);
-        let out = dir.path().join(name);
-        let m =
-            artifact::build(&layer, &Target::cuda(), Form::Recurrent, &out).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut built = 0;
+    let mut spilling = Vec::new();
+    for (name, layer, form) in gpu_schedules() {
+        let out = dir.path().join(format!("{name}-{form}"));
+        let m = artifact::build(&layer, &Target::cuda(), form, &out).unwrap_or_else(|e| panic!("{name}: {e}"));
+        built += 1;
         assert_eq!((m.target.as_str(), m.arch.as_str()), ("ptx", "sm_90"));
         let ptx = out.join(&m.files["ptx"]);
         let cubin = dir.path().join(format!("{name}.cubin"));
@@ -84,12 +87,57 @@ fn stdlib_ptx_assembles_for_sm_90() {
         );
         assert!(std::fs::metadata(&cubin).is_ok_and(|c| c.len() > 0), "{name}: ptxas wrote no cubin");
         let f = |what| figure(&report, what).map_or("?".to_string(), |n| n.to_string());
-        println!(
-            "{name}: {} registers, {} bytes stack, {} bytes spill stores, {} bytes spill loads",
+        let line = format!(
+            "{name} {form}: {} registers, {} bytes stack, {} bytes spill stores, {} bytes spill loads",
             f("registers"),
             f("bytes stack frame"),
             f("bytes spill stores"),
             f("bytes spill loads")
         );
+        println!("{line}");
+        let known = KNOWN_SPILLS.iter().find(|(n, f, _)| *n == name && *f == form.to_string()).map_or(0, |k| k.2);
+        match figure(&report, "bytes spill stores") {
+            Some(bytes) if bytes <= known => {}
+            _ => spilling.push(format!("{line} (allowed: {known})")),
+        }
     }
+    assert!(built >= STDLIB.len(), "only {built} GPU schedules were built");
+    assert!(spilling.is_empty(), "GPU schedules that spill registers to local memory:\n{}", spilling.join("\n"));
+}
+
+/// Schedules that spill today, with the spill-store bytes ptxas 12 reports for sm_90: the
+/// assertion holds them to that and every other schedule to zero. S4D's state of 64
+/// complex values (128 floats of state, plus its transition) in one thread's registers
+/// passes the 255-register limit; the block schedules of the next issue split the state
+/// over threads.
+const KNOWN_SPILLS: [(&str, &str, u64); 1] = [("s4d", "recurrent", 208)];
+
+/// Every (layer, form) with a GPU schedule: the stdlib layers and the inputs of
+/// `tests/lower/`, in each form the cuda target schedules.
+fn gpu_schedules() -> Vec<(String, ssmc_compiler::ir::Layer, Form)> {
+    let mut layers: Vec<(String, ssmc_compiler::ir::Layer)> =
+        STDLIB.iter().map(|name| (name.to_string(), stdlib_layer(name))).collect();
+    let lower = repo().join("tests/lower");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&lower)
+        .unwrap_or_else(|e| panic!("{}: {e}", lower.display()))
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "ssm"))
+        .collect();
+    files.sort();
+    for path in files {
+        let bytes = std::fs::read(&path).expect("read");
+        let name = path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+        let (module, _) = ssmc_compiler::check_source(&name, &bytes).result.unwrap_or_else(|_| panic!("{name} is rejected"));
+        layers.extend(module.layers.into_iter().map(|l| (name.clone(), l)));
+    }
+    let forms = [Form::Recurrent, Form::Chunked { q: 64 }, Form::Conv];
+    let mut out = Vec::new();
+    for (name, layer) in layers {
+        for form in forms {
+            if artifact::kernel(&layer, &Target::cuda(), form).is_ok() {
+                out.push((name.clone(), layer.clone(), form));
+            }
+        }
+    }
+    out
 }
