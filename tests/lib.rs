@@ -198,3 +198,43 @@ pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
     let den: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
     num / den.max(1e-300)
 }
+
+/// The layers of the schedule tests: every stdlib layer and every layer of
+/// `tests/lower/*.ssm`, each with the name of its file.
+pub fn schedule_layers() -> Vec<(String, Layer)> {
+    let mut layers: Vec<(String, Layer)> = STDLIB.iter().map(|name| (name.to_string(), stdlib_layer(name))).collect();
+    let lower = repo().join("tests/lower");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&lower)
+        .unwrap_or_else(|e| panic!("{}: {e}", lower.display()))
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "ssm"))
+        .collect();
+    files.sort();
+    for path in files {
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let name = path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+        let checked = ssmc_compiler::check_source(&name, &bytes);
+        let (module, _) = match checked.result {
+            Ok(ok) => ok,
+            Err(d) => panic!("{name} is rejected:\n{}", d.render(&checked.file, false)),
+        };
+        layers.extend(module.layers.into_iter().map(|l| (name.clone(), l)));
+    }
+    layers
+}
+
+/// Every (file name, layer, form) of [`schedule_layers`] that `target` has a native
+/// schedule for (chunked at a chunk of 64).
+pub fn schedules(target: &ssmc_compiler::target::Target) -> Vec<(String, Layer, ssmc_compiler::forms::Form)> {
+    use ssmc_compiler::forms::Form;
+    let forms = [Form::Recurrent, Form::Chunked { q: 64 }, Form::Conv];
+    let mut out = Vec::new();
+    for (name, layer) in schedule_layers() {
+        for form in forms {
+            if ssmc_compiler::artifact::kernel(&layer, target, form).is_ok() {
+                out.push((name.clone(), layer.clone(), form));
+            }
+        }
+    }
+    out
+}

@@ -10,7 +10,7 @@
 use ssmc_compiler::artifact;
 use ssmc_compiler::forms::Form;
 use ssmc_compiler::target::Target;
-use ssmc_tests::{repo, stdlib_layer, STDLIB};
+use ssmc_tests::{repo, STDLIB};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -115,29 +115,5 @@ const KNOWN_SPILLS: [(&str, &str, u64); 1] = [("s4d", "recurrent", 208)];
 /// Every (layer, form) with a GPU schedule: the stdlib layers and the inputs of
 /// `tests/lower/`, in each form the cuda target schedules.
 fn gpu_schedules() -> Vec<(String, ssmc_compiler::ir::Layer, Form)> {
-    let mut layers: Vec<(String, ssmc_compiler::ir::Layer)> =
-        STDLIB.iter().map(|name| (name.to_string(), stdlib_layer(name))).collect();
-    let lower = repo().join("tests/lower");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&lower)
-        .unwrap_or_else(|e| panic!("{}: {e}", lower.display()))
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "ssm"))
-        .collect();
-    files.sort();
-    for path in files {
-        let bytes = std::fs::read(&path).expect("read");
-        let name = path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
-        let (module, _) = ssmc_compiler::check_source(&name, &bytes).result.unwrap_or_else(|_| panic!("{name} is rejected"));
-        layers.extend(module.layers.into_iter().map(|l| (name.clone(), l)));
-    }
-    let forms = [Form::Recurrent, Form::Chunked { q: 64 }, Form::Conv];
-    let mut out = Vec::new();
-    for (name, layer) in layers {
-        for form in forms {
-            if artifact::kernel(&layer, &Target::cuda(), form).is_ok() {
-                out.push((name.clone(), layer.clone(), form));
-            }
-        }
-    }
-    out
+    ssmc_tests::schedules(&Target::cuda())
 }

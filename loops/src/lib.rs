@@ -123,6 +123,24 @@ impl Index {
     pub fn min(a: Index, b: Index) -> Index {
         Index::Min(Box::new(a), Box::new(b))
     }
+
+    /// The value at runtime dims `dims` (by position), for an expression of constants and
+    /// dims only (a kernel's work-item count); `None` where it reads a variable or the
+    /// lane, divides by zero or overflows.
+    pub fn eval(&self, dims: &[i64]) -> Option<i64> {
+        let two = |a: &Index, b: &Index| Some((a.eval(dims)?, b.eval(dims)?));
+        match self {
+            Index::Const(c) => Some(*c),
+            Index::Dim(d) => dims.get(*d).copied(),
+            Index::Var(_) | Index::Lane => None,
+            Index::Add(a, b) => two(a, b).and_then(|(a, b)| a.checked_add(b)),
+            Index::Sub(a, b) => two(a, b).and_then(|(a, b)| a.checked_sub(b)),
+            Index::Mul(a, b) => two(a, b).and_then(|(a, b)| a.checked_mul(b)),
+            Index::Div(a, b) => two(a, b).and_then(|(a, b)| a.checked_div(b)),
+            Index::Rem(a, b) => two(a, b).and_then(|(a, b)| a.checked_rem(b)),
+            Index::Min(a, b) => two(a, b).map(|(a, b)| a.min(b)),
+        }
+    }
 }
 
 /// Unary float operations.
