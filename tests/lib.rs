@@ -5,6 +5,7 @@
 //! there `CARGO_MANIFEST_DIR` does not exist, `SSMC_REPO` names the repository and
 //! `SSMC_BIN` the `ssmc` binary, so every path below goes through [`repo`] and [`ssmc_bin`].
 
+pub mod backend;
 pub mod campaign;
 
 use ssmc_compiler::ir::Layer;

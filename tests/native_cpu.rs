@@ -297,18 +297,7 @@ fn native_dtypes(src: String) -> String {
 
 /// A random case's inputs as the kernel sees them: rounded to f32 or bf16, as declared.
 fn kernel_inputs(case: &random_layers::Case) -> tensors::TensorMap {
-    case.inputs
-        .iter()
-        .map(|(name, v)| {
-            let bf16 = case.layer.inputs().any(|(_, t)| &t.name == name && t.dtype == DType::Bf16);
-            let data = v
-                .data
-                .iter()
-                .map(|x| if bf16 { half::bf16::from_f64(*x).to_f64() } else { *x as f32 as f64 })
-                .collect();
-            (name.clone(), tensors::TensorData { shape: v.shape.clone(), data })
-        })
-        .collect()
+    ssmc_tests::backend::kernel_inputs(&case.layer, &case.inputs)
 }
 
 /// Generated inputs rounded to f32.

@@ -1,0 +1,100 @@
+//! Properties every backend must have, one body each, run on the CPU and on the GPU
+//! ([`ssmc_tests::backends!`]): native code agrees with the f64 reference interpreter on
+//! random layers and on every schedule of the stdlib and `tests/lower/`, at awkward sizes,
+//! with the outputs poisoned before the run.
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use ssmc_compiler::bind::sizes_from_dims;
+use ssmc_compiler::forms::Form;
+use ssmc_compiler::{interp, tensors};
+use ssmc_tests::backend::kernel_inputs;
+use ssmc_tests::{backends, rel_err};
+use std::collections::BTreeMap;
+
+#[path = "random_layers.rs"]
+#[allow(dead_code)]
+mod random_layers;
+
+/// Random layers rounded to what native code takes (f32 or bf16 inputs, f32 outputs).
+fn native_dtypes(src: String) -> String {
+    src.lines()
+        .map(|l| {
+            let l = l.replace(": f64[", ": f32[").replace(": f16[", ": f32[");
+            if l.trim_start().starts_with("output") {
+                l.replace(": bf16[", ": f32[")
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Relative error allowed between f32 native code and the f64 interpreter on the same
+/// (rounded) inputs.
+const TOLERANCE: f64 = 1e-5;
+
+backends! {
+    /// Random layers (every option of the language, awkward sizes) in the recurrent form.
+    fn random_layers_match_the_interpreter(backend) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut runner = TestRunner::new(Config { cases: 24, failure_persistence: None, ..Default::default() });
+        let count = std::cell::Cell::new(0);
+        runner
+            .run(&(random_layers::config(), random_layers::dims(), any::<u64>()), |(mut cfg, d, seed)| {
+                cfg.n_const = true; // native code needs a compile-time state size
+                let case = random_layers::build_with(&cfg.normalize(), d, seed, native_dtypes);
+                let k = count.get();
+                count.set(k + 1);
+                let inputs = kernel_inputs(&case.layer, &case.inputs);
+                let want = interp::run(&case.layer, &case.sizes, &inputs);
+                let got = backend
+                    .run(&case.layer, Form::Recurrent, &dir.path().join(format!("case{k}")), &inputs, &want)
+                    .unwrap_or_else(|e| panic!("{backend:?}: {e}\n{}", case.src));
+                for (name, w) in &want {
+                    let e = rel_err(&got[name].data, &w.data);
+                    prop_assert!(e < TOLERANCE, "{backend:?} output {name}: relative error {e:e}\n{}", case.src);
+                }
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Every schedule the backend has for the stdlib layers and `tests/lower/`, at sizes
+    /// that are not powers of two (and L = 1).
+    fn every_schedule_matches_the_interpreter(backend) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut checked = 0;
+        for (name, layer, form) in ssmc_tests::schedules(&backend.target()) {
+            for (i, l) in [1usize, 37].into_iter().enumerate() {
+                let dims: BTreeMap<String, usize> = layer
+                    .dims
+                    .iter()
+                    .filter(|(_, d)| d.size == ssmc_compiler::ir::DimSize::Runtime)
+                    .map(|(_, d)| {
+                        let size = match d.name.as_str() {
+                            "L" => l,
+                            "B" => 2,
+                            "G" => 1,
+                            _ => 5,
+                        };
+                        (d.name.clone(), size)
+                    })
+                    .collect();
+                let sizes = sizes_from_dims(&layer, &dims).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let inputs = kernel_inputs(&layer, &tensors::generate_inputs(&layer, &sizes, 5 + i as u64));
+                let want = interp::run(&layer, &sizes, &inputs);
+                let out = dir.path().join(format!("{name}-{form}-{l}"));
+                let got = backend.run(&layer, form, &out, &inputs, &want).unwrap_or_else(|e| panic!("{name} {form}: {e}"));
+                for (t, w) in &want {
+                    let e = rel_err(&got[t].data, &w.data);
+                    println!("{backend:?} {name} {form} L={l} {t}: rel err {e:.2e}");
+                    assert!(e < 2e-5, "{backend:?} {name} {form} L={l} output {t}: relative error {e:e}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 12, "only {checked} schedules run");
+    }
+}
