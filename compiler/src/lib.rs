@@ -8,11 +8,12 @@
 //!     chosen form (forms::Plan)                                   f64 specs: forms::run, interp::run
 //!   --artifact::native_form--> the cheapest chosen form with a native schedule for that Target
 //!   --lower::scan_spec--> ScanSpec --ssmc_kernels::{recurrent, chunked, conv}--> loop IR
-//!   --codegen::{object, ptx}--> x86-64 object / PTX --artifact::build--> library, header, manifest
+//!   --ssmc_codegen::{object, ptx}--> x86-64 object / PTX --artifact::build--> library, header, manifest
 //! ```
 //!
-//! [`compile`] is the front half (text to checked layers); [`artifact::build`] the back half
-//! (a checked layer to files the runtime loads).
+//! [`compile`] is the front half (text to checked layers); `artifact::build` the back half
+//! (a checked layer to files the runtime loads), with the `codegen` feature, which brings
+//! in LLVM through `ssmc-codegen`. The crates and their graph: `docs/architecture.md`.
 
 pub mod arena;
 pub mod artifact;
