@@ -6,7 +6,6 @@
 mod llvm;
 mod math;
 
-use ssmc_contract::Target;
 use inkwell::context::Context;
 use inkwell::module::Module;
 use inkwell::passes::PassBuilderOptions;
@@ -14,6 +13,7 @@ use inkwell::targets::{
     CodeModel, FileType, InitializationConfig, RelocMode, Target as LlvmTarget, TargetMachine, TargetTriple,
 };
 use inkwell::OptimizationLevel;
+use ssmc_contract::Target;
 use ssmc_loops::Kernel;
 use std::fmt;
 

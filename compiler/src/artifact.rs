@@ -8,9 +8,9 @@ use crate::forms::Form;
 use crate::ir::{Axis, DimSize, Io, Layer};
 use crate::lower;
 use crate::target::Target;
+use ssmc_contract::manifest::{self as mf, DimInfo, Manifest, TensorInfo};
 use ssmc_kernels::Mapping;
 use ssmc_loops::Kernel;
-use ssmc_contract::manifest::{self as mf, DimInfo, Manifest, TensorInfo};
 use std::collections::BTreeMap;
 use std::path::Path;
 
