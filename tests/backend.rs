@@ -14,6 +14,23 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
+/// The GPU's name, or `None` after printing why the GPU checks are skipped; fails instead
+/// when `SSMC_REQUIRE_GPU` is set.
+pub fn cuda_gpu() -> Option<String> {
+    static GPU: OnceLock<Result<String, String>> = OnceLock::new();
+    match GPU.get_or_init(|| ssmc_runtime::cuda_device().map_err(|e| e.to_string())) {
+        Ok(name) => Some(name.clone()),
+        Err(e) => {
+            assert!(
+                std::env::var_os("SSMC_REQUIRE_GPU").is_none(),
+                "SSMC_REQUIRE_GPU is set, but the GPU cannot be used: {e}"
+            );
+            println!("skipped: no CUDA GPU ({e})");
+            None
+        }
+    }
+}
+
 /// Where native code runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -26,18 +43,7 @@ pub enum Backend {
 impl Backend {
     /// The GPU backend, or `None` after printing why its tests are skipped.
     pub fn cuda() -> Option<Backend> {
-        static GPU: OnceLock<Result<String, String>> = OnceLock::new();
-        match GPU.get_or_init(|| ssmc_runtime::cuda_device().map_err(|e| e.to_string())) {
-            Ok(_) => Some(Backend::Cuda),
-            Err(e) => {
-                assert!(
-                    std::env::var_os("SSMC_REQUIRE_GPU").is_none(),
-                    "SSMC_REQUIRE_GPU is set, but the GPU cannot be used: {e}"
-                );
-                println!("skipped: no CUDA GPU ({e})");
-                None
-            }
-        }
+        cuda_gpu().map(|_| Backend::Cuda)
     }
 
     /// The target code is built for.
@@ -132,6 +138,22 @@ macro_rules! backends {
         $crate::backends! { $($rest)* }
     };
     () => {};
+}
+
+/// A `.ssm` source with the dtypes native code takes: f64 and f16 declarations become
+/// f32, and bf16 outputs f32 (bf16 inputs stay).
+pub fn native_dtypes(src: String) -> String {
+    src.lines()
+        .map(|l| {
+            let l = l.replace(": f64[", ": f32[").replace(": f16[", ": f32[");
+            if l.trim_start().starts_with("output") {
+                l.replace(": bf16[", ": f32[")
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `inputs` as a kernel of `layer` sees them: rounded to bf16 where the layer declares a

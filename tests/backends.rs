@@ -8,28 +8,13 @@ use proptest::test_runner::{Config, TestRunner};
 use ssmc_compiler::bind::sizes_from_dims;
 use ssmc_compiler::forms::Form;
 use ssmc_compiler::{interp, tensors};
-use ssmc_tests::backend::kernel_inputs;
+use ssmc_tests::backend::{kernel_inputs, native_dtypes};
 use ssmc_tests::{backends, rel_err};
 use std::collections::BTreeMap;
 
 #[path = "random_layers.rs"]
 #[allow(dead_code)]
 mod random_layers;
-
-/// Random layers rounded to what native code takes (f32 or bf16 inputs, f32 outputs).
-fn native_dtypes(src: String) -> String {
-    src.lines()
-        .map(|l| {
-            let l = l.replace(": f64[", ": f32[").replace(": f16[", ": f32[");
-            if l.trim_start().starts_with("output") {
-                l.replace(": bf16[", ": f32[")
-            } else {
-                l
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 /// Relative error allowed between f32 native code and the f64 interpreter on the same
 /// (rounded) inputs.

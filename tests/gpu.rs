@@ -19,22 +19,10 @@ use ssmc_runtime::{cuda_device, Error, GpuLayer, TensorRef};
 use ssmc_tests::{f32_inputs, rel_err, repo, ssmc_bin, stdlib_layer, STDLIB};
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::sync::OnceLock;
 
 /// The GPU's name, or `None` after printing why the GPU checks are skipped.
 fn gpu() -> Option<String> {
-    static GPU: OnceLock<Result<String, String>> = OnceLock::new();
-    match GPU.get_or_init(|| cuda_device().map_err(|e| e.to_string())) {
-        Ok(name) => Some(name.clone()),
-        Err(e) => {
-            assert!(
-                std::env::var_os("SSMC_REQUIRE_GPU").is_none(),
-                "SSMC_REQUIRE_GPU is set, but the GPU cannot be used: {e}"
-            );
-            println!("skipped: no CUDA GPU ({e})");
-            None
-        }
-    }
+    ssmc_tests::backend::cuda_gpu()
 }
 
 /// Runs the GPU layer on `inputs` (as f32) and returns its outputs as f64.

@@ -200,6 +200,18 @@ pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
     num / den.max(1e-300)
 }
 
+/// The checked module of the `.ssm` file at `path`, and the file's name; panics with the
+/// rendered diagnostics if it is rejected.
+pub fn checked_module(path: &Path) -> (String, ssmc_compiler::ir::Module) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let checked = ssmc_compiler::check_source(&name, &bytes);
+    match checked.result {
+        Ok((module, _warnings)) => (name, module),
+        Err(diags) => panic!("{name} is rejected:\n{}", diags.render(&checked.file, false)),
+    }
+}
+
 /// The layers of the schedule tests: every stdlib layer and every layer of
 /// `tests/lower/*.ssm`, each with the name of its file.
 pub fn schedule_layers() -> Vec<(String, Layer)> {
@@ -212,14 +224,8 @@ pub fn schedule_layers() -> Vec<(String, Layer)> {
         .collect();
     files.sort();
     for path in files {
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let name = path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
-        let checked = ssmc_compiler::check_source(&name, &bytes);
-        let (module, _) = match checked.result {
-            Ok(ok) => ok,
-            Err(d) => panic!("{name} is rejected:\n{}", d.render(&checked.file, false)),
-        };
-        layers.extend(module.layers.into_iter().map(|l| (name.clone(), l)));
+        layers.extend(checked_module(&path).1.layers.into_iter().map(|l| (name.clone(), l)));
     }
     layers
 }

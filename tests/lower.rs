@@ -15,13 +15,7 @@ const FORMS: [Form; 3] = [Form::Recurrent, Form::Chunked { q: 64 }, Form::Conv];
 
 /// The snapshot text of one file on one target: each form's kernel or its refusal.
 fn golden(path: &Path, target: &Target) -> String {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let checked = ssmc_compiler::check_source(&name, &bytes);
-    let (module, _warnings) = match checked.result {
-        Ok(ok) => ok,
-        Err(diags) => panic!("{name} is rejected:\n{}", diags.render(&checked.file, false)),
-    };
+    let (_, module) = ssmc_tests::checked_module(path);
     let mut text = String::new();
     for layer in &module.layers {
         for form in FORMS {

@@ -8,6 +8,7 @@ use ssmc_compiler::ir::Layer;
 use ssmc_compiler::target::Target;
 use ssmc_compiler::{interp, tensors};
 use ssmc_runtime::{CpuLayer, TensorRef};
+use ssmc_tests::backend::native_dtypes;
 use ssmc_tests::{f32_inputs, rel_err, ssmc_bin, stdlib_layer, stdlib_source, Out, STDLIB};
 use std::collections::BTreeMap;
 
@@ -277,22 +278,6 @@ fn chunked_refuses_what_it_cannot_take() {
     assert!(e.contains("chunks of at most 1024 steps"), "{e}");
     let e = artifact::kernel(&stdlib_layer("mamba2"), &Target::cuda(), Form::Chunked { q: 64 }).expect_err("ptx");
     assert!(e.contains("no GPU schedule"), "{e}");
-}
-
-/// A random layer's source with the dtypes native code takes: f32 or bf16 inputs, f32
-/// outputs.
-fn native_dtypes(src: String) -> String {
-    src.lines()
-        .map(|l| {
-            let l = l.replace(": f64[", ": f32[").replace(": f16[", ": f32[");
-            if l.trim_start().starts_with("output") {
-                l.replace(": bf16[", ": f32[")
-            } else {
-                l
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// A random case's inputs as the kernel sees them: rounded to f32 or bf16, as declared.

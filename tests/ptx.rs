@@ -8,7 +8,6 @@
 //! where it fails.
 
 use ssmc_compiler::artifact;
-use ssmc_compiler::forms::Form;
 use ssmc_compiler::target::Target;
 use ssmc_tests::{repo, STDLIB};
 use std::path::PathBuf;
@@ -64,7 +63,7 @@ fn stdlib_ptx_assembles_for_sm_90() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut built = 0;
     let mut spilling = Vec::new();
-    for (name, layer, form) in gpu_schedules() {
+    for (name, layer, form) in ssmc_tests::schedules(&Target::cuda()) {
         let out = dir.path().join(format!("{name}-{form}"));
         let m = artifact::build(&layer, &Target::cuda(), form, &out).unwrap_or_else(|e| panic!("{name}: {e}"));
         built += 1;
@@ -111,9 +110,3 @@ fn stdlib_ptx_assembles_for_sm_90() {
 /// passes the 255-register limit; the block schedules of the next issue split the state
 /// over threads.
 const KNOWN_SPILLS: [(&str, &str, u64); 1] = [("s4d", "recurrent", 208)];
-
-/// Every (layer, form) with a GPU schedule: the stdlib layers and the inputs of
-/// `tests/lower/`, in each form the cuda target schedules.
-fn gpu_schedules() -> Vec<(String, ssmc_compiler::ir::Layer, Form)> {
-    ssmc_tests::schedules(&Target::cuda())
-}
