@@ -21,7 +21,8 @@ mod random_layers;
 const TOLERANCE: f64 = 1e-5;
 
 backends! {
-    /// Random layers (every option of the language, awkward sizes) in the recurrent form.
+    /// Random layers (every option of the language, awkward sizes) in the recurrent form,
+    /// and in the scan form where the backend has it (the GPU's block scan).
     fn random_layers_match_the_interpreter(backend) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut runner = TestRunner::new(Config { cases: 24, failure_persistence: None, ..Default::default() });
@@ -34,12 +35,17 @@ backends! {
                 count.set(k + 1);
                 let inputs = kernel_inputs(&case.layer, &case.inputs);
                 let want = interp::run(&case.layer, &case.sizes, &inputs);
-                let got = backend
-                    .run(&case.layer, Form::Recurrent, &dir.path().join(format!("case{k}")), &inputs, &want)
-                    .unwrap_or_else(|e| panic!("{backend:?}: {e}\n{}", case.src));
-                for (name, w) in &want {
-                    let e = rel_err(&got[name].data, &w.data);
-                    prop_assert!(e < TOLERANCE, "{backend:?} output {name}: relative error {e:e}\n{}", case.src);
+                for form in [Form::Recurrent, Form::Scan] {
+                    if form != Form::Recurrent && !backend.schedules(&case.layer, form) {
+                        continue;
+                    }
+                    let got = backend
+                        .run(&case.layer, form, &dir.path().join(format!("case{k}-{form}")), &inputs, &want)
+                        .unwrap_or_else(|e| panic!("{backend:?} {form}: {e}\n{}", case.src));
+                    for (name, w) in &want {
+                        let e = rel_err(&got[name].data, &w.data);
+                        prop_assert!(e < TOLERANCE, "{backend:?} {form} output {name}: relative error {e:e}\n{}", case.src);
+                    }
                 }
                 Ok(())
             })
@@ -47,12 +53,13 @@ backends! {
     }
 
     /// Every schedule the backend has for the stdlib layers and `tests/lower/`, at sizes
-    /// that are not powers of two (and L = 1).
+    /// that are not powers of two (and L = 1; L = 300 crosses two tiles of the GPU's block
+    /// scan and ends in a partial one).
     fn every_schedule_matches_the_interpreter(backend) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut checked = 0;
         for (name, layer, form) in ssmc_tests::schedules(&backend.target()) {
-            for (i, l) in [1usize, 37].into_iter().enumerate() {
+            for (i, l) in [1usize, 37, 300].into_iter().enumerate() {
                 let dims: BTreeMap<String, usize> = layer
                     .dims
                     .iter()

@@ -234,7 +234,7 @@ pub fn schedule_layers() -> Vec<(String, Layer)> {
 /// schedule for (chunked at a chunk of 64).
 pub fn schedules(target: &ssmc_compiler::target::Target) -> Vec<(String, Layer, ssmc_compiler::forms::Form)> {
     use ssmc_compiler::forms::Form;
-    let forms = [Form::Recurrent, Form::Chunked { q: 64 }, Form::Conv];
+    let forms = [Form::Recurrent, Form::Scan, Form::Chunked { q: 64 }, Form::Conv];
     let mut out = Vec::new();
     for (name, layer) in schedule_layers() {
         for form in forms {

@@ -476,7 +476,7 @@ pub struct Dims {
 pub fn dims() -> impl Strategy<Value = Dims> {
     (
         1usize..=2,
-        prop::sample::select(vec![1usize, 2, 3, 5, 7, 13, 31, 64, 97]),
+        prop::sample::select(vec![1usize, 2, 3, 5, 7, 13, 31, 64, 97, 131, 300]),
         1usize..=3,
         1usize..=3,
         any::<prop::sample::Index>(),

@@ -1,8 +1,9 @@
-//! The number of work items of an artifact is stated in four places: the kernel (its
-//! loop IR's `sequences`), `manifest.json` (which `ssmc-runtime` launches from), and the
-//! C header's `<entry>_work_items`. This test builds every native schedule of the stdlib
-//! layers and of `tests/lower/` for both targets and checks that the three agree at
-//! awkward sizes, the header's formula compiled with `cc` and run.
+//! The launch of an artifact (its work items and, on the GPU, its shared memory per block)
+//! is stated once, in the kernel (the loop IR's `work_items` and shared scratch), and
+//! carried as expressions into `manifest.json` (which `ssmc-runtime` launches from) and the
+//! C header (`<entry>_work_items`, `<entry>_shared_bytes`). This test builds every native
+//! schedule of the stdlib layers and of `tests/lower/` for both targets and checks that the
+//! three agree at awkward sizes, the header's formulas compiled with `cc` and run.
 
 use ssmc_compiler::artifact;
 use ssmc_compiler::target::Target;
@@ -35,15 +36,30 @@ fn kernel_manifest_and_header_agree_on_the_work_items() {
                     .collect::<Option<Vec<i64>>>()
                     .unwrap_or_else(|| panic!("{what}: the kernel's dims {:?} are not the manifest's", kernel.dims));
                 let k = kernel
-                    .sequences
+                    .work_items
                     .eval(&from_kernel)
-                    .unwrap_or_else(|| panic!("{what}: {} has no value", kernel.sequences));
-                let from_manifest = m.work_items(&all);
+                    .unwrap_or_else(|| panic!("{what}: {} has no value", kernel.work_items));
+                let from_manifest = m.work_items(&all).unwrap_or_else(|e| panic!("{what}: {e}"));
                 assert_eq!(
                     k as u64, from_manifest,
                     "{what} at {runtime:?}: kernel {} against manifest",
-                    kernel.sequences
+                    kernel.work_items
                 );
+                let shared = kernel.shared_bytes().eval(&from_kernel).expect("shared bytes");
+                if let ssmc_contract::manifest::Launch::Grid { shared_bytes, .. } = &m.launch {
+                    let from_manifest = m.eval(shared_bytes, &all).unwrap_or_else(|e| panic!("{what}: {e}"));
+                    assert_eq!(shared as u64, from_manifest, "{what} at {runtime:?}: shared bytes");
+                    writeln!(
+                        program,
+                        "  {{ int64_t dims[] = {{{}}}; printf(\"%lld\\n\", (long long){}_shared_bytes(dims)); }}",
+                        runtime.iter().map(|(_, s)| s.to_string()).chain(["0".into()]).collect::<Vec<_>>().join(", "),
+                        m.entry
+                    )
+                    .expect("write");
+                    writeln!(expected, "{from_manifest}").expect("write");
+                } else {
+                    assert_eq!(shared, 0, "{what}: a range launch with shared memory");
+                }
                 let values: Vec<String> = runtime.iter().map(|(_, s)| s.to_string()).chain(["0".into()]).collect();
                 writeln!(
                     program,

@@ -1,7 +1,7 @@
 //! Code generation: loop IR to LLVM 19 IR through inkwell, then to an x86-64 object file
-//! or to PTX for sm_90. One generator serves both targets; only the kernel's entry (a loop
-//! over sequences on the CPU, one sequence per thread on the GPU) and the target machine
-//! differ.
+//! or to PTX for sm_90. One generator serves both targets; the kernel's launch (a range of
+//! work items on the CPU, a grid of blocks on the GPU), the constructs each accepts
+//! ([`check`]) and the target machine differ.
 
 mod llvm;
 mod math;
@@ -14,7 +14,7 @@ use inkwell::targets::{
 };
 use inkwell::OptimizationLevel;
 use ssmc_contract::Target;
-use ssmc_loops::Kernel;
+use ssmc_loops::{Builtin, Construct, Kernel};
 use std::fmt;
 
 /// What the kernel emitter (`llvm/`) reads of the [`Target`]: the kind of
@@ -22,12 +22,12 @@ use std::fmt;
 /// ([`Arch::of`]); the machine itself is named only by the `Target`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Arch {
-    /// x86-64: a loop over the work items in `[begin, end)`.
+    /// x86-64: range launches, a loop over the work items in `[begin, end)`.
     X86 {
         /// The CPU has AVX-512 F and DQ.
         avx512: bool,
     },
-    /// NVIDIA PTX: one work item per thread.
+    /// NVIDIA PTX: grid launches.
     Nvptx,
 }
 
@@ -45,20 +45,64 @@ impl Arch {
     }
 }
 
-/// A failure inside LLVM (never the user's input: that is checked before).
+/// Why code generation failed: a loop-IR construct this backend does not lower (a
+/// schedule written for another target), or a failure inside LLVM (never the user's
+/// input: that is checked before).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CodegenError(pub String);
+pub enum CodegenError {
+    /// Kernel `kernel` uses `construct`, which the `target` backend has no lowering for.
+    Unsupported {
+        /// The kernel.
+        kernel: String,
+        /// The construct, by name ([`Construct::name`]).
+        construct: String,
+        /// The backend.
+        target: &'static str,
+    },
+    /// LLVM failed.
+    Llvm(String),
+}
 
 impl fmt::Display for CodegenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "code generation failed: {}", self.0)
+        match self {
+            CodegenError::Unsupported { kernel, construct, target } => {
+                write!(f, "code generation failed: kernel `{kernel}` uses {construct}, which the {target} backend does not lower")
+            }
+            CodegenError::Llvm(why) => write!(f, "code generation failed: {why}"),
+        }
+    }
+}
+
+/// Refuses a kernel that uses a construct the target's backend does not lower, naming it.
+/// The x86-64 backend lowers range launches, local scratch, the `end` built-in, atomics
+/// and the CPU statements; the NVPTX backend grid launches, local and shared scratch,
+/// every built-in, barriers, warp shuffles and sums, and atomics. Neither lowers matrix
+/// fragments yet.
+pub fn check(kernel: &Kernel, target: &Target) -> Result<(), CodegenError> {
+    let gpu = target.is_gpu();
+    let accepts = |c: Construct| match c {
+        Construct::RangeLaunch | Construct::Transpose | Construct::HostConvolve => !gpu,
+        Construct::GridLaunch | Construct::SharedScratch | Construct::Barrier => gpu,
+        Construct::Shuffle | Construct::WarpSum => gpu,
+        Construct::Builtin(b) => gpu || b == Builtin::End,
+        Construct::AtomicAdd => true,
+        Construct::Fragment => false,
+    };
+    match kernel.constructs().into_iter().find(|c| !accepts(*c)) {
+        Some(c) => Err(CodegenError::Unsupported {
+            kernel: kernel.name.clone(),
+            construct: c.name(),
+            target: if gpu { "NVPTX" } else { "x86-64" },
+        }),
+        None => Ok(()),
     }
 }
 
 impl std::error::Error for CodegenError {}
 
 fn err(e: impl fmt::Display) -> CodegenError {
-    CodegenError(e.to_string())
+    CodegenError::Llvm(e.to_string())
 }
 
 /// The LLVM name and feature string of an x86 CPU: the host's for `native`, else the name
@@ -94,7 +138,7 @@ fn machine(target: &Target) -> Result<TargetMachine, CodegenError> {
             RelocMode::PIC,
             CodeModel::Default,
         )
-        .ok_or_else(|| CodegenError(format!("LLVM has no target machine for cpu `{cpu}`")))
+        .ok_or_else(|| CodegenError::Llvm(format!("LLVM has no target machine for cpu `{cpu}`")))
 }
 
 /// Turns LLVM's SLP vectorizer off, once per process. The kernels are vectorized
@@ -124,9 +168,10 @@ fn build<'ctx>(
     module.set_triple(&tm.get_triple());
     module.set_data_layout(&tm.get_target_data().get_data_layout());
     for k in kernels {
+        check(k, target)?;
         llvm::emit_kernel(ctx, &module, k, &arch)?;
     }
-    module.verify().map_err(|e| CodegenError(format!("invalid LLVM IR: {e}")))?;
+    module.verify().map_err(|e| CodegenError::Llvm(format!("invalid LLVM IR: {e}")))?;
     no_slp_vectorizer();
     module.run_passes("default<O3>", tm, PassBuilderOptions::create()).map_err(err)?;
     Ok(module)

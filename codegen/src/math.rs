@@ -310,9 +310,9 @@ pub fn sin_cos<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<(VectorValue<
                 let kind = Attribute::get_named_enum_kind_id(attr);
                 f.add_attribute(AttributeLoc::Function, cg.ctx.create_enum_attribute(kind, value));
             }
-            let back = cg.b.get_insert_block().ok_or_else(|| CodegenError("builder is not positioned".into()))?;
+            let back = cg.b.get_insert_block().ok_or_else(|| CodegenError::Llvm("builder is not positioned".into()))?;
             cg.b.position_at_end(cg.ctx.append_basic_block(f, "entry"));
-            let arg = f.get_first_param().ok_or_else(|| CodegenError("sin_cos has a parameter".into()))?;
+            let arg = f.get_first_param().ok_or_else(|| CodegenError::Llvm("sin_cos has a parameter".into()))?;
             let (s, c) = sin_cos_inline(cg, arg.into_vector_value())?;
             let out = cg.b.build_insert_value(pair.get_undef(), s, 0, "").map_err(err)?;
             let out = cg.b.build_insert_value(out, c, 1, "").map_err(err)?;
@@ -324,7 +324,9 @@ pub fn sin_cos<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<(VectorValue<
     let call = cg.b.build_call(f, &[x.into()], "").map_err(err)?;
     let out = match call.try_as_basic_value() {
         inkwell::values::ValueKind::Basic(v) => v.into_struct_value(),
-        inkwell::values::ValueKind::Instruction(_) => return Err(CodegenError("sin_cos returned nothing".into())),
+        inkwell::values::ValueKind::Instruction(_) => {
+            return Err(CodegenError::Llvm("sin_cos returned nothing".into()))
+        }
     };
     let part =
         |k: u32| -> R<VectorValue<'ctx>> { Ok(cg.b.build_extract_value(out, k, "").map_err(err)?.into_vector_value()) };

@@ -8,37 +8,37 @@ use crate::forms::Form;
 use crate::ir::{Axis, DimSize, Io, Layer};
 use crate::lower;
 use crate::target::Target;
+use ssmc_contract::launch::{DimExpr, Op};
 use ssmc_contract::manifest::{self as mf, DimInfo, Manifest, TensorInfo};
-use ssmc_kernels::Mapping;
-use ssmc_loops::Kernel;
+use ssmc_loops::{Index, Kernel, Launch};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The loop-IR kernel of a layer for a target in form `form`, or why that form has no
 /// native schedule for this layer and target.
 pub fn kernel(layer: &Layer, target: &Target, form: Form) -> Result<Kernel, String> {
-    schedule(layer, target, form).map(|(k, _)| k)
+    schedule(layer, target, form)
 }
 
-/// The kernel and what one of its work items covers.
-fn schedule(layer: &Layer, target: &Target, form: Form) -> Result<(Kernel, Mapping), String> {
+/// Threads per block of the GPU's `recurrent` (one sequence per thread).
+pub const GPU_RECURRENT_THREADS: u32 = 128;
+
+/// The kernel of a form for a target: the lowering (how work items map onto the layer),
+/// then the form's schedule template.
+fn schedule(layer: &Layer, target: &Target, form: Form) -> Result<Kernel, String> {
     let cpu = !target.is_gpu();
     let max_lanes = target.max_lanes();
     let spec = |choice| lower::scan_spec(layer, max_lanes, choice).map_err(|e| e.to_string());
-    let native = "native forms: recurrent on every target; chunked (a decay shared by the state) and conv on the CPU";
+    let native = "native forms: recurrent and scan on the GPU, recurrent on the CPU; chunked (a decay shared by the state) and conv on the CPU";
     match (form, cpu) {
-        (Form::Recurrent, _) => {
-            let s = spec(if cpu { lower::MappingChoice::Cpu } else { lower::MappingChoice::Gpu })?;
-            Ok((ssmc_kernels::recurrent(&s), s.mapping))
+        (Form::Recurrent, true) => Ok(ssmc_kernels::recurrent(&spec(lower::MappingChoice::Cpu)?)),
+        (Form::Recurrent, false) => {
+            let k = ssmc_kernels::recurrent(&spec(lower::MappingChoice::Gpu)?);
+            Ok(ssmc_kernels::thread_per_item(k, GPU_RECURRENT_THREADS))
         }
-        (Form::Chunked { q }, true) => {
-            let s = spec(lower::MappingChoice::HeadTiles)?;
-            Ok((ssmc_kernels::chunked(&s, q as u32)?, s.mapping))
-        }
-        (Form::Conv, true) => {
-            let s = spec(lower::MappingChoice::Sequences)?;
-            Ok((ssmc_kernels::conv(&s)?, s.mapping))
-        }
+        (Form::Scan, false) => ssmc_kernels::block_scan(&spec(lower::MappingChoice::Gpu)?),
+        (Form::Chunked { q }, true) => ssmc_kernels::chunked(&spec(lower::MappingChoice::HeadTiles)?, q as u32),
+        (Form::Conv, true) => ssmc_kernels::conv(&spec(lower::MappingChoice::Sequences)?),
         (f, true) => Err(format!("form {f} has no native schedule ({native})")),
         (f, false) => Err(format!("form {f} has no GPU schedule yet ({native})")),
     }
@@ -109,9 +109,9 @@ pub fn manifest(
     layer: &Layer,
     target: &Target,
     form: Form,
-    (kernel, mapping): (&Kernel, Mapping),
+    kernel: &Kernel,
     files: BTreeMap<String, String>,
-) -> Manifest {
+) -> Result<Manifest, String> {
     let axis = |a: &Axis| match a {
         Axis::Dim { dim, divisor: 1 } => layer.dims[*dim].name.clone(),
         Axis::Dim { dim, divisor } => format!("{}/{divisor}", layer.dims[*dim].name),
@@ -128,20 +128,7 @@ pub fn manifest(
             });
         }
     }
-    let ax = &layer.axes;
-    let name = |d: crate::arena::Handle<crate::ir::Dim>| layer.dims[d].name.clone();
-    // What one work item of the kernel covers (see the schedule templates).
-    let (sequences, head_lanes) = match mapping {
-        Mapping::StateLanes => {
-            ([Some(ax.batch), Some(ax.head), ax.headdim].into_iter().flatten().map(name).collect(), None)
-        }
-        Mapping::StateTiles { .. } => (vec![name(ax.batch), name(ax.head)], None),
-        Mapping::HeadLanes { lanes } => (
-            [Some(ax.batch), ax.group].into_iter().flatten().map(name).collect(),
-            Some(mf::HeadLanes { heads: name(ax.head), groups: ax.group.map(name), lanes: u64::from(lanes) }),
-        ),
-    };
-    Manifest {
+    Ok(Manifest {
         ssmc_version: env!("CARGO_PKG_VERSION").to_string(),
         layer: layer.name.clone(),
         target: target.artifact_kind().to_string(),
@@ -162,10 +149,43 @@ pub fn manifest(
             })
             .collect(),
         tensors,
-        sequences,
-        head_lanes,
+        launch: launch(kernel)?,
         specialized: "generic".to_string(),
         host: if kernel.host_conv { vec![ssmc_contract::host::CAUSAL_CONV_F32.to_string()] } else { Vec::new() },
+    })
+}
+
+/// The manifest's statement of a kernel's launch: its work items and grid as expressions
+/// of the dims by name (the kernel states them once; the header and runtimes read this).
+fn launch(kernel: &Kernel) -> Result<mf::Launch, String> {
+    let work_items = dim_expr(&kernel.work_items, &kernel.dims)?;
+    Ok(match kernel.launch {
+        Launch::Range => mf::Launch::Range { work_items },
+        Launch::Grid { threads, items_per_block } => mf::Launch::Grid {
+            work_items,
+            threads,
+            items_per_block,
+            shared_bytes: dim_expr(&kernel.shared_bytes(), &kernel.dims)?,
+        },
+    })
+}
+
+/// `i`, an expression of constants and runtime dims, over the dims' names.
+fn dim_expr(i: &Index, dims: &[String]) -> Result<DimExpr, String> {
+    let two =
+        |op, a: &Index, b: &Index| Ok(DimExpr::Op(op, Box::new(dim_expr(a, dims)?), Box::new(dim_expr(b, dims)?)));
+    match i {
+        Index::Const(c) => Ok(DimExpr::Const(*c)),
+        Index::Dim(d) => dims.get(*d).map(|n| DimExpr::Dim(n.clone())).ok_or_else(|| format!("no runtime dim d{d}")),
+        Index::Add(a, b) => two(Op::Add, a, b),
+        Index::Sub(a, b) => two(Op::Sub, a, b),
+        Index::Mul(a, b) => two(Op::Mul, a, b),
+        Index::Div(a, b) => two(Op::Div, a, b),
+        Index::Rem(a, b) => two(Op::Rem, a, b),
+        Index::Min(a, b) => two(Op::Min, a, b),
+        Index::Var(_) | Index::Lane | Index::Builtin(_) => {
+            Err(format!("a launch size reads `{i}`, which is not known before the launch"))
+        }
     }
 }
 
@@ -196,17 +216,7 @@ pub fn header(m: &Manifest) -> String {
     for d in m.dims.iter().filter(|d| d.size.is_some()) {
         h += &format!(" * compile-time: {} = {}\n", d.name, d.size.unwrap_or(0));
     }
-    let work = match &m.head_lanes {
-        None => m.sequences.join(" * "),
-        Some(hl) => {
-            let per = match &hl.groups {
-                Some(g) => format!("({}/{g})", hl.heads),
-                None => hl.heads.clone(),
-            };
-            let base = if m.sequences.is_empty() { String::new() } else { format!("{} * ", m.sequences.join(" * ")) };
-            format!("{base}ceil({per} / {}), each {} {} side by side", hl.lanes, hl.lanes, hl.heads)
-        }
-    };
+    let work = m.launch.work_items();
     h += &format!(
         " * Runs work items [begin, end) of {work}. Work items are independent, so ranges\n * may run on different threads. Sizes are not checked here: ssmc-runtime checks them\n * against manifest.json. */\n"
     );
@@ -223,20 +233,21 @@ pub fn header(m: &Manifest) -> String {
     }
     let dim = |s: &str| match runtime.iter().position(|d| d.name == s) {
         Some(i) => format!("dims[{i}]"),
-        None => m.dims.iter().find(|d| d.name == s).and_then(|d| d.size).unwrap_or(1).to_string(),
+        None => format!("(int64_t){}", m.dims.iter().find(|d| d.name == s).and_then(|d| d.size).unwrap_or(1)),
     };
-    let mut factors: Vec<String> = m.sequences.iter().map(|s| dim(s)).collect();
-    if let Some(hl) = &m.head_lanes {
-        let per = match &hl.groups {
-            Some(g) => format!("({} / {})", dim(&hl.heads), dim(g)),
-            None => dim(&hl.heads),
-        };
-        factors.push(format!("(({per} + {}) / {})", hl.lanes - 1, hl.lanes));
+    h += &format!(
+        "\n/* Number of work items for these dims: run [0, this). */\nstatic inline int64_t {}_work_items(const int64_t* dims) {{ (void)dims; return {}; }}\n",
+        m.entry,
+        work.to_c(&dim)
+    );
+    if let mf::Launch::Grid { threads, items_per_block, shared_bytes, .. } = &m.launch {
+        h += &format!(
+            "\n/* The launch of [begin, end): ceil((end - begin) / {upper}_ITEMS_PER_BLOCK) blocks of\n * {upper}_THREADS_PER_BLOCK threads, each with {}_shared_bytes(dims) bytes of dynamic\n * shared memory. */\n#define {upper}_THREADS_PER_BLOCK {threads}\n#define {upper}_ITEMS_PER_BLOCK {items_per_block}\nstatic inline int64_t {}_shared_bytes(const int64_t* dims) {{ (void)dims; return {}; }}\n",
+            m.entry,
+            m.entry,
+            shared_bytes.to_c(&dim)
+        );
     }
-    if factors.is_empty() {
-        factors.push("1".into());
-    }
-    h += &format!("\n/* Number of work items for these dims: run [0, this). */\nstatic inline int64_t {}_work_items(const int64_t* dims) {{ (void)dims; return {}; }}\n", m.entry, factors.join(" * "));
     h += &format!("\n#ifdef __cplusplus\n}}\n#endif\n\n#endif /* {guard} */\n");
     h
 }
@@ -246,7 +257,7 @@ pub fn header(m: &Manifest) -> String {
 #[cfg(feature = "codegen")]
 pub fn build(layer: &Layer, target: &Target, form: Form, dir: &Path) -> Result<Manifest, String> {
     target.check()?;
-    let (kernel, mapping) = schedule(layer, target, form)?;
+    let kernel = schedule(layer, target, form)?;
     let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     sweep_stale_builds(parent);
@@ -278,7 +289,7 @@ pub fn build(layer: &Layer, target: &Target, form: Form, dir: &Path) -> Result<M
         }
     }
     files.insert("header".to_string(), format!("{name}.h"));
-    let m = manifest(layer, target, form, (&kernel, mapping), files);
+    let m = manifest(layer, target, form, &kernel, files)?;
     std::fs::write(work.path().join(format!("{name}.h")), header(&m)).map_err(|e| e.to_string())?;
     let json = serde_json::to_string_pretty(&m).map_err(|e| e.to_string())?;
     std::fs::write(work.path().join("manifest.json"), json + "\n").map_err(|e| e.to_string())?;

@@ -4,8 +4,9 @@
 
 use crate::arena::Handle;
 use crate::ir::*;
+use ssmc_kernels::axis;
 use ssmc_kernels::{Cx, Mapping, Place, Scalars, ScanSpec, ScanVals};
-use ssmc_loops::{axis, Buffer, Elem, Index, UnOp, Val, Var};
+use ssmc_loops::{Buffer, Elem, Index, UnOp, Val, Var};
 use std::fmt;
 
 /// Why a layer cannot be compiled to native code (yet).

@@ -5,6 +5,7 @@
 //! Both `ssmc-compiler` (which writes artifacts) and `ssmc-runtime` (which loads them)
 //! depend on this crate and on nothing of each other.
 
+pub mod launch;
 pub mod manifest;
 pub mod target;
 

@@ -1,5 +1,6 @@
 //! `manifest.json`: what an artifact holds and the contract of its entry point.
 
+pub use crate::launch::{DimExpr, Launch};
 use serde::{Deserialize, Serialize};
 
 /// Element types of tensors at the artifact boundary.
@@ -96,12 +97,8 @@ pub struct Manifest {
     pub dims: Vec<DimInfo>,
     /// Tensors in `bufs` order: inputs, then outputs.
     pub tensors: Vec<TensorInfo>,
-    /// Dims whose product is the number of work items (times `head_lanes`' factor).
-    pub sequences: Vec<String>,
-    /// When each work item holds `lanes` heads side by side: the work items are the
-    /// product of `sequences` times ceil((heads / groups) / lanes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub head_lanes: Option<HeadLanes>,
+    /// How the entry point is launched: the work items and, on the GPU, the blocks.
+    pub launch: Launch,
     /// `generic` (runtime dims are bound per call).
     pub specialized: String,
     /// Host routines the entry point calls, by name (`causal_conv_f32`: the runtime's
@@ -111,33 +108,31 @@ pub struct Manifest {
     pub host: Vec<String>,
 }
 
-/// Work items of `lanes` heads of one group each.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HeadLanes {
-    /// The head (or channel) dim.
-    pub heads: String,
-    /// The group dim, if any.
-    pub groups: Option<String>,
-    /// Heads per work item.
-    pub lanes: u64,
-}
-
 impl Manifest {
-    /// The size of dim `name` among `sizes` (manifest order); 1 if absent.
-    fn size_of(&self, name: &str, sizes: &[u64]) -> u64 {
-        self.dims.iter().position(|d| d.name == name).map_or(1, |i| sizes[i])
+    /// The value of a launch expression at these dim sizes (manifest order).
+    pub fn eval(&self, e: &DimExpr, sizes: &[u64]) -> Result<u64, String> {
+        let size = |name: &str| self.dims.iter().position(|d| d.name == name).map(|i| sizes[i] as i64);
+        match e.eval(&size) {
+            Some(v) if v >= 0 => Ok(v as u64),
+            Some(v) => Err(format!("launch expression `{e}` is negative ({v})")),
+            None => Err(format!(
+                "launch expression `{e}` has no value (a dim it names is not in the manifest, or it overflows)"
+            )),
+        }
     }
 
     /// Number of work items (the range of `begin`/`end`) at these dim sizes.
-    pub fn work_items(&self, sizes: &[u64]) -> u64 {
-        let base: u64 = self.sequences.iter().map(|n| self.size_of(n, sizes)).product();
-        match &self.head_lanes {
-            None => base,
-            Some(h) => {
-                let groups = h.groups.as_deref().map_or(1, |g| self.size_of(g, sizes)).max(1);
-                let per_group = self.size_of(&h.heads, sizes) / groups;
-                base * per_group.div_ceil(h.lanes.max(1))
+    pub fn work_items(&self, sizes: &[u64]) -> Result<u64, String> {
+        self.eval(self.launch.work_items(), sizes)
+    }
+
+    /// Why the launch cannot be evaluated, if it names a dim the manifest lacks.
+    pub fn check_launch(&self) -> Result<(), String> {
+        for e in self.launch.exprs() {
+            if let Some(d) = e.dims().into_iter().find(|n| !self.dims.iter().any(|d| d.name == *n)) {
+                return Err(format!("launch expression `{e}` names dim `{d}`, which the manifest does not declare"));
             }
         }
+        Ok(())
     }
 }

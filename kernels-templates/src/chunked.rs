@@ -14,11 +14,12 @@
 //! vector lanes over the elements of the head and several rows (or state indices) at once,
 //! each its own accumulator, so no single dependency chain bounds the speed.
 
+use crate::axis;
 use crate::common::{decode, silu, Builder};
 use crate::complex::expm1;
 use crate::hoist::{looped, over_chunks};
 use crate::{Discretization, Mapping, ScanSpec, ScanVals};
-use ssmc_loops::{axis, BinOp, Index, Kernel, Stmt, UnOp, Val, Var};
+use ssmc_loops::{BinOp, Index, Kernel, Launch, Stmt, UnOp, Val, Var};
 
 /// Chunk length when none is asked for.
 pub const DEFAULT_CHUNK: u32 = 64;
@@ -52,10 +53,11 @@ pub fn chunked(spec: &ScanSpec, q: u32) -> Result<Kernel, String> {
         buffers: spec.buffers.clone(),
         dims: spec.dims.clone(),
         seq,
-        sequences: work_items,
+        work_items,
+        launch: Launch::Range,
         seq_lanes: 1,
         lane_limit: None,
-        scratch: sizes,
+        scratch: sizes.into_iter().map(ssmc_loops::Scratch::local).collect(),
         host_conv: false,
         body,
     })
@@ -569,7 +571,7 @@ fn is_vector(v: &Val) -> bool {
     match v {
         Val::Load { lanes, .. } | Val::Splat(_, lanes) => *lanes > 1,
         Val::Const(_) | Val::Var(_) | Val::ReduceAdd(_) => false,
-        Val::Un(_, a) => is_vector(a),
+        Val::Un(_, a) | Val::Shuffle(_, a) | Val::WarpSum(a) => is_vector(a),
         Val::Bin(_, a, b) => is_vector(a) || is_vector(b),
         Val::Select(c, a, b) => is_vector(c) || is_vector(a) || is_vector(b),
     }

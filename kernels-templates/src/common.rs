@@ -1,8 +1,9 @@
 //! Helpers every template shares: fresh variables ([`Builder`]), the discretization of
 //! (dt, A, B), the work-item decoding of each [`Mapping`], and small loop-IR pieces.
 
+use crate::axis;
 use crate::{Cx, Discretization, Mapping, ScanSpec};
-use ssmc_loops::{axis, BinOp, Index, Stmt, UnOp, Val, Var};
+use ssmc_loops::{BinOp, Index, Stmt, UnOp, Val, Var};
 
 /// Allocates fresh variables and binds values to them.
 pub(crate) struct Builder {

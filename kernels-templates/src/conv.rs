@@ -1,6 +1,6 @@
 //! `conv` for the CPU: for a time-invariant scan, y = K * x + (the initial state's free
 //! response) with the kernel K computed in the Vandermonde form and the convolution done
-//! by FFT in a host routine ([`Stmt::Convolve`]).
+//! by FFT in a host routine ([`CpuStmt::Convolve`]).
 //!
 //! One work item is one sequence (batch, head, head element). Per scan:
 //! K[l] = Re(sum_n w_n z_n^l) with w_n = pairs c_n bbar_n and z_n = abar_n, vectorized over
@@ -14,10 +14,11 @@
 //! that their products overlap. The free response of an initial state h0 is the same sum
 //! with g_n = pairs c_n abar_n h0_n.
 
+use crate::axis;
 use crate::common::{decode, silu, state_at, Builder};
 use crate::hoist::{hoist, hoist_at, looped, Hoisted};
 use crate::{Cx, Discretization, Mapping, ScanSpec, ScanVals};
-use ssmc_loops::{axis, BinOp, Index, Kernel, Stmt, UnOp, Val, Var};
+use ssmc_loops::{BinOp, CpuStmt, Index, Kernel, Launch, Scratch, Stmt, UnOp, Val, Var};
 
 /// Lanes of a vector of K: 16 consecutive l.
 const LANES: i64 = 16;
@@ -96,10 +97,11 @@ pub fn conv(spec: &ScanSpec) -> Result<Kernel, String> {
         buffers: spec.buffers.clone(),
         dims: spec.dims.clone(),
         seq,
-        sequences,
+        work_items: sequences,
+        launch: Launch::Range,
         seq_lanes,
         lane_limit,
-        scratch,
+        scratch: scratch.into_iter().map(Scratch::local).collect(),
         body,
         host_conv: true,
     })
@@ -169,7 +171,12 @@ impl Ctx<'_> {
         fill.push(Stmt::Store { buf: self.bufs.x, index: Index::Var(v), value: x });
         body.push(Stmt::For { var: v, lo: Index::Const(0), hi: time.clone(), reverse: false, body: fill });
         self.kernel(body, exact);
-        body.push(Stmt::Convolve { kernel: self.bufs.k, input: self.bufs.x, output: self.bufs.y, len: time.clone() });
+        body.push(Stmt::Cpu(CpuStmt::Convolve {
+            kernel: self.bufs.k,
+            input: self.bufs.x,
+            output: self.bufs.y,
+            len: time.clone(),
+        }));
         // y = K * x (+ the free response) + D x, times silu(z); added for the second scan.
         let skip = match (&scan.skip, scan.skip_invariant) {
             (Some(d), true) => Some(self.bld.bind(body, 1, d.clone())),

@@ -2,9 +2,10 @@
 //! Abar, Bbar when dt does not either): in variables, one set per chunk of state lanes, or,
 //! for large states, in a scratch array written by a loop over the state.
 
+use crate::axis;
 use crate::common::{discretize, Builder};
 use crate::{Cx, Discretization, Mapping, ScanSpec, ScanVals};
-use ssmc_loops::{axis, Index, Stmt, Val};
+use ssmc_loops::{Index, Stmt, Val};
 
 /// Role values of one chunk of state lanes computed before the time loop: A, B and C when
 /// they do not depend on time, and Abar, Bbar when dt does not either.

@@ -2,9 +2,10 @@
 //! whose vector lanes hold heads, rewritten so that lane-varying loads and stores along
 //! time go through transposed scratch tiles instead of a gather or scatter per step.
 
+use crate::axis;
 use crate::common::Builder;
 use crate::ScanSpec;
-use ssmc_loops::{axis, Index, Stmt, Val};
+use ssmc_loops::{CpuStmt, Index, Stmt, Val};
 
 /// Whether an index differs between the lanes of a work item of `Mapping::HeadLanes` (it
 /// reads the head, which decode binds per lane).
@@ -22,7 +23,7 @@ fn mentions(i: &Index, hit: &dyn Fn(&Index) -> bool) -> bool {
             | Index::Div(a, b)
             | Index::Rem(a, b)
             | Index::Min(a, b) => mentions(a, hit) || mentions(b, hit),
-            Index::Const(_) | Index::Dim(_) | Index::Var(_) | Index::Lane => false,
+            Index::Const(_) | Index::Dim(_) | Index::Var(_) | Index::Lane | Index::Builtin(_) => false,
         }
 }
 
@@ -73,12 +74,14 @@ pub(crate) fn stage_lanes(
     let tiled: Vec<Stmt> = step.iter().map(|x| st.stmt(x, Some(&slot))).collect();
     let moves = |list: &[(usize, Index, usize)], into_tile| {
         list.iter()
-            .map(|(buf, base, tile)| Stmt::Transpose {
-                buf: *buf,
-                index: Index::add(base.clone(), t0.clone()),
-                tile: *tile,
-                count: lanes,
-                into_tile,
+            .map(|(buf, base, tile)| {
+                Stmt::Cpu(CpuStmt::Transpose {
+                    buf: *buf,
+                    index: Index::add(base.clone(), t0.clone()),
+                    tile: *tile,
+                    count: lanes,
+                    into_tile,
+                })
             })
             .collect::<Vec<_>>()
     };
@@ -197,6 +200,8 @@ impl Stager<'_> {
             }
             Val::Splat(a, n) => Val::Splat(Box::new(self.val(a, slot)), *n),
             Val::ReduceAdd(a) => Val::ReduceAdd(Box::new(self.val(a, slot))),
+            Val::Shuffle(how, a) => Val::Shuffle(*how, Box::new(self.val(a, slot))),
+            Val::WarpSum(a) => Val::WarpSum(Box::new(self.val(a, slot))),
             Val::Const(_) | Val::Var(_) | Val::Load { .. } => v.clone(),
         }
     }

@@ -13,17 +13,22 @@
 //! and the convolution by FFT in a host routine. Templates do not import each other:
 //! what they share is in `common`, `hoist`, `lanes` and `complex`.
 
+pub mod axis;
+mod block_scan;
 mod chunked;
 mod common;
 mod complex;
 mod conv;
+mod grid;
 mod hoist;
 mod lanes;
 mod recurrent;
 
+pub use block_scan::block_scan;
 pub use chunked::chunked;
 pub use complex::Cx;
 pub use conv::conv;
+pub use grid::thread_per_item;
 pub use recurrent::recurrent;
 
 use ssmc_loops::{Buffer, Index, Val};

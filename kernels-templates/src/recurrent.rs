@@ -2,11 +2,12 @@
 //! the state lives in `state / lanes` vectors of `lanes` f32 (two for a complex state);
 //! time is sequential. Abar and Bbar are computed once when they do not depend on time.
 
+use crate::axis;
 use crate::common::{decode, discretize, silu, state_at, Builder};
 use crate::hoist::{hoist, hoist_looped, looped, over_chunks, Hoisted, Slots, TILE};
 use crate::lanes::stage_lanes;
 use crate::{Cx, Discretization, Mapping, ScanSpec, ScanVals};
-use ssmc_loops::{axis, Index, Kernel, Stmt, Val, Var};
+use ssmc_loops::{Index, Kernel, Launch, Scratch, Stmt, Val, Var};
 
 /// The `recurrent` kernel of a layer.
 pub fn recurrent(spec: &ScanSpec) -> Kernel {
@@ -103,10 +104,11 @@ pub fn recurrent(spec: &ScanSpec) -> Kernel {
         buffers: spec.buffers.clone(),
         dims: spec.dims.clone(),
         seq,
-        sequences: work_items,
+        work_items,
+        launch: Launch::Range,
         seq_lanes,
         lane_limit,
-        scratch,
+        scratch: scratch.into_iter().map(Scratch::local).collect(),
         body,
         host_conv: false,
     }

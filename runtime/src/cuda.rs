@@ -9,9 +9,6 @@ use crate::manifest::Manifest;
 use crate::{bind, Error, TensorRef};
 use std::path::Path;
 
-/// Threads per block of every launch: one work item (a sequence) per thread.
-pub const THREADS_PER_BLOCK: u32 = 128;
-
 /// A layer compiled to PTX, loaded from its artifact directory. The GPU is first touched by
 /// [`GpuLayer::run`]: loading needs no driver.
 pub struct GpuLayer {
@@ -57,27 +54,61 @@ impl GpuLayer {
         let m = &self.manifest;
         let dims: Vec<i64> =
             m.dims.iter().zip(&sizes).filter(|(d, _)| d.size.is_none()).map(|(_, s)| *s as i64).collect();
-        // One thread per work item (the range of the kernel's begin/end).
-        self.launch(tensors, &dims, m.work_items(&sizes))
+        // The grid of the manifest's launch (checked to be one when the artifact was loaded).
+        let grid = match &m.launch {
+            crate::manifest::Launch::Grid { work_items, threads, items_per_block, shared_bytes } => Grid {
+                items: m.eval(work_items, &sizes).map_err(Error::Manifest)?,
+                threads: *threads,
+                items_per_block: u64::from(*items_per_block),
+                shared_bytes: m.eval(shared_bytes, &sizes).map_err(Error::Manifest)?,
+            },
+            crate::manifest::Launch::Range { .. } => {
+                return Err(Error::Manifest("a GPU artifact whose launch is a range".into()))
+            }
+        };
+        if grid.shared_bytes > MAX_SHARED_BYTES {
+            return Err(Error::Manifest(format!(
+                "kernel `{}` needs {} bytes of shared memory per block at these sizes; a block has at most {MAX_SHARED_BYTES}",
+                m.entry, grid.shared_bytes
+            )));
+        }
+        self.launch(tensors, &dims, grid)
     }
 
     #[cfg(not(feature = "cuda"))]
-    fn launch(&self, _: &[TensorRef], _: &[i64], _: u64) -> Result<(), Error> {
+    fn launch(&self, _: &[TensorRef], _: &[i64], _: Grid) -> Result<(), Error> {
         Err(Error::NotCompiledWithCuda)
     }
 
     #[cfg(feature = "cuda")]
-    fn launch(&self, tensors: &[TensorRef], dims: &[i64], items: u64) -> Result<(), Error> {
+    fn launch(&self, tensors: &[TensorRef], dims: &[i64], grid: Grid) -> Result<(), Error> {
         let mut slot = self.device.lock().unwrap_or_else(|p| p.into_inner());
         let device = match slot.take() {
             Some(d) => d,
             None => imp::Device::open(&self.ptx, &self.manifest)?,
         };
-        let result = device.run(&self.manifest, tensors, dims, items);
+        let result = device.run(&self.manifest, tensors, dims, grid);
         *slot = Some(device);
         result
     }
 }
+
+/// A launch at the call's sizes.
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+struct Grid {
+    /// Work items.
+    items: u64,
+    /// Threads per block.
+    threads: u32,
+    /// Work items per block.
+    items_per_block: u64,
+    /// Dynamic shared memory per block.
+    shared_bytes: u64,
+}
+
+/// Shared memory a block may have on sm_80 and later (opted in past 48 KiB).
+const MAX_SHARED_BYTES: u64 = 227 * 1024;
 
 /// The name of GPU 0 when the CUDA driver is installed and sees a GPU; otherwise the reason
 /// it cannot be used (an [`Error::Io`] starting with `no CUDA driver/GPU`, or
@@ -95,6 +126,7 @@ pub fn cuda_device() -> Result<String, Error> {
 
 #[cfg(feature = "cuda")]
 mod imp {
+    use super::Grid;
     use crate::manifest::{Io, Manifest};
     use crate::{Error, TensorRef};
     use cudarc::driver::{
@@ -103,8 +135,11 @@ mod imp {
     use std::panic::{catch_unwind, AssertUnwindSafe};
     use std::sync::Arc;
 
-    /// The most work items one launch covers (grid x is at most 2^31 - 1 blocks).
-    const MAX_PER_LAUNCH: u64 = (1 << 30) * super::THREADS_PER_BLOCK as u64;
+    /// The most blocks one launch has (grid x is at most 2^31 - 1).
+    const MAX_BLOCKS: u64 = 1 << 30;
+
+    /// Shared memory a block gets without opting in.
+    const DEFAULT_SHARED_BYTES: u64 = 48 * 1024;
 
     fn no_gpu(why: impl std::fmt::Display) -> Error {
         Error::Io(format!("no CUDA driver/GPU: {why}"))
@@ -170,11 +205,11 @@ mod imp {
         }
 
         /// Copies, launches, copies back. `tensors` were checked against `m` by the caller.
-        pub(super) fn run(&self, m: &Manifest, tensors: &[TensorRef], dims: &[i64], items: u64) -> Result<(), Error> {
-            guarded("running the layer", || self.run_checked(m, tensors, dims, items))
+        pub(super) fn run(&self, m: &Manifest, tensors: &[TensorRef], dims: &[i64], grid: Grid) -> Result<(), Error> {
+            guarded("running the layer", || self.run_checked(m, tensors, dims, grid))
         }
 
-        fn run_checked(&self, m: &Manifest, tensors: &[TensorRef], dims: &[i64], items: u64) -> Result<(), Error> {
+        fn run_checked(&self, m: &Manifest, tensors: &[TensorRef], dims: &[i64], grid: Grid) -> Result<(), Error> {
             let s = &self.stream;
             let mut order = Vec::with_capacity(m.tensors.len());
             let mut bufs: Vec<CudaSlice<u8>> = Vec::with_capacity(m.tensors.len());
@@ -195,14 +230,23 @@ mod imp {
             // One unused entry keeps the allocation non-empty for a layer with no runtime dim.
             let dims: Vec<i64> = dims.iter().copied().chain([0]).collect();
             let dims = s.clone_htod(&dims).map_err(cuda("copying the dims to the GPU"))?;
+            if grid.shared_bytes > DEFAULT_SHARED_BYTES {
+                self.func
+                    .set_attribute(
+                        cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                        grid.shared_bytes as i32,
+                    )
+                    .map_err(cuda(&format!("asking for {} bytes of shared memory", grid.shared_bytes)))?;
+            }
             let mut begin = 0u64;
-            while begin < items {
-                let n = (items - begin).min(MAX_PER_LAUNCH);
+            let per_launch = MAX_BLOCKS * grid.items_per_block;
+            while begin < grid.items {
+                let n = (grid.items - begin).min(per_launch);
                 let (b, e) = (begin as i64, (begin + n) as i64);
                 let cfg = LaunchConfig {
-                    grid_dim: (n.div_ceil(super::THREADS_PER_BLOCK as u64) as u32, 1, 1),
-                    block_dim: (super::THREADS_PER_BLOCK, 1, 1),
-                    shared_mem_bytes: 0,
+                    grid_dim: (n.div_ceil(grid.items_per_block) as u32, 1, 1),
+                    block_dim: (grid.threads, 1, 1),
+                    shared_mem_bytes: grid.shared_bytes as u32,
                 };
                 let mut launch = s.launch_builder(&self.func);
                 launch.arg(&ptrs).arg(&dims).arg(&b).arg(&e);

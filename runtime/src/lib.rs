@@ -142,6 +142,16 @@ pub(crate) fn open_artifact(dir: &Path, target: &str, kind: &str) -> Result<(Man
             manifest.target
         )));
     }
+    manifest.check_launch().map_err(Error::Manifest)?;
+    let launch_fits = match manifest.launch {
+        manifest::Launch::Range { .. } => target == "cpu",
+        manifest::Launch::Grid { threads, items_per_block, .. } => {
+            target == "ptx" && (1..=1024).contains(&threads) && items_per_block >= 1
+        }
+    };
+    if !launch_fits {
+        return Err(Error::Manifest(format!("{}: its launch does not fit a {target} artifact", dir.display())));
+    }
     let file = manifest.files.get(kind).ok_or_else(|| Error::Manifest(format!("no {kind} file listed")))?;
     let path = dir.join(file);
     Ok((manifest, path))
@@ -184,7 +194,7 @@ impl CpuLayer {
         let m = &self.manifest;
         let dims: Vec<i64> =
             m.dims.iter().zip(&sizes).filter(|(d, _)| d.size.is_none()).map(|(_, s)| *s as i64).collect();
-        let sequences = m.work_items(&sizes);
+        let sequences = m.work_items(&sizes).map_err(Error::Manifest)?;
         let by_name: std::collections::BTreeMap<&str, usize> =
             tensors.iter().map(|t| (t.name, t.data as usize)).collect();
         let bufs: Vec<usize> = m

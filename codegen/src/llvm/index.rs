@@ -14,7 +14,7 @@ impl<'ctx> Cg<'_, 'ctx> {
         match i {
             Index::Lane => true,
             Index::Var(v) => self.lane_ints.contains_key(v),
-            Index::Const(_) | Index::Dim(_) => false,
+            Index::Const(_) | Index::Dim(_) | Index::Builtin(_) => false,
             Index::Add(a, b)
             | Index::Sub(a, b)
             | Index::Mul(a, b)
@@ -59,7 +59,7 @@ impl<'ctx> Cg<'_, 'ctx> {
                 let (a, b) = two(a, b)?;
                 self.min(a, b)?
             }
-            Index::Const(_) | Index::Dim(_) => unreachable!("constant indices do not vary"),
+            Index::Const(_) | Index::Dim(_) | Index::Builtin(_) => unreachable!("these indices do not vary"),
         })
     }
 
@@ -71,11 +71,12 @@ impl<'ctx> Cg<'_, 'ctx> {
     pub(super) fn index(&self, i: &Index) -> R<IntValue<'ctx>> {
         Ok(match i {
             Index::Min(a, b) => self.min(self.index(a)?, self.index(b)?)?,
-            Index::Lane => return Err(CodegenError("a lane index where one value is needed".into())),
+            Index::Lane => return Err(CodegenError::Llvm("a lane index where one value is needed".into())),
             Index::Const(c) => self.i64.const_int(*c as u64, true),
             Index::Dim(d) => self.dims[*d],
+            Index::Builtin(b) => self.builtin(*b)?,
             Index::Var(v) => {
-                *self.ints.get(v).ok_or_else(|| CodegenError(format!("index variable i{} is not bound", v.0)))?
+                *self.ints.get(v).ok_or_else(|| CodegenError::Llvm(format!("index variable i{} is not bound", v.0)))?
             }
             Index::Add(a, b) => self.b.build_int_nsw_add(self.index(a)?, self.index(b)?, "").map_err(err)?,
             Index::Sub(a, b) => self.b.build_int_nsw_sub(self.index(a)?, self.index(b)?, "").map_err(err)?,

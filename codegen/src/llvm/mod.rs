@@ -16,13 +16,14 @@ use inkwell::context::Context;
 use inkwell::module::Module;
 use inkwell::types::{FloatType, IntType, PointerType};
 use inkwell::values::{FunctionValue, IntValue, PointerValue};
-use inkwell::{AddressSpace, IntPredicate};
-use ssmc_loops::{Elem, Index, Kernel, Stmt, Var};
+use inkwell::AddressSpace;
+use ssmc_loops::{Builtin, Elem, Index, Kernel, Launch, Space, Stmt, Var};
 use std::collections::HashMap;
 
 type R<T> = Result<T, CodegenError>;
 
-/// Emits `k` into `module` as `void name(ptr bufs, ptr dims, i64 begin, i64 end)`.
+/// Emits `k` into `module` as `void name(ptr bufs, ptr dims, i64 begin, i64 end)`; its
+/// constructs were checked against the target ([`crate::check`]).
 pub fn emit_kernel<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, k: &Kernel, arch: &Arch) -> R<()> {
     let ptr = ctx.ptr_type(AddressSpace::default());
     let i64t = ctx.i64_type();
@@ -40,6 +41,7 @@ pub fn emit_kernel<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, k: &Kernel, 
     let entry = ctx.append_basic_block(func, "entry");
     let builder = ctx.create_builder();
     builder.position_at_end(entry);
+    let param = |i: u32| func.get_nth_param(i).expect("kernel has four parameters").into_int_value();
     let mut cg = Cg {
         ctx,
         module,
@@ -60,27 +62,20 @@ pub fn emit_kernel<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, k: &Kernel, 
         cpu: matches!(arch, Arch::X86 { .. }),
         heap: Vec::new(),
         host_conv: None,
+        range: (param(2), param(3)),
     };
     cg.prologue(k)?;
-    let param = |i: u32| func.get_nth_param(i).expect("kernel has four parameters").into_int_value();
-    let (begin, end) = (param(2), param(3));
-    match arch {
-        Arch::X86 { .. } => cg.counted_loop(k.seq, begin, end, false, &k.body)?,
-        Arch::Nvptx => {
-            let tid = cg.sreg("llvm.nvvm.read.ptx.sreg.tid.x")?;
-            let ntid = cg.sreg("llvm.nvvm.read.ptx.sreg.ntid.x")?;
-            let ctaid = cg.sreg("llvm.nvvm.read.ptx.sreg.ctaid.x")?;
-            let global =
-                cg.b.build_int_nsw_add(cg.b.build_int_nsw_mul(ctaid, ntid, "").map_err(err)?, tid, "").map_err(err)?;
-            let seq = cg.b.build_int_nsw_add(begin, global, "seq").map_err(err)?;
-            let inside = cg.b.build_int_compare(IntPredicate::SLT, seq, end, "").map_err(err)?;
-            let (work, done) = (ctx.append_basic_block(func, "work"), ctx.append_basic_block(func, "done"));
-            cg.b.build_conditional_branch(inside, work, done).map_err(err)?;
-            cg.b.position_at_end(work);
+    let (begin, end) = cg.range;
+    match k.launch {
+        // `check` has refused a launch the target does not run.
+        Launch::Range => cg.counted_loop(k.seq, begin, end, false, &k.body)?,
+        Launch::Grid { items_per_block, .. } => {
+            let block = cg.builtin(Builtin::Block)?;
+            let per = cg.i64.const_int(u64::from(items_per_block), false);
+            let first = cg.b.build_int_nsw_mul(block, per, "").map_err(err)?;
+            let seq = cg.b.build_int_nsw_add(begin, first, "seq").map_err(err)?;
             cg.ints.insert(k.seq, seq);
             cg.block(&k.body)?;
-            cg.b.build_unconditional_branch(done).map_err(err)?;
-            cg.b.position_at_end(done);
         }
     }
     cg.release()?;
@@ -114,8 +109,10 @@ pub(super) struct Cg<'a, 'ctx> {
     cpu: bool,
     /// Scratch arrays on the heap, freed before the return.
     heap: Vec<PointerValue<'ctx>>,
-    /// The host routine of [`Stmt::Convolve`], loaded from `bufs`.
+    /// The host routine of [`ssmc_loops::CpuStmt::Convolve`], loaded from `bufs`.
     host_conv: Option<PointerValue<'ctx>>,
+    /// The entry point's `begin` and `end`.
+    range: (IntValue<'ctx>, IntValue<'ctx>),
 }
 
 /// Bytes of a cache line, the alignment of heap scratch arrays.
@@ -149,25 +146,56 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
         }
         if k.host_conv {
             if !self.cpu {
-                return Err(CodegenError("a host convolution (the conv form) has no GPU code".into()));
+                return Err(CodegenError::Llvm("a host convolution (the conv form) has no GPU code".into()));
             }
             let at = self.i64.const_int(k.buffers.len() as u64, false);
             let slot = unsafe { self.b.build_in_bounds_gep(self.ptr, bufs, &[at], "") }.map_err(err)?;
             self.host_conv = Some(self.b.build_load(self.ptr, slot, "host_conv").map_err(err)?.into_pointer_value());
         }
-        // Scratch arrays come after the tensors in buffer order, one set per call: on the
-        // heap on the CPU (they grow with the runtime dims; a worker thread's stack is small),
-        // on the stack (local memory) on the GPU.
-        for size in &k.scratch {
-            let n = self.index(size)?;
-            let p = if self.cpu {
-                self.malloc(n)?
-            } else {
-                self.b.build_array_alloca(self.f32, n, "scratch").map_err(err)?
+        // Scratch arrays come after the tensors in buffer order. Local ones, one set per
+        // call: on the heap on the CPU (they grow with the runtime dims; a worker thread's
+        // stack is small), on the stack (local memory) on the GPU. Shared ones at their
+        // place in the block's dynamic shared memory (the layout the launch sizes).
+        let (starts, _) = k.shared_layout();
+        for (s, start) in k.scratch.iter().zip(starts) {
+            let p = match (s.space, start) {
+                (Space::Shared, Some(start)) => {
+                    let base = self.shared_base()?;
+                    let at = self.index(&start)?;
+                    unsafe { self.b.build_in_bounds_gep(self.f32, base, &[at], "shared") }.map_err(err)?
+                }
+                _ if self.cpu => self.malloc(self.index(&s.size)?)?,
+                _ => self.b.build_array_alloca(self.f32, self.index(&s.size)?, "scratch").map_err(err)?,
             };
             self.bufs.push((p, Elem::F32));
         }
         Ok(())
+    }
+
+    /// The block's dynamic shared memory (`extern __shared__`), as a generic pointer.
+    fn shared_base(&self) -> R<PointerValue<'ctx>> {
+        let name = "ssmc_shared";
+        let global = self.module.get_global(name).unwrap_or_else(|| {
+            let ty = self.f32.array_type(0);
+            let g = self.module.add_global(ty, Some(AddressSpace::from(3u16)), name);
+            g.set_linkage(inkwell::module::Linkage::External);
+            g.set_alignment(16);
+            g
+        });
+        self.b.build_address_space_cast(global.as_pointer_value(), self.ptr, "").map_err(err)
+    }
+
+    /// A built-in index of the launch, as i64.
+    pub(super) fn builtin(&self, b: Builtin) -> R<IntValue<'ctx>> {
+        let tid = || self.sreg("llvm.nvvm.read.ptx.sreg.tid.x");
+        let warp = self.i64.const_int(u64::from(ssmc_loops::WARP), false);
+        match b {
+            Builtin::End => Ok(self.range.1),
+            Builtin::Block => self.sreg("llvm.nvvm.read.ptx.sreg.ctaid.x"),
+            Builtin::Thread => tid(),
+            Builtin::Warp => self.b.build_int_unsigned_div(tid()?, warp, "warp").map_err(err),
+            Builtin::WarpLane => self.b.build_int_unsigned_rem(tid()?, warp, "lane").map_err(err),
+        }
     }
 
     /// `n` f32 from `malloc` (one more, so that a size 0 is no null result), starting at a
@@ -184,7 +212,9 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
         let bytes = self.b.build_int_nsw_add(bytes, self.i64.const_int(LINE - 1, false), "").map_err(err)?;
         let p = match self.b.build_call(malloc, &[bytes.into()], "scratch").map_err(err)?.try_as_basic_value() {
             inkwell::values::ValueKind::Basic(v) => v.into_pointer_value(),
-            inkwell::values::ValueKind::Instruction(_) => return Err(CodegenError("malloc returned nothing".into())),
+            inkwell::values::ValueKind::Instruction(_) => {
+                return Err(CodegenError::Llvm("malloc returned nothing".into()))
+            }
         };
         let null = self.b.build_is_null(p, "").map_err(err)?;
         let (fail, ok) =
@@ -193,7 +223,7 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
         self.b.position_at_end(fail);
         let trap = inkwell::intrinsics::Intrinsic::find("llvm.trap")
             .and_then(|t| t.get_declaration(self.module, &[]))
-            .ok_or_else(|| CodegenError("no llvm.trap".into()))?;
+            .ok_or_else(|| CodegenError::Llvm("no llvm.trap".into()))?;
         self.b.build_call(trap, &[], "").map_err(err)?;
         self.b.build_unreachable().map_err(err)?;
         self.b.position_at_end(ok);
@@ -228,7 +258,9 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
         let v = self.b.build_call(f, &[], "").map_err(err)?;
         let v = match v.try_as_basic_value() {
             inkwell::values::ValueKind::Basic(v) => v.into_int_value(),
-            inkwell::values::ValueKind::Instruction(_) => return Err(CodegenError(format!("{name} returned nothing"))),
+            inkwell::values::ValueKind::Instruction(_) => {
+                return Err(CodegenError::Llvm(format!("{name} returned nothing")))
+            }
         };
         self.b.build_int_z_extend(v, self.i64, "").map_err(err)
     }
@@ -239,6 +271,10 @@ fn collect_lets(body: &[Stmt], out: &mut Vec<(Var, u32)>) {
         match s {
             Stmt::Let { var, lanes, .. } => out.push((*var, *lanes)),
             Stmt::For { body, .. } => collect_lets(body, out),
+            Stmt::If { then, otherwise, .. } => {
+                collect_lets(then, out);
+                collect_lets(otherwise, out);
+            }
             _ => {}
         }
     }

@@ -1,13 +1,14 @@
-//! Loop IR statements: stores (vector, scattered, lane by lane), the host convolution
-//! call, counted loops and the lane transpose through a tile.
+//! Loop IR statements: stores (vector, scattered, lane by lane, atomic), counted loops and
+//! conditionals, the GPU's barrier, and the CPU statements (the host convolution call and
+//! the lane transpose through a tile).
 #![allow(unsafe_code)] // inkwell's GEP builders are `unsafe fn`: indices come from the loop IR, bounds from the runtime's checks.
 
 use super::{Cg, R};
 use crate::{err, CodegenError};
 use inkwell::types::VectorType;
-use inkwell::values::{AnyValue, IntValue, PointerValue, VectorValue};
+use inkwell::values::{AnyValue, AsValueRef, IntValue, PointerValue, VectorValue};
 use inkwell::IntPredicate;
-use ssmc_loops::{Elem, Index, Stmt, Var};
+use ssmc_loops::{Cmp, Cond, CpuStmt, Elem, Index, Stmt, Var};
 
 impl<'ctx> Cg<'_, 'ctx> {
     pub(super) fn block(&mut self, body: &[Stmt]) -> R<()> {
@@ -81,8 +82,10 @@ impl<'ctx> Cg<'_, 'ctx> {
                     self.b.build_store(p, x).map_err(err)?;
                 }
             }
-            Stmt::Convolve { kernel, input, output, len } => {
-                let f = self.host_conv.ok_or_else(|| CodegenError("Convolve in a kernel without host_conv".into()))?;
+            Stmt::Cpu(CpuStmt::Convolve { kernel, input, output, len }) => {
+                let f = self
+                    .host_conv
+                    .ok_or_else(|| CodegenError::Llvm("Convolve in a kernel without host_conv".into()))?;
                 let ty = self
                     .ctx
                     .void_type()
@@ -99,8 +102,42 @@ impl<'ctx> Cg<'_, 'ctx> {
                 let (lo, hi) = (self.index(lo)?, self.index(hi)?);
                 self.counted_loop(*var, lo, hi, *reverse, body)?;
             }
-            Stmt::Transpose { buf, index, tile, count, into_tile } => {
+            Stmt::Cpu(CpuStmt::Transpose { buf, index, tile, count, into_tile }) => {
                 self.transpose(*buf, index, *tile, *count, *into_tile)?
+            }
+            Stmt::If { cond, then, otherwise } => self.branch(cond, then, otherwise)?,
+            Stmt::Barrier => {
+                let name = "llvm.nvvm.barrier0";
+                let f = inkwell::intrinsics::Intrinsic::find(name)
+                    .and_then(|i| i.get_declaration(self.module, &[]))
+                    .ok_or_else(|| CodegenError::Llvm(format!("no intrinsic {name}")))?;
+                self.b.build_call(f, &[], "").map_err(err)?;
+            }
+            Stmt::AtomicAdd { buf, index, value } => {
+                if self.bufs[*buf].1 != Elem::F32 {
+                    return Err(CodegenError::Llvm(format!("atomic add into b{buf}, which is not f32")));
+                }
+                let v = self.val(value)?;
+                let v = self.widen(v, self.seq_lanes)?;
+                for k in 0..self.seq_lanes {
+                    let p = self.elem_ptr_at(*buf, self.index_lane(index, k)?)?;
+                    let x = self.lane(v, k)?;
+                    // inkwell 0.7 builds integer read-modify-writes only: LLVM's C API takes floats.
+                    unsafe {
+                        llvm_sys::core::LLVMBuildAtomicRMW(
+                            self.b.as_mut_ptr(),
+                            llvm_sys::LLVMAtomicRMWBinOp::LLVMAtomicRMWBinOpFAdd,
+                            p.as_value_ref(),
+                            x.as_value_ref(),
+                            llvm_sys::LLVMAtomicOrdering::LLVMAtomicOrderingMonotonic,
+                            0,
+                        )
+                    };
+                }
+            }
+            Stmt::Frag(_) => {
+                // `check` refuses fragments before code generation starts.
+                return Err(CodegenError::Llvm("matrix fragments have no lowering yet".into()));
             }
         }
         Ok(())
@@ -176,6 +213,36 @@ impl<'ctx> Cg<'_, 'ctx> {
         for (p, x) in to.into_iter().zip(v) {
             self.b.build_store(p, x).map_err(err)?.set_alignment(4).map_err(err)?;
         }
+        Ok(())
+    }
+
+    /// [`Stmt::If`]: `then` where the condition holds, `otherwise` elsewhere, then on.
+    fn branch(&mut self, cond: &Cond, then: &[Stmt], otherwise: &[Stmt]) -> R<()> {
+        if self.varies(&cond.lhs) || self.varies(&cond.rhs) {
+            return Err(CodegenError::Llvm("a condition that differs between sequence lanes".into()));
+        }
+        let pred = match cond.cmp {
+            Cmp::Lt => IntPredicate::SLT,
+            Cmp::Le => IntPredicate::SLE,
+            Cmp::Eq => IntPredicate::EQ,
+            Cmp::Ne => IntPredicate::NE,
+        };
+        let c = self.b.build_int_compare(pred, self.index(&cond.lhs)?, self.index(&cond.rhs)?, "").map_err(err)?;
+        let (yes, no, join) = (
+            self.ctx.append_basic_block(self.func, "then"),
+            self.ctx.append_basic_block(self.func, "else"),
+            self.ctx.append_basic_block(self.func, "endif"),
+        );
+        self.b.build_conditional_branch(c, yes, no).map_err(err)?;
+        // Integer variables bound inside a branch do not outlive it.
+        let outer = (self.ints.clone(), self.lane_ints.clone());
+        for (block, body) in [(yes, then), (no, otherwise)] {
+            self.b.position_at_end(block);
+            self.block(body)?;
+            self.b.build_unconditional_branch(join).map_err(err)?;
+            (self.ints, self.lane_ints) = outer.clone();
+        }
+        self.b.position_at_end(join);
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use crate::{err, math, CodegenError};
 use inkwell::types::VectorType;
 use inkwell::values::{AnyValue, BasicValueEnum, FloatValue, VectorValue};
 use inkwell::FloatPredicate;
-use ssmc_loops::{BinOp, Elem, Index, UnOp, Val};
+use ssmc_loops::{BinOp, Elem, Index, Shuffle, UnOp, Val};
 
 /// `contract`: lets LLVM fuse a multiply and an add into one FMA.
 const CONTRACT: u32 = 1 << 5;
@@ -40,7 +40,7 @@ impl<'ctx> Cg<'_, 'ctx> {
             return Ok(v);
         }
         if have != 1 {
-            return Err(CodegenError(format!("cannot widen {have} lanes to {lanes}")));
+            return Err(CodegenError::Llvm(format!("cannot widen {have} lanes to {lanes}")));
         }
         let mask = VectorType::const_vector(&vec![self.i32.const_zero(); lanes as usize]);
         self.b.build_shuffle_vector(v, v.get_type().get_poison(), mask, "").map_err(err)
@@ -61,27 +61,27 @@ impl<'ctx> Cg<'_, 'ctx> {
         name: &str,
         args: &[inkwell::values::BasicMetadataValueEnum<'ctx>],
     ) -> R<VectorValue<'ctx>> {
-        let intrinsic =
-            inkwell::intrinsics::Intrinsic::find(name).ok_or_else(|| CodegenError(format!("no intrinsic {name}")))?;
+        let intrinsic = inkwell::intrinsics::Intrinsic::find(name)
+            .ok_or_else(|| CodegenError::Llvm(format!("no intrinsic {name}")))?;
         let f = intrinsic
             .get_declaration(self.module, &[])
-            .ok_or_else(|| CodegenError(format!("no declaration of {name}")))?;
+            .ok_or_else(|| CodegenError::Llvm(format!("no declaration of {name}")))?;
         match self.b.build_call(f, args, "").map_err(err)?.try_as_basic_value() {
             inkwell::values::ValueKind::Basic(BasicValueEnum::VectorValue(v)) => Ok(v),
-            _ => Err(CodegenError(format!("{name} did not return a vector"))),
+            _ => Err(CodegenError::Llvm(format!("{name} did not return a vector"))),
         }
     }
 
     pub(crate) fn call(&self, name: &str, args: &[VectorValue<'ctx>]) -> R<VectorValue<'ctx>> {
-        let intrinsic =
-            inkwell::intrinsics::Intrinsic::find(name).ok_or_else(|| CodegenError(format!("no intrinsic {name}")))?;
+        let intrinsic = inkwell::intrinsics::Intrinsic::find(name)
+            .ok_or_else(|| CodegenError::Llvm(format!("no intrinsic {name}")))?;
         let f = intrinsic
             .get_declaration(self.module, &[args[0].get_type().into()])
-            .ok_or_else(|| CodegenError(format!("no declaration of {name}")))?;
+            .ok_or_else(|| CodegenError::Llvm(format!("no declaration of {name}")))?;
         let args: Vec<inkwell::values::BasicMetadataValueEnum> = args.iter().map(|a| (*a).into()).collect();
         match self.b.build_call(f, &args, "").map_err(err)?.try_as_basic_value() {
             inkwell::values::ValueKind::Basic(BasicValueEnum::VectorValue(v)) => Ok(v),
-            _ => Err(CodegenError(format!("{name} did not return a vector"))),
+            _ => Err(CodegenError::Llvm(format!("{name} did not return a vector"))),
         }
     }
 
@@ -93,7 +93,7 @@ impl<'ctx> Cg<'_, 'ctx> {
                     .floats
                     .get(var)
                     .copied()
-                    .ok_or_else(|| CodegenError(format!("float variable v{} is not declared", var.0)))?;
+                    .ok_or_else(|| CodegenError::Llvm(format!("float variable v{} is not declared", var.0)))?;
                 self.b.build_load(self.vt(lanes), slot, "").map_err(err)?.into_vector_value()
             }
             Val::Load { buf, index, lanes: 1, .. } if self.consecutive(*buf, index).is_some() => {
@@ -197,6 +197,53 @@ impl<'ctx> Cg<'_, 'ctx> {
                 }
                 v
             }
+            Val::Shuffle(how, a) => {
+                let a = self.val(a)?;
+                self.shuffle(*how, a)?
+            }
+            Val::WarpSum(a) => {
+                // A butterfly: after rounds of distance 16, 8, 4, 2, 1 every lane holds the sum.
+                let mut v = self.val(a)?;
+                let mut d = ssmc_loops::WARP / 2;
+                while d > 0 {
+                    let other = self.shuffle(Shuffle::Xor(d), v)?;
+                    v = self.b.build_float_add(v, other, "").map_err(err)?;
+                    d /= 2;
+                }
+                v
+            }
         })
+    }
+
+    /// `v` as another lane of the warp holds it, element by element (`shfl.sync` over the
+    /// full warp).
+    fn shuffle(&self, how: Shuffle, v: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
+        // The last operand packs the clamp: lanes at or below it (up) or above it (down,
+        // xor, lane) are the segment; 0 and 31 make the whole warp one segment.
+        let (name, k, clamp) = match how {
+            Shuffle::Up(k) => ("llvm.nvvm.shfl.sync.up.f32", k, 0),
+            Shuffle::Down(k) => ("llvm.nvvm.shfl.sync.down.f32", k, 31),
+            Shuffle::Xor(k) => ("llvm.nvvm.shfl.sync.bfly.f32", k, 31),
+            Shuffle::Lane(k) => ("llvm.nvvm.shfl.sync.idx.f32", k, 31),
+        };
+        let f = inkwell::intrinsics::Intrinsic::find(name)
+            .and_then(|i| i.get_declaration(self.module, &[]))
+            .ok_or_else(|| CodegenError::Llvm(format!("no intrinsic {name}")))?;
+        let mut out = v.get_type().get_poison();
+        for lane in 0..v.get_type().get_size() {
+            let x = self.lane(v, lane)?;
+            let args = [
+                self.i32.const_all_ones().into(),
+                x.into(),
+                self.i32.const_int(u64::from(k), false).into(),
+                self.i32.const_int(clamp, false).into(),
+            ];
+            let y = match self.b.build_call(f, &args, "").map_err(err)?.try_as_basic_value() {
+                inkwell::values::ValueKind::Basic(BasicValueEnum::FloatValue(y)) => y,
+                _ => return Err(CodegenError::Llvm(format!("{name} did not return a float"))),
+            };
+            out = self.b.build_insert_element(out, y, self.i32.const_int(u64::from(lane), false), "").map_err(err)?;
+        }
+        Ok(out)
     }
 }

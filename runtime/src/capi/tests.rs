@@ -26,7 +26,7 @@ const MANIFEST: &str = r#"{
         {"name": "x", "io": "input", "dtype": "f32", "shape": ["B", "L"]},
         {"name": "y", "io": "output", "dtype": "f32", "shape": ["B", "L"]}
     ],
-    "sequences": ["B"], "specialized": "generic"
+    "launch": {"kind": "range", "work_items": "B"}, "specialized": "generic"
 }"#;
 
 /// A layer whose kernel is `twice`, in this test process.
@@ -329,7 +329,7 @@ fn groups_that_do_not_divide_heads_are_refused() {
             {"name": "b", "io": "input", "dtype": "f32", "shape": ["G"]},
             {"name": "y", "io": "output", "dtype": "f32", "shape": ["H"]}
         ],
-        "sequences": ["H"], "specialized": "generic"
+        "launch": {"kind": "range", "work_items": "H"}, "specialized": "generic"
     }"#,
     )
     .expect("manifest");
