@@ -39,8 +39,7 @@ def main():
         table = cp.asarray([b.data.ptr for b in bufs], dtype=cp.uint64)
         runtime = [sizes[dim["name"]] for dim in m["dims"] if dim["size"] is None]
         dims = cp.asarray(runtime + [0], dtype=cp.int64)
-        env = {k: v for k, v in sizes.items()}
-        ev = lambda e: int(eval(e.replace("/", "//"), {"min": min}, env))
+        ev = lambda e: int(eval(e.replace("/", "//"), {"min": min}, dict(sizes)))
         launch = m["launch"]
         items = ev(launch["work_items"])
         threads, per, shared = launch["threads"], launch["items_per_block"], ev(launch["shared_bytes"])

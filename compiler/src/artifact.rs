@@ -14,18 +14,13 @@ use ssmc_loops::{Index, Kernel, Launch};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The loop-IR kernel of a layer for a target in form `form`, or why that form has no
-/// native schedule for this layer and target.
-pub fn kernel(layer: &Layer, target: &Target, form: Form) -> Result<Kernel, String> {
-    schedule(layer, target, form)
-}
-
 /// Threads per block of the GPU's `recurrent` (one sequence per thread).
 pub const GPU_RECURRENT_THREADS: u32 = 128;
 
-/// The kernel of a form for a target: the lowering (how work items map onto the layer),
-/// then the form's schedule template.
-fn schedule(layer: &Layer, target: &Target, form: Form) -> Result<Kernel, String> {
+/// The loop-IR kernel of a layer for a target in form `form` (the lowering, which says how
+/// work items map onto the layer, then the form's schedule template), or why that form
+/// has no native schedule for this layer and target.
+pub fn kernel(layer: &Layer, target: &Target, form: Form) -> Result<Kernel, String> {
     let cpu = !target.is_gpu();
     let max_lanes = target.max_lanes();
     let spec = |choice| lower::scan_spec(layer, max_lanes, choice).map_err(|e| e.to_string());
@@ -257,7 +252,7 @@ pub fn header(m: &Manifest) -> String {
 #[cfg(feature = "codegen")]
 pub fn build(layer: &Layer, target: &Target, form: Form, dir: &Path) -> Result<Manifest, String> {
     target.check()?;
-    let kernel = schedule(layer, target, form)?;
+    let kernel = kernel(layer, target, form)?;
     let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     sweep_stale_builds(parent);

@@ -277,13 +277,13 @@ mod tests {
     #[test]
     fn expressions_print_and_parse_back() {
         for text in ["batch * ((heads + 15) / 16)", "min(a, 3) - 1", "7", "b * h * p", "((l + 127) / 128) % 4"] {
-            let e: DimExpr = text.parse().unwrap();
-            let again: DimExpr = e.to_string().parse().unwrap();
+            let e: DimExpr = text.parse().expect("parses");
+            let again: DimExpr = e.to_string().parse().expect("its text parses");
             assert_eq!(e, again, "{text} printed as {e}");
             let size = |n: &str| Some(n.len() as i64 + 10);
             assert_eq!(e.eval(&size), again.eval(&size));
         }
-        let e: DimExpr = "b * ((h + 15) / 16)".parse().unwrap();
+        let e: DimExpr = "b * ((h + 15) / 16)".parse().expect("parses");
         assert_eq!(e.eval(&|n| Some(if n == "b" { 3 } else { 17 })), Some(6));
         assert_eq!(e.eval(&|n| (n == "b").then_some(3)), None, "an unknown dim has no value");
     }
@@ -291,7 +291,7 @@ mod tests {
     #[test]
     fn bad_expressions_are_errors_with_a_column() {
         for (text, want) in [("a +", "column 4"), ("(a", "expected `)`"), ("3x", "neither"), ("a $ b", "column 3")] {
-            let e = text.parse::<DimExpr>().unwrap_err();
+            let e = text.parse::<DimExpr>().expect_err("refused");
             assert!(e.contains(want), "{text}: {e}");
         }
     }

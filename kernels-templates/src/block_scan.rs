@@ -151,7 +151,7 @@ fn one_scan(bld: &mut Builder, spec: &ScanSpec, lay: &Layout, scan: &ScanVals, k
     for j in 0..lay.chunks {
         init.push(state_at(j, lanes));
         let start = match &spec.h0 {
-            Some(p) => Val::Load { buf: p.buf, index: p.index.clone(), lanes, stride: p.state_stride.clone() },
+            Some(p) => p.load(lanes),
             None => Val::splat(Val::Const(0.0), lanes),
         };
         let j = Index::Const(i64::from(j));
@@ -221,13 +221,7 @@ fn one_scan(bld: &mut Builder, spec: &ScanSpec, lay: &Layout, scan: &ScanVals, k
         for j in 0..lay.chunks {
             fin.push(state_at(j, lanes));
             let value = lay.load(lay.carry, lay.carry(last.clone(), &Index::Const(i64::from(j)), 0));
-            fin.push(Stmt::StoreLanes {
-                buf: p.buf,
-                index: p.index.clone(),
-                stride: p.state_stride.clone(),
-                lanes,
-                value,
-            });
+            fin.push(p.store(lanes, value));
         }
         out.push(when(Cond::eq(thread(), Index::Const(0)), fin));
     }

@@ -250,7 +250,7 @@ impl Ctx<'_> {
             exact.then(|| Cx::real(Val::bin(BinOp::Max, log, Val::Const(-1e30))))
         };
         let g = spec.h0.as_ref().map(|p| {
-            let h0 = Val::Load { buf: p.buf, index: p.index.clone(), lanes, stride: p.state_stride.clone() };
+            let h0 = p.load(lanes);
             c.mul(&abar).scale(&Val::mul(h0, scale.clone()))
         });
         let zero = Val::splat(Val::Const(0.0), lanes);

@@ -124,6 +124,24 @@ pub struct Place {
     pub state_stride: Index,
 }
 
+impl Place {
+    /// The `lanes` consecutive state indices from STATE (a state's chunk).
+    pub fn load(&self, lanes: u32) -> Val {
+        Val::Load { buf: self.buf, index: self.index.clone(), lanes, stride: self.state_stride.clone() }
+    }
+
+    /// Stores `value` into the `lanes` consecutive state indices from STATE.
+    pub fn store(&self, lanes: u32, value: Val) -> ssmc_loops::Stmt {
+        ssmc_loops::Stmt::StoreLanes {
+            buf: self.buf,
+            index: self.index.clone(),
+            stride: self.state_stride.clone(),
+            lanes,
+            value,
+        }
+    }
+}
+
 /// What the lanes of a vector hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mapping {

@@ -33,7 +33,7 @@ pub fn recurrent(spec: &ScanSpec) -> Kernel {
             }
             Mapping::StateLanes | Mapping::HeadLanes { .. } => {
                 let start = |lanes| match &spec.h0 {
-                    Some(p) => Val::Load { buf: p.buf, index: p.index.clone(), lanes, stride: p.state_stride.clone() },
+                    Some(p) => p.load(lanes),
                     None => Val::splat(Val::Const(0.0), lanes),
                 };
                 let time = (Index::Const(0), spec.time.clone());
@@ -75,15 +75,7 @@ pub fn recurrent(spec: &ScanSpec) -> Kernel {
                     _ => body.extend(steps),
                 }
                 if let Some(p) = &spec.h_final {
-                    let store = |out: &mut Vec<Stmt>, value| {
-                        out.push(Stmt::StoreLanes {
-                            buf: p.buf,
-                            index: p.index.clone(),
-                            stride: p.state_stride.clone(),
-                            lanes,
-                            value,
-                        })
-                    };
+                    let store = |out: &mut Vec<Stmt>, value| out.push(p.store(lanes, value));
                     match &slots {
                         None => {
                             for (j, hj) in h.iter().enumerate() {
@@ -345,7 +337,7 @@ fn tiled_scan(
     over_chunks(bld, &mut init, spec, big, |_, init, first| {
         for &part in parts {
             let value = match (&spec.h0, part) {
-                (Some(p), 0) => Val::Load { buf: p.buf, index: p.index.clone(), lanes, stride: p.state_stride.clone() },
+                (Some(p), 0) => p.load(lanes),
                 _ => Val::splat(Val::Const(0.0), lanes),
             };
             let index = at(first.clone(), part);
@@ -473,13 +465,7 @@ fn tiled_scan(
         let mut fin = Vec::new();
         over_chunks(bld, &mut fin, spec, big, |_, fin, first| {
             let value = Val::Load { buf: scratch, index: at(first, 0), lanes, stride: Index::Const(1) };
-            fin.push(Stmt::StoreLanes {
-                buf: p.buf,
-                index: p.index.clone(),
-                stride: p.state_stride.clone(),
-                lanes,
-                value,
-            });
+            fin.push(p.store(lanes, value));
         });
         body.push(Stmt::For {
             var: axis::HEADDIM,
