@@ -4,9 +4,9 @@
 //! `skipped: no CUDA GPU (...)` and passes, unless `SSMC_REQUIRE_GPU` is set
 //! (`scripts/gpu-test` sets it): then it fails.
 
-use ssmc_compiler::artifact;
 use ssmc_compiler::forms::Form;
 use ssmc_compiler::ir::{DType, Layer};
+use ssmc_compiler::schedule;
 use ssmc_compiler::target::Target;
 use ssmc_compiler::tensors::{TensorData, TensorMap};
 use ssmc_runtime::{CpuLayer, GpuLayer, TensorRef};
@@ -56,7 +56,7 @@ impl Backend {
 
     /// Whether this backend has a native schedule of `layer` in `form`.
     pub fn schedules(self, layer: &Layer, form: Form) -> bool {
-        artifact::kernel(layer, &self.target(), form).is_ok()
+        schedule::kernel(layer, &self.target(), form).is_ok()
     }
 
     /// Builds `layer` in `form` into `dir` and runs it on `inputs` (f32, or bf16 where the
@@ -71,7 +71,7 @@ impl Backend {
         inputs: &TensorMap,
         outputs: &TensorMap,
     ) -> Result<TensorMap, String> {
-        artifact::build(layer, &self.target(), form, dir)?;
+        crate::build_artifact(layer, &self.target(), form, dir)?;
         let bf16 = |name: &str| layer.inputs().any(|(_, t)| t.name == name && t.dtype == DType::Bf16);
         let f32s: BTreeMap<&str, Vec<f32>> =
             inputs.iter().map(|(k, v)| (k.as_str(), v.data.iter().map(|x| *x as f32).collect())).collect();

@@ -13,7 +13,6 @@ use ssmc_tests::{backends, rel_err};
 use std::collections::BTreeMap;
 
 #[path = "random_layers.rs"]
-#[allow(dead_code)]
 mod random_layers;
 
 /// Relative error allowed between f32 native code and the f64 interpreter on the same

@@ -6,7 +6,6 @@
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use ssmc_compiler::artifact;
 use ssmc_compiler::bind::sizes_from_dims;
 use ssmc_compiler::forms::Form;
 use ssmc_compiler::ir::{DimSize, Layer};
@@ -134,7 +133,7 @@ fn guard_child_runs_one_call() {
     let Ok(what) = std::env::var(guard::CHILD) else { return };
     let dir = tempfile::tempdir().expect("tempdir");
     let layer = stdlib_layer("mamba1");
-    artifact::build(&layer, &Target::cpu("native"), Form::Recurrent, dir.path()).expect("builds");
+    ssmc_tests::build_artifact(&layer, &Target::cpu("native"), Form::Recurrent, dir.path()).expect("builds");
     let lib = CpuLayer::load(dir.path()).expect("loads");
     let dims: BTreeMap<String, usize> = [("L".to_string(), 5), ("D".to_string(), 3), ("B".to_string(), 1)].into();
     let sizes = sizes_from_dims(&layer, &dims).expect("sizes");
@@ -169,7 +168,7 @@ fn guard_child_runs_one_call() {
 fn native_runs_refuse_groups_that_do_not_divide_heads() {
     let dir = tempfile::tempdir().expect("tempdir");
     let layer = stdlib_layer("mamba2");
-    artifact::build(&layer, &Target::cpu("native"), Form::Recurrent, dir.path()).expect("builds");
+    ssmc_tests::build_artifact(&layer, &Target::cpu("native"), Form::Recurrent, dir.path()).expect("builds");
     let lib = CpuLayer::load(dir.path()).expect("loads");
     // Inputs at H=4, G=3 that the compiler's own binding would refuse, built at G=1 and
     // reshaped: B and C get 3 groups.

@@ -7,12 +7,13 @@
 
 use proptest::prelude::*;
 use ssmc_compiler::bind::{sizes_from_dims, Sizes};
+use ssmc_compiler::forms::facts::LayerFacts;
 use ssmc_compiler::forms::{self, egraph, Form, Plan, CHUNK_SIZES};
-use ssmc_compiler::ir::Layer;
+use ssmc_compiler::ir::{AxisRole, Layer};
 use ssmc_compiler::roles::{self, silu, ScanRoles};
 use ssmc_compiler::target::Target;
 use ssmc_compiler::tensors::{TensorData, TensorMap};
-use ssmc_compiler::{interp, tensors};
+use ssmc_compiler::{interp, schedule, tensors};
 use ssmc_tests::{rel_err, stdlib_layer, stdlib_source, STDLIB};
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -112,6 +113,7 @@ fn check_forms(cfg: &LayerCfg, d: Dims, seed: u64, target: Target) {
     let scans = if cfg.dir == Dir::Bidirectional { 2 } else { 1 };
     let choice = egraph::choose(&layer, &sizes, &target, &|_| 0);
     assert_eq!(choice.plan.forms.len(), scans, "{}", ctx("chosen"));
+    schedules_agree(&layer, &target, &choice, &|| ctx("schedule"));
     let selective = cfg.selective();
     let mut plans: Vec<Plan> = Vec::new();
     for c in &choice.candidates {
@@ -158,6 +160,60 @@ fn check_forms(cfg: &LayerCfg, d: Dims, seed: u64, target: Target) {
         let got = forms::run(&layer, &sizes, &inputs, plan);
         let e = assert_agree(&got, &want, &|| ctx(&plan.to_string()));
         note_err("random_layers", e);
+    }
+}
+
+/// The e-graph's schedule facts say what the schedules build: for every candidate and a
+/// few more forms (a default chunk, a chunk too long, quadratic), [`schedule::available`]
+/// (decided from the layer's facts) is Ok exactly when [`schedule::kernel`] builds a
+/// kernel; and the extracted plan runs one form that can be built, the cheapest such,
+/// whenever any candidate can.
+fn schedules_agree(layer: &Layer, target: &Target, choice: &egraph::Choice, ctx: &dyn Fn() -> String) {
+    let facts = LayerFacts::of(layer);
+    let extra = [Form::Chunked { q: 0 }, Form::Chunked { q: 2048 }, Form::Quadratic];
+    for form in choice.candidates.iter().map(|c| c.form).chain(extra) {
+        let available = schedule::available(&facts, &layer.name, form, target);
+        let built = schedule::kernel(layer, target, form);
+        assert_eq!(
+            available.is_ok(),
+            built.is_ok(),
+            "{form} on {target:?}: {available:?} / {:?}\n{}",
+            built.err(),
+            ctx()
+        );
+        if let (Err(a), Err(b)) = (&available, &built) {
+            assert_eq!(a, b, "the refusal is the facts' reason\n{}", ctx());
+        }
+    }
+    for c in &choice.candidates {
+        assert_eq!(c.schedule.is_ok(), schedule::available(&facts, &layer.name, c.form, target).is_ok(), "{}", ctx());
+    }
+    let buildable: Vec<&egraph::Candidate> = choice.candidates.iter().filter(|c| c.buildable()).collect();
+    if let Some(cheapest) =
+        buildable.iter().map(|c| c.legality.as_ref().map_or(f64::INFINITY, |e| e.seconds)).reduce(f64::min)
+    {
+        let form = choice.plan.uniform().unwrap_or_else(|| panic!("plan {} mixes forms\n{}", choice.plan, ctx()));
+        let chosen = choice.candidates.iter().find(|c| c.form == form).expect("the chosen form is a candidate");
+        assert!(chosen.buildable(), "chose {form}, which cannot be built\n{}", ctx());
+        let own = chosen.legality.as_ref().map(|e| e.seconds).expect("legal");
+        assert_eq!(own, cheapest, "chose {form}, not the cheapest buildable form\n{}", ctx());
+    }
+}
+
+/// [`schedules_agree`] on every stdlib layer and every layer of `tests/lower/`, for the
+/// CPU and the GPU, at a short and a long sequence.
+#[test]
+fn schedule_facts_agree_with_the_schedules() {
+    for (name, layer) in ssmc_tests::schedule_layers() {
+        for target in [Target::cpu("x86-64-v3"), Target::cuda()] {
+            for l in [1, 4096] {
+                let time = layer.dims.iter().map(|(_, d)| d).find(|d| d.role == AxisRole::Time).expect("a time dim");
+                let dims = BTreeMap::from([(time.name.clone(), l)]);
+                let sizes = sizes_from_dims(&layer, &dims).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let choice = egraph::choose(&layer, &sizes, &target, &|_| 0);
+                schedules_agree(&layer, &target, &choice, &|| format!("{name} ({}) at L={l}", layer.name));
+            }
+        }
     }
 }
 

@@ -9,7 +9,6 @@
 //! `scripts/gpu-test` runs this test binary, built elsewhere, on a machine without Rust:
 //! there `SSMC_REPO` names the repository (for `stdlib/`) and `SSMC_BIN` the `ssmc` binary.
 
-use ssmc_compiler::artifact;
 use ssmc_compiler::bind::sizes_from_dims;
 use ssmc_compiler::forms::Form;
 use ssmc_compiler::ir::Layer;
@@ -89,7 +88,8 @@ fn stdlib_layers_match_the_interpreter_on_the_gpu() {
     for name in STDLIB {
         let layer = stdlib_layer(name);
         let out = dir.path().join(name);
-        artifact::build(&layer, &Target::cuda(), Form::Recurrent, &out).unwrap_or_else(|e| panic!("{name}: {e}"));
+        ssmc_tests::build_artifact(&layer, &Target::cuda(), Form::Recurrent, &out)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         let lib = GpuLayer::load(&out).expect("loads");
         let heads = if name == "mamba2" { 5 } else { 37 };
         // Awkward lengths at a few dozen sequences, then about 900 sequences: several
@@ -116,7 +116,7 @@ fn gpu_layer_checks_tensors_first_and_never_panics_without_a_gpu() {
     let dir = tempfile::tempdir().expect("tempdir");
     let layer = stdlib_layer("mamba1");
     let out = dir.path().join("mamba1");
-    artifact::build(&layer, &Target::cuda(), Form::Recurrent, &out).expect("builds");
+    ssmc_tests::build_artifact(&layer, &Target::cuda(), Form::Recurrent, &out).expect("builds");
     let lib = GpuLayer::load(&out).expect("loads");
     assert_eq!(lib.manifest().target, "ptx");
     let (sizes, inputs) = inputs(&layer, &[("L", 7), ("D", 5)]);
@@ -146,9 +146,10 @@ fn gpu_layer_checks_tensors_first_and_never_panics_without_a_gpu() {
 
     // A CPU artifact is not a GPU one.
     let cpu = dir.path().join("cpu");
-    artifact::build(&layer, &Target::cpu("x86-64-v3"), Form::Recurrent, &cpu).expect("builds");
+    ssmc_tests::build_artifact(&layer, &Target::cpu("x86-64-v3"), Form::Recurrent, &cpu).expect("builds");
     let e = GpuLayer::load(&cpu).err().expect("a cpu artifact is refused");
-    assert!(e.to_string().contains("not a ptx one"), "{e}");
+    assert!(e.to_string().contains("holds a cpu artifact (x86-64-v3), not a cuda one"), "{e}");
+    assert!(e.to_string().contains("`ssmc build --target cuda`"), "{e}");
 }
 
 #[test]
@@ -208,7 +209,8 @@ fn large_states_match_the_interpreter_on_the_gpu() {
             let text = source.replace(&format!("state N = {default}"), &format!("state N = {n}"));
             let layer = ssmc_compiler::compile(&text).expect("compiles").0.layers.remove(0);
             let out = dir.path().join(format!("{name}-{n}"));
-            artifact::build(&layer, &Target::cuda(), Form::Recurrent, &out).unwrap_or_else(|e| panic!("{name}: {e}"));
+            ssmc_tests::build_artifact(&layer, &Target::cuda(), Form::Recurrent, &out)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
             let lib = GpuLayer::load(&out).expect("loads");
             let dims = [("L", 9), ("B", 2), ("D", 5), ("H", 3), ("P", 3)];
             let (sizes, inputs) = inputs(&layer, &dims);

@@ -150,7 +150,7 @@ fn ptx_at_the_state_limit_fits_a_threads_local_memory() {
     for name in ssmc_tests::STDLIB {
         let layer = layer_with_state(name, 16384, false);
         let out = dir.path().join(name);
-        let m = ssmc_compiler::artifact::build(&layer, &ssmc_compiler::target::Target::cuda(), Form::Recurrent, &out)
+        let m = ssmc_tests::build_artifact(&layer, &ssmc_compiler::target::Target::cuda(), Form::Recurrent, &out)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let run = std::process::Command::new(&ptxas)
             .args(["-arch=sm_90", "-v"])

@@ -238,10 +238,26 @@ pub fn schedules(target: &ssmc_compiler::target::Target) -> Vec<(String, Layer, 
     let mut out = Vec::new();
     for (name, layer) in schedule_layers() {
         for form in forms {
-            if ssmc_compiler::artifact::kernel(&layer, target, form).is_ok() {
+            if ssmc_compiler::schedule::kernel(&layer, target, form).is_ok() {
                 out.push((name.clone(), layer.clone(), form));
             }
         }
     }
     out
+}
+
+/// Builds `layer` in `form` for `target` and writes its artifact into `dir`, as
+/// `ssmc build --form` does: [`ssmc_compiler::back::build`], then
+/// [`ssmc_compiler::artifact::write`]. Returns the manifest.
+pub fn build_artifact(
+    layer: &Layer,
+    target: &ssmc_compiler::target::Target,
+    form: ssmc_compiler::forms::Form,
+    dir: &Path,
+) -> Result<ssmc_contract::manifest::Manifest, String> {
+    use ssmc_compiler::{artifact, back, forms::Plan};
+    let built =
+        back::build(layer, &Plan::all(layer, form), target, back::Keep::default()).map_err(|e| e.to_string())?;
+    artifact::write(&built, dir).map_err(|e| e.to_string())?;
+    Ok(built.manifest)
 }

@@ -5,13 +5,13 @@
 //! One snapshot per (file, target) holds every form that has a native schedule there;
 //! a form refused on a target is recorded with the refusal, which is golden too.
 
-use ssmc_compiler::artifact;
 use ssmc_compiler::forms::Form;
+use ssmc_compiler::schedule;
 use ssmc_compiler::target::Target;
 use std::path::Path;
 
 /// The forms with a native schedule somewhere (chunked at the default chunk length).
-const FORMS: [Form; 3] = [Form::Recurrent, Form::Chunked { q: 64 }, Form::Conv];
+const FORMS: [Form; 4] = [Form::Recurrent, Form::Scan, Form::Chunked { q: 64 }, Form::Conv];
 
 /// The snapshot text of one file on one target: each form's kernel or its refusal.
 fn golden(path: &Path, target: &Target) -> String {
@@ -20,7 +20,7 @@ fn golden(path: &Path, target: &Target) -> String {
     for layer in &module.layers {
         for form in FORMS {
             text += &format!("=== layer {} form {form} target {}\n", layer.name, target.name());
-            match artifact::kernel(layer, target, form) {
+            match schedule::kernel(layer, target, form) {
                 Ok(kernel) => text += &kernel.to_string(),
                 Err(why) => text += &format!("no schedule: {why}\n"),
             }

@@ -1,10 +1,10 @@
 //! Native CPU code of the stdlib layers against the f64 reference interpreter.
 
 use proptest::prelude::*;
-use ssmc_compiler::artifact;
 use ssmc_compiler::bind::sizes_from_dims;
 use ssmc_compiler::forms::Form;
 use ssmc_compiler::ir::Layer;
+use ssmc_compiler::schedule;
 use ssmc_compiler::target::Target;
 use ssmc_compiler::{interp, tensors};
 use ssmc_runtime::{CpuLayer, TensorRef};
@@ -36,7 +36,7 @@ fn stdlib_layers_match_on(cpu: &str) {
     for name in STDLIB {
         let layer = stdlib_layer(name);
         let out = dir.path().join(name);
-        artifact::build(&layer, &Target::cpu(cpu), Form::Recurrent, &out)
+        ssmc_tests::build_artifact(&layer, &Target::cpu(cpu), Form::Recurrent, &out)
             .unwrap_or_else(|e| panic!("{name} for {cpu}: {e}"));
         let lib = CpuLayer::load(&out).expect("loads");
         for l in [1usize, 7, 63, 500, 1000] {
@@ -150,7 +150,7 @@ fn elementwise_functions_are_accurate() {
         );
         let layer = ssmc_compiler::compile(&src).unwrap_or_else(|d| panic!("{d:?}\n{src}")).0.layers.remove(0);
         let out = dir.path().join(format!("f{k}"));
-        artifact::build(&layer, &Target::cpu("native"), Form::Recurrent, &out).expect("builds");
+        ssmc_tests::build_artifact(&layer, &Target::cpu("native"), Form::Recurrent, &out).expect("builds");
         let lib = CpuLayer::load(&out).expect("loads");
         let dims: BTreeMap<String, usize> =
             [("B".to_string(), 1), ("D".to_string(), 64), ("L".to_string(), 512)].into();
@@ -232,7 +232,7 @@ fn chunked_mamba2_matches_the_interpreter() {
     let cases = [("native", 1u32), ("native", 3), ("native", 16), ("native", 64), ("x86-64-v3", 16)];
     for (cpu, q) in cases {
         let out = dir.path().join(format!("{cpu}-q{q}"));
-        artifact::build(&layer, &Target::cpu(cpu), Form::Chunked { q: q as usize }, &out)
+        ssmc_tests::build_artifact(&layer, &Target::cpu(cpu), Form::Chunked { q: q as usize }, &out)
             .unwrap_or_else(|e| panic!("chunked:{q} for {cpu}: {e}"));
         let lib = CpuLayer::load(&out).expect("loads");
         assert_eq!(lib.manifest().form, format!("chunked:{q}"));
@@ -271,12 +271,12 @@ fn chunked_refuses_what_it_cannot_take() {
     let target = Target::cpu("native");
     for (name, why) in [("mamba1", "A varies along the state"), ("s4d", "complex"), ("vim", "A varies along the state")]
     {
-        let e = artifact::kernel(&stdlib_layer(name), &target, Form::Chunked { q: 64 }).expect_err(name);
+        let e = schedule::kernel(&stdlib_layer(name), &target, Form::Chunked { q: 64 }).expect_err(name);
         assert!(e.contains(why), "{name}: {e}");
     }
-    let e = artifact::kernel(&stdlib_layer("mamba2"), &target, Form::Chunked { q: 100_000 }).expect_err("too long");
+    let e = schedule::kernel(&stdlib_layer("mamba2"), &target, Form::Chunked { q: 100_000 }).expect_err("too long");
     assert!(e.contains("chunks of at most 1024 steps"), "{e}");
-    let e = artifact::kernel(&stdlib_layer("mamba2"), &Target::cuda(), Form::Chunked { q: 64 }).expect_err("ptx");
+    let e = schedule::kernel(&stdlib_layer("mamba2"), &Target::cuda(), Form::Chunked { q: 64 }).expect_err("ptx");
     assert!(e.contains("no GPU schedule"), "{e}");
 }
 
@@ -329,9 +329,7 @@ fn cli_native_forms() {
     Out::run(&mut cmd).fails().stderr_has(&["form chunked has no native schedule", "A varies along the state"]);
     let mut cmd = std::process::Command::new(ssmc_bin());
     cmd.args(["run", "--target", "cpu", "--form", "quadratic"]).arg(&mamba2);
-    Out::run(&mut cmd)
-        .fails()
-        .stderr_has(&["form quadratic has no native schedule", "--target interp --form quadratic"]);
+    Out::run(&mut cmd).fails().stderr_has(&["form quadratic has no CPU schedule", "--target interp --form quadratic"]);
 
     let build = |out: &std::path::Path, extra: &[&str]| {
         let mut cmd = std::process::Command::new(ssmc_bin());
@@ -353,7 +351,7 @@ fn cli_native_forms() {
     build(&forced, &["--form", "chunked:8"]).ok();
     assert_eq!(manifest_form(&forced), "chunked:8");
     let refused = dir.path().join("refused");
-    build(&refused, &["--form", "scan"]).fails().stderr_has(&["form scan has no native schedule"]);
+    build(&refused, &["--form", "scan"]).fails().stderr_has(&["form scan has no CPU schedule"]);
     assert!(!refused.exists(), "a refused build writes nothing");
 }
 
@@ -367,7 +365,7 @@ fn conv_of_s4d_matches_the_interpreter() {
     // Every length on this CPU, two with AVX2's 8 lanes.
     for (cpu, lengths) in [("native", &[1usize, 7, 63, 500, 1000][..]), ("x86-64-v3", &[63, 500][..])] {
         let out = dir.path().join(format!("s4d-{cpu}"));
-        let m = artifact::build(&layer, &Target::cpu(cpu), Form::Conv, &out).expect("builds");
+        let m = ssmc_tests::build_artifact(&layer, &Target::cpu(cpu), Form::Conv, &out).expect("builds");
         assert_eq!((m.form.as_str(), m.host.as_slice()), ("conv", ["causal_conv_f32".to_string()].as_slice()));
         let header = std::fs::read_to_string(out.join("s4d.h")).expect("header");
         assert!(header.contains("ssmc_causal_conv_f32"), "{header}");
@@ -422,7 +420,7 @@ fn random_layers_match(cases: u32, forms: impl Strategy<Value = Form>, adjust: i
             let k = count.get();
             count.set(k + 1);
             let out = dir.path().join(format!("case{k}"));
-            artifact::build(&case.layer, &Target::cpu("native"), form, &out)
+            ssmc_tests::build_artifact(&case.layer, &Target::cpu("native"), form, &out)
                 .unwrap_or_else(|e| panic!("{form}: {e}\n{}", case.src));
             let lib = CpuLayer::load(&out).expect("loads");
             let inputs = kernel_inputs(&case);
@@ -445,7 +443,7 @@ fn random_layers_match(cases: u32, forms: impl Strategy<Value = Form>, adjust: i
 #[test]
 fn conv_refuses_selective_layers_and_final_states() {
     let cpu = Target::cpu("native");
-    let err = artifact::kernel(&stdlib_layer("mamba1"), &cpu, Form::Conv).expect_err("mamba1 is selective");
+    let err = schedule::kernel(&stdlib_layer("mamba1"), &cpu, Form::Conv).expect_err("mamba1 is selective");
     assert!(err.contains("time-invariant") && err.contains("use recurrent"), "{err}");
     let src = "layer lti {
   dims batch B, channel H, time L, state N = 4
@@ -465,7 +463,7 @@ fn conv_refuses_selective_layers_and_final_states() {
   discretize zoh
 }";
     let layer = ssmc_compiler::compile(src).unwrap_or_else(|d| panic!("{d:?}\n{src}")).0.layers.remove(0);
-    let err = artifact::kernel(&layer, &cpu, Form::Conv).expect_err("conv has no final state");
+    let err = schedule::kernel(&layer, &cpu, Form::Conv).expect_err("conv has no final state");
     assert!(err.contains("final state") && err.contains("use recurrent"), "{err}");
     // The CLI names the reason too, and writes no output.
     let dir = tempfile::tempdir().expect("tempdir");

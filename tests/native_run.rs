@@ -1,7 +1,6 @@
 //! Running a native CPU layer on f32 inputs with NaN-poisoned outputs (shared by the tests
 //! of large states and of the math routines).
 
-use ssmc_compiler::artifact;
 use ssmc_compiler::forms::Form;
 use ssmc_compiler::ir::Layer;
 use ssmc_compiler::target::Target;
@@ -12,7 +11,7 @@ use std::path::Path;
 
 /// Builds `layer` in `form` for this CPU into `dir` and loads it.
 pub fn build(layer: &Layer, form: Form, dir: &Path) -> CpuLayer {
-    artifact::build(layer, &Target::cpu("native"), form, dir)
+    ssmc_tests::build_artifact(layer, &Target::cpu("native"), form, dir)
         .unwrap_or_else(|e| panic!("{} in form {form:?}: {e}", layer.name));
     CpuLayer::load(dir).expect("loads")
 }

@@ -7,7 +7,6 @@
 //! else `ptxas` on the PATH. Without one the test is skipped, except under CI (`$CI` set),
 //! where it fails.
 
-use ssmc_compiler::artifact;
 use ssmc_compiler::target::Target;
 use ssmc_tests::{repo, STDLIB};
 use std::path::PathBuf;
@@ -65,7 +64,8 @@ fn stdlib_ptx_assembles_for_sm_90() {
     let mut spilling = Vec::new();
     for (name, layer, form) in ssmc_tests::schedules(&Target::cuda()) {
         let out = dir.path().join(format!("{name}-{form}"));
-        let m = artifact::build(&layer, &Target::cuda(), form, &out).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let m =
+            ssmc_tests::build_artifact(&layer, &Target::cuda(), form, &out).unwrap_or_else(|e| panic!("{name}: {e}"));
         built += 1;
         assert_eq!((m.target.as_str(), m.arch.as_str()), ("ptx", "sm_90"));
         let ptx = out.join(&m.files["ptx"]);

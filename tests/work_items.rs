@@ -5,7 +5,7 @@
 //! schedule of the stdlib layers and of `tests/lower/` for both targets and checks that the
 //! three agree at awkward sizes, the header's formulas compiled with `cc` and run.
 
-use ssmc_compiler::artifact;
+use ssmc_compiler::schedule;
 use ssmc_compiler::target::Target;
 use ssmc_contract::Manifest;
 use std::fmt::Write as _;
@@ -21,9 +21,10 @@ fn kernel_manifest_and_header_agree_on_the_work_items() {
     let mut checked = 0;
     for target in [Target::cpu("x86-64-v3"), Target::cuda()] {
         for (name, layer, form) in ssmc_tests::schedules(&target) {
-            let kernel = artifact::kernel(&layer, &target, form).expect("scheduled");
+            let kernel = schedule::kernel(&layer, &target, form).expect("scheduled");
             let out = dir.path().join(format!("{name}-{form}-{}", target.name()));
-            let m = artifact::build(&layer, &target, form, &out).unwrap_or_else(|e| panic!("{name} {form}: {e}"));
+            let m = ssmc_tests::build_artifact(&layer, &target, form, &out)
+                .unwrap_or_else(|e| panic!("{name} {form}: {e}"));
             let what = format!("{name} {form} on {}", target.name());
             let mut program = format!("#include <stdio.h>\n#include \"{}\"\nint main(void) {{\n", m.files["header"]);
             let mut expected = String::new();

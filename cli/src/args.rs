@@ -64,9 +64,9 @@ pub struct BuildArgs {
     /// The directory to write (created if needed; its files replaced).
     #[arg(short, long, value_name = "DIR")]
     pub output: PathBuf,
-    /// The algorithmic form to compile: recurrent (every target), chunked or chunked:Q (CPU,
-    /// layers whose decay is shared by the state, as Mamba-2), conv (CPU, time-invariant
-    /// layers). Without it: the cost model's choice at the sizes of `--dim`, or recurrent
+    /// The algorithmic form to compile: recurrent (every target), scan (cuda), chunked or
+    /// chunked:Q (cpu, layers whose decay is shared by the state, as Mamba-2), conv (cpu,
+    /// time-invariant layers). Without it: the cost model's choice at the sizes of `--dim`, or recurrent
     /// (right at every length) when no `--dim` is given.
     #[arg(long, value_name = "FORM", value_parser = forms::Form::parse)]
     pub form: Option<forms::Form>,
@@ -74,7 +74,9 @@ pub struct BuildArgs {
     /// (repeatable). The artifact runs at any size.
     #[arg(long = "dim", value_name = "NAME=SIZE", value_parser = parse_dim)]
     pub dims: Vec<(String, usize)>,
-    /// Also write an intermediate form: `loops` (the loop IR) or `llvm` (optimized LLVM IR).
+    /// Also write an intermediate of the same build into the directory: `loops` (the loop
+    /// IR, NAME.loops), `llvm` (optimized LLVM IR, NAME.ll) or `ptx` (cuda only: the
+    /// artifact's NAME.ptx). Repeatable.
     #[arg(long, value_name = "WHAT")]
     pub emit: Vec<EmitWhat>,
 }
@@ -85,6 +87,8 @@ pub enum EmitWhat {
     Loops,
     /// The optimized LLVM IR.
     Llvm,
+    /// The PTX (`--target cuda`; it is the artifact's own `.ptx` file).
+    Ptx,
 }
 
 #[derive(clap::Args)]

@@ -14,11 +14,11 @@ mod summary;
 
 use args::{BuildArgs, Cli, ColorChoice, Command, EmitWhat, ExplainArgs};
 use clap::Parser;
-use ssmc_compiler::artifact;
 use ssmc_compiler::bind::sizes_for_estimate;
 use ssmc_compiler::forms;
 use ssmc_compiler::ir::Layer;
 use ssmc_compiler::outpath::{self, Role};
+use ssmc_compiler::{artifact, back};
 use ssmc_compiler::{check_source, Checked, SourceFile};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -128,7 +128,7 @@ fn explain(args: &ExplainArgs, color: bool) -> Result<(), Failed> {
     let dims: BTreeMap<String, usize> = args.dims.iter().cloned().collect();
     let sizes = sizes_for_estimate(layer, &dims).map_err(fail)?;
     let target = args.target().map_err(fail)?;
-    let planned = artifact::plan(layer, &sizes, &target, None, &|sp| file.line_col(sp.start).0).map_err(fail)?;
+    let planned = back::plan(layer, &sizes, &target, None, &|sp| file.line_col(sp.start).0).map_err(fail)?;
     out::stdout(&summary::explain_text(layer, &args.file, &target, &sizes, &planned))
 }
 
@@ -145,30 +145,36 @@ fn build(args: &BuildArgs, color: bool) -> Result<(), Failed> {
     let layer = pick_layer(&layers, args.layer.as_deref())?;
     let target = args.target().map_err(fail)?;
     target.check().map_err(fail)?;
+    if args.emit.contains(&EmitWhat::Ptx) && !target.is_gpu() {
+        return Err(fail("--emit ptx needs --target cuda (a cpu build has no PTX; --emit llvm shows its LLVM IR)"));
+    }
     let mut names = artifact::file_names(layer, &target);
-    names.extend(args.emit.iter().map(|w| emit_name(layer, *w)));
+    names.extend(args.emit.iter().filter_map(|w| emit_name(layer, *w)));
     outpath::check_into_dir(&args.output, &names, &[Role { what: "the source", path: &args.file }]).map_err(fail)?;
-    let form = if args.form.is_none() && args.dims.is_empty() {
-        forms::Form::Recurrent
+    let cannot = |e: &dyn std::fmt::Display| fail(format!("cannot build layer `{}`: {e}", layer.name));
+    let plan = if args.form.is_none() && args.dims.is_empty() {
+        forms::Plan::all(layer, forms::Form::Recurrent)
     } else {
         let dims: BTreeMap<String, usize> = args.dims.iter().cloned().collect();
         let sizes = sizes_for_estimate(layer, &dims).map_err(fail)?;
-        artifact::plan(layer, &sizes, &target, args.form, &|sp| file.line_col(sp.start).0)
-            .map_err(|e| fail(format!("cannot build layer `{}`: {e}", layer.name)))?
-            .form
+        back::plan(layer, &sizes, &target, args.form, &|sp| file.line_col(sp.start).0).map_err(|e| cannot(&e))?.plan
     };
-    let m = artifact::build(layer, &target, form, &args.output)
-        .map_err(|e| fail(format!("cannot build layer `{}`: {e}", layer.name)))?;
+    let keep = back::Keep { llvm_ir: args.emit.contains(&EmitWhat::Llvm) };
+    let built = back::build(layer, &plan, &target, keep).map_err(|e| cannot(&e))?;
+    artifact::write(&built, &args.output).map_err(|e| cannot(&e))?;
     for what in &args.emit {
-        let kernel = artifact::kernel(layer, &target, form).map_err(fail)?;
-        let name = emit_name(layer, *what);
         let text = match what {
-            EmitWhat::Loops => kernel.to_string(),
-            EmitWhat::Llvm => ssmc_compiler::codegen::llvm_ir(&[kernel], &target).map_err(fail)?,
+            EmitWhat::Loops => built.kernel.to_string(),
+            EmitWhat::Llvm => built.llvm_ir.clone().unwrap_or_default(),
+            EmitWhat::Ptx => continue,
         };
+        let name = emit_name(layer, *what).unwrap_or_default();
         outpath::write_into_dir(&args.output, &name, text.as_bytes()).map_err(fail)?;
     }
-    let files: Vec<&str> = m.files.values().map(String::as_str).chain(["manifest.json"]).collect();
+    let m = &built.manifest;
+    let emitted = args.emit.iter().filter_map(|w| emit_name(layer, *w));
+    let mut files: Vec<String> = m.files.values().cloned().chain(["manifest.json".to_string()]).collect();
+    files.extend(emitted.filter(|n| !m.files.values().any(|f| f == n)));
     out::line(&format!(
         "built {} ({} {}, form {}) into {} in {:.0} ms: {}",
         m.layer,
@@ -181,10 +187,11 @@ fn build(args: &BuildArgs, color: bool) -> Result<(), Failed> {
     ))
 }
 
-/// The file `--emit WHAT` writes into the build directory.
-fn emit_name(layer: &Layer, what: EmitWhat) -> String {
+/// The file `--emit WHAT` writes into the build directory (`ptx`: the artifact's own).
+fn emit_name(layer: &Layer, what: EmitWhat) -> Option<String> {
     match what {
-        EmitWhat::Loops => format!("{}.loops", layer.name),
-        EmitWhat::Llvm => format!("{}.ll", layer.name),
+        EmitWhat::Loops => Some(format!("{}.loops", layer.name)),
+        EmitWhat::Llvm => Some(format!("{}.ll", layer.name)),
+        EmitWhat::Ptx => None,
     }
 }

@@ -1,11 +1,11 @@
 //! `ssmc run --target cpu`: builds the layer's artifact (once, into the cache), loads it
 //! with ssmc-runtime and runs it on the inputs converted to the declared dtypes.
 
-use ssmc_compiler::artifact;
-use ssmc_compiler::forms::Form;
+use ssmc_compiler::forms::{Form, Plan};
 use ssmc_compiler::ir::{DType, Io, Layer};
 use ssmc_compiler::target::Target;
 use ssmc_compiler::tensors::{RawTensors, TensorData, TensorMap};
+use ssmc_compiler::{artifact, back};
 use ssmc_runtime::{CpuLayer, TensorRef};
 use std::time::{Duration, Instant};
 
@@ -54,7 +54,9 @@ fn nan_filled(name: &str, n: usize) -> Result<Vec<f32>, String> {
 pub fn cached_artifact(layer: &Layer, source: &str, target: &Target, form: Form) -> Result<std::path::PathBuf, String> {
     let dir = artifact::cache_dir(source, &layer.name, target, form);
     if !dir.join("manifest.json").exists() {
-        artifact::build(layer, target, form, &dir)?;
+        let built =
+            back::build(layer, &Plan::all(layer, form), target, back::Keep::default()).map_err(|e| e.to_string())?;
+        artifact::write(&built, &dir).map_err(|e| e.to_string())?;
     }
     Ok(dir)
 }

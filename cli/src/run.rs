@@ -4,7 +4,7 @@
 
 use crate::args::{DTypeArg, RunArgs};
 use crate::{fail, gpu, load_with_source, median, memory, native, out, pick_layer, summary, Failed};
-use ssmc_compiler::artifact::{self, PlanError};
+use ssmc_compiler::back::{self, PlanError};
 use ssmc_compiler::bind::{sizes_from_dims, sizes_from_shapes, Sizes};
 use ssmc_compiler::forms::egraph::{self, Choice};
 use ssmc_compiler::forms::{self, Form};
@@ -128,7 +128,7 @@ pub fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
 }
 
 /// What `ssmc run` plans at `sizes`: the cost model's choice and, on a native `target`, the
-/// form its artifact is built in (see [`artifact::plan`]). A native target plans with its
+/// form its artifact is built in (see [`back::plan`]). A native target plans with its
 /// own cost model; the interpreter (`None`) with the CPU's, as only the legality of a forced
 /// form and the number of scans matter to it.
 fn plan(
@@ -142,11 +142,12 @@ fn plan(
         return Ok((egraph::choose(layer, sizes, &Target::cpu(args.cpu.clone()), line_of), None));
     };
     // Only a forced form can be refused; its f64 specification still runs.
-    let p = artifact::plan(layer, sizes, target, args.form, line_of).map_err(|e| match (&e, args.form) {
+    let p = back::plan(layer, sizes, target, args.form, line_of).map_err(|e| match (&e, args.form) {
         (PlanError::NoSchedule(_), Some(f)) => format!("{e}; `--target interp --form {f}` runs its f64 specification"),
         _ => e.to_string(),
     })?;
-    Ok((p.choice, Some(p.form)))
+    let form = p.form();
+    Ok((p.choice, Some(form)))
 }
 
 /// Refuses, before any work, an output that cannot be written, that is a file the run
@@ -217,14 +218,14 @@ mod tests {
         plan(&args, target.as_ref(), &layer, &sizes, &|_| 0).map(|(choice, form)| (choice.plan.forms, form))
     }
 
-    /// S4D at L = 65536: the GPU's cost model chooses the FFT convolution, the CPU's the
-    /// recurrence (`ssmc explain` shows both). `run --target cuda` once planned with the CPU's.
+    /// S4D at L = 65536: the GPU's cost model chooses the block scan (its cheapest form with
+    /// a GPU schedule: conv, cheaper still, has none yet; 128 sequences cannot fill the GPU
+    /// with a thread each), the CPU's the recurrence (`ssmc explain` shows both). `run
+    /// --target cuda` once planned with the CPU's.
     #[test]
     fn run_plans_with_the_cost_model_of_its_target() {
         for cuda in ["cuda", "ptx"] {
-            // No GPU schedule for conv yet: native code is the GPU's next cheapest, the block
-            // scan (16 channels cannot fill the GPU with a thread each), by the GPU's model.
-            assert_eq!(s4d_plan(&["--target", cuda]), Ok((vec![Form::Conv], Some(Form::Scan))), "--target {cuda}");
+            assert_eq!(s4d_plan(&["--target", cuda]), Ok((vec![Form::Scan], Some(Form::Scan))), "--target {cuda}");
         }
         assert_eq!(s4d_plan(&["--target", "cpu"]), Ok((vec![Form::Recurrent], Some(Form::Recurrent))));
         assert_eq!(s4d_plan(&["--target", "interp"]), Ok((vec![Form::Recurrent], None)));

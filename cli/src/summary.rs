@@ -1,8 +1,7 @@
 //! What `ssmc run` prints: per output its shape and statistics, as text or JSON.
 
-use ssmc_compiler::artifact;
+use ssmc_compiler::back;
 use ssmc_compiler::bind::Sizes;
-use ssmc_compiler::forms::Form;
 use ssmc_compiler::ir::Layer;
 use ssmc_compiler::target::Target;
 use ssmc_compiler::tensors::TensorMap;
@@ -161,8 +160,10 @@ impl fmt::Display for Summary {
     }
 }
 
-/// The text of `ssmc explain`: every form with its estimate or the reason it is illegal.
-pub fn explain_text(layer: &Layer, file: &Path, target: &Target, sizes: &Sizes, planned: &artifact::Planned) -> String {
+/// The text of `ssmc explain`: every form with its estimate or the reason it is illegal,
+/// whether the target has a native schedule for it, and the form chosen among those that
+/// can be built.
+pub fn explain_text(layer: &Layer, file: &Path, target: &Target, sizes: &Sizes, planned: &back::Planned) -> String {
     use std::fmt::Write as _;
     let choice = &planned.choice;
     let mut out = String::new();
@@ -174,9 +175,15 @@ pub fn explain_text(layer: &Layer, file: &Path, target: &Target, sizes: &Sizes, 
     let _ = writeln!(out, "e-graph {}", choice.stats);
     let _ = writeln!(out);
     let _ = writeln!(out, "{:<14} {:>12} {:>10} {:>10} {:>8}", "form", "est. time", "flops", "bytes", "depth");
+    let mut unscheduled = Vec::new();
     for c in &choice.candidates {
-        let chosen = choice.plan.forms.contains(&c.form);
-        let mark = if chosen { "  <- chosen" } else { "" };
+        let mark = if planned.plan.forms.contains(&c.form) {
+            "  <- chosen"
+        } else if c.schedule.is_err() {
+            "  (no schedule)"
+        } else {
+            ""
+        };
         match &c.legality {
             Ok(e) => {
                 let _ = writeln!(
@@ -188,6 +195,12 @@ pub fn explain_text(layer: &Layer, file: &Path, target: &Target, sizes: &Sizes, 
                     e.bytes,
                     e.depth.round()
                 );
+                if let Err(why) = &c.schedule {
+                    // One reason per kind of form (the chunk sizes share theirs).
+                    if !unscheduled.iter().any(|(kind, _)| *kind == c.form.kind()) {
+                        unscheduled.push((c.form.kind(), why.clone()));
+                    }
+                }
             }
             Err(why) => {
                 let _ = writeln!(out, "{:<14} illegal: {why}", c.form.to_string());
@@ -195,19 +208,15 @@ pub fn explain_text(layer: &Layer, file: &Path, target: &Target, sizes: &Sizes, 
         }
     }
     let _ = writeln!(out);
-    let _ = writeln!(out, "chosen  {}   (extracted term {})", choice.plan, choice.extracted);
-    let native = planned.form;
-    // When native code is not in the chosen form, why the chosen one has no schedule.
-    let chosen = choice.plan.forms.first().copied().unwrap_or(Form::Recurrent);
-    let why = match artifact::kernel(layer, target, chosen) {
-        Err(e) if native != chosen => format!(" ({e})"),
-        _ => String::new(),
-    };
+    let _ = writeln!(out, "chosen  {}   (extracted term {})", planned.plan, choice.extracted);
     let _ = writeln!(
         out,
-        "native  {native}{why}: what `ssmc run --target {}` and `ssmc build` with these --dim compile; `--form NAME` forces another",
+        "        among the forms with a native schedule on {0}: what `ssmc run --target {0}` and `ssmc build` with these --dim compile; `--form NAME` forces another",
         target.name()
     );
+    for (kind, why) in unscheduled {
+        let _ = writeln!(out, "{kind:<14} no schedule: {why}");
+    }
     out
 }
 

@@ -177,29 +177,42 @@ fn build<'ctx>(
     Ok(module)
 }
 
-/// An object file (ELF, position independent) holding the kernels, for a CPU target.
-pub fn object(kernels: &[Kernel], target: &Target) -> Result<Vec<u8>, CodegenError> {
-    let tm = machine(target)?;
-    let ctx = Context::create();
-    let module = build(&ctx, kernels, target, &tm)?;
-    let buf = tm.write_to_memory_buffer(&module, FileType::Object).map_err(err)?;
-    Ok(buf.as_slice().to_vec())
+/// The machine code of an artifact: what the target runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MachineCode {
+    /// An ELF object file (position independent) for a CPU target, to link into a library.
+    Object(Vec<u8>),
+    /// PTX assembly for a GPU target, loaded by the CUDA driver.
+    Ptx(String),
 }
 
-/// PTX assembly text holding the kernels, for a GPU target.
-pub fn ptx(kernels: &[Kernel], target: &Target) -> Result<String, CodegenError> {
-    let tm = machine(target)?;
-    let ctx = Context::create();
-    let module = build(&ctx, kernels, target, &tm)?;
-    let buf = tm.write_to_memory_buffer(&module, FileType::Assembly).map_err(err)?;
-    Ok(String::from_utf8_lossy(buf.as_slice()).into_owned())
+/// What code generation produced: the machine code, and the optimized LLVM IR text when
+/// asked for (`ssmc build --emit llvm`), both from one module.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Generated {
+    /// The machine code.
+    pub code: MachineCode,
+    /// The optimized LLVM IR, if `keep_llvm_ir` was set.
+    pub llvm_ir: Option<String>,
 }
 
-/// The optimized LLVM IR text, for `ssmc build --emit llvm`.
-pub fn llvm_ir(kernels: &[Kernel], target: &Target) -> Result<String, CodegenError> {
+/// Generates the machine code of `kernels` for `target` (an object file for a CPU, PTX for
+/// a GPU), building and optimizing the LLVM module once; `keep_llvm_ir` also returns its
+/// text.
+pub fn generate(kernels: &[Kernel], target: &Target, keep_llvm_ir: bool) -> Result<Generated, CodegenError> {
     let tm = machine(target)?;
     let ctx = Context::create();
     let module = build(&ctx, kernels, target, &tm)?;
-    let text = module.print_to_string().to_string();
-    Ok(text)
+    let llvm_ir = keep_llvm_ir.then(|| module.print_to_string().to_string());
+    let code = match target {
+        Target::Cpu { .. } => {
+            let buf = tm.write_to_memory_buffer(&module, FileType::Object).map_err(err)?;
+            MachineCode::Object(buf.as_slice().to_vec())
+        }
+        Target::Cuda { .. } => {
+            let buf = tm.write_to_memory_buffer(&module, FileType::Assembly).map_err(err)?;
+            MachineCode::Ptx(String::from_utf8_lossy(buf.as_slice()).into_owned())
+        }
+    };
+    Ok(Generated { code, llvm_ir })
 }

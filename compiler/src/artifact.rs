@@ -1,9 +1,8 @@
-//! `ssmc build`: a layer's native code with its C header and `manifest.json`, written into
-//! a directory all at once (built beside it, then moved in), so a failure leaves no
-//! partial artifact.
+//! An artifact's contract and its files: the manifest and C header of a layer's kernel,
+//! the names of its files, writing it into a directory all at once ([`write`](fn@write): built
+//! beside it, then moved in, so a failure leaves no partial artifact), and the cache
+//! folder of `ssmc run`.
 
-use crate::bind::Sizes;
-use crate::forms::egraph::{self, Choice};
 use crate::forms::Form;
 use crate::ir::{Axis, DimSize, Io, Layer};
 use crate::lower;
@@ -14,99 +13,28 @@ use ssmc_loops::{Index, Kernel, Launch};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Threads per block of the GPU's `recurrent` (one sequence per thread).
-pub const GPU_RECURRENT_THREADS: u32 = 128;
-
-/// The loop-IR kernel of a layer for a target in form `form` (the lowering, which says how
-/// work items map onto the layer, then the form's schedule template), or why that form
-/// has no native schedule for this layer and target.
-pub fn kernel(layer: &Layer, target: &Target, form: Form) -> Result<Kernel, String> {
-    let cpu = !target.is_gpu();
-    let max_lanes = target.max_lanes();
-    let spec = |choice| lower::scan_spec(layer, max_lanes, choice).map_err(|e| e.to_string());
-    let native = "native forms: recurrent and scan on the GPU, recurrent on the CPU; chunked (a decay shared by the state) and conv on the CPU";
-    match (form, cpu) {
-        (Form::Recurrent, true) => Ok(ssmc_kernels::recurrent(&spec(lower::MappingChoice::Cpu)?)),
-        (Form::Recurrent, false) => {
-            let k = ssmc_kernels::recurrent(&spec(lower::MappingChoice::Gpu)?);
-            Ok(ssmc_kernels::thread_per_item(k, GPU_RECURRENT_THREADS))
-        }
-        (Form::Scan, false) => ssmc_kernels::block_scan(&spec(lower::MappingChoice::Gpu)?),
-        (Form::Chunked { q }, true) => ssmc_kernels::chunked(&spec(lower::MappingChoice::HeadTiles)?, q as u32),
-        (Form::Conv, true) => ssmc_kernels::conv(&spec(lower::MappingChoice::Sequences)?),
-        (f, true) => Err(format!("form {f} has no native schedule ({native})")),
-        (f, false) => Err(format!("form {f} has no GPU schedule yet ({native})")),
-    }
+/// The files of an artifact of `layer` for `target` by kind (`shared`, `static`, `ptx`,
+/// `header`), as its manifest lists them.
+pub fn files(layer: &Layer, target: &Target) -> BTreeMap<String, String> {
+    let name = &layer.name;
+    let mut files = match target {
+        Target::Cpu { .. } => BTreeMap::from([
+            ("shared".to_string(), format!("lib{name}.so")),
+            ("static".to_string(), format!("lib{name}.a")),
+        ]),
+        Target::Cuda { .. } => BTreeMap::from([("ptx".to_string(), format!("{name}.ptx"))]),
+    };
+    files.insert("header".to_string(), format!("{name}.h"));
+    files
 }
 
-/// Why a forced form cannot be built natively.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PlanError {
-    /// The form is illegal for the layer; the legality analysis says why.
-    Illegal(String),
-    /// The form is legal but has no native schedule for this layer and target.
-    NoSchedule(String),
-}
-
-impl std::fmt::Display for PlanError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PlanError::Illegal(why) | PlanError::NoSchedule(why) => f.write_str(why),
-        }
-    }
-}
-
-/// The form a native artifact of `layer` is built in: `forced` if given (it must be legal
-/// and have a native schedule), else the cheapest legal form by the cost model that has a
-/// native schedule for this layer and target.
-pub fn native_form(layer: &Layer, target: &Target, choice: &Choice, forced: Option<Form>) -> Result<Form, PlanError> {
-    if let Some(f) = forced {
-        let plan = choice.force(f).map_err(PlanError::Illegal)?;
-        let f = plan.forms.first().copied().unwrap_or(Form::Recurrent);
-        kernel(layer, target, f).map_err(PlanError::NoSchedule)?;
-        return Ok(f);
-    }
-    let mut legal: Vec<(f64, Form)> =
-        choice.candidates.iter().filter_map(|c| c.legality.as_ref().ok().map(|e| (e.seconds, c.form))).collect();
-    legal.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut chosen = choice.plan.forms.first().copied().into_iter().chain(legal.into_iter().map(|(_, f)| f));
-    Ok(chosen.find(|f| kernel(layer, target, *f).is_ok()).unwrap_or(Form::Recurrent))
-}
-
-/// What the cost model of a target plans for a layer at some sizes, and the form its
-/// native artifact is built in.
-#[derive(Clone, Debug)]
-pub struct Planned {
-    /// Every form with its estimate on the target, and the cheapest plan.
-    pub choice: Choice,
-    /// The form native code is built in ([`native_form`] of the choice).
-    pub form: Form,
-}
-
-/// Plans a native artifact of `layer` for `target` at `sizes`: `target`'s cost model
-/// chooses ([`egraph::choose`]), then [`native_form`] picks the form built, `forced` if
-/// given. `ssmc run`, `ssmc build` and `ssmc explain` all plan through here, so the same
-/// target reaches the cost model and the schedules. `line_of` maps a span to its line.
-pub fn plan(
-    layer: &Layer,
-    sizes: &Sizes,
-    target: &Target,
-    forced: Option<Form>,
-    line_of: &dyn Fn(ssmc_syntax::Span) -> usize,
-) -> Result<Planned, PlanError> {
-    let choice = egraph::choose(layer, sizes, target, line_of);
-    let form = native_form(layer, target, &choice, forced)?;
-    Ok(Planned { choice, form })
+/// The names of the files [`write`](fn@write) writes into its directory for `layer` and `target`.
+pub fn file_names(layer: &Layer, target: &Target) -> Vec<String> {
+    files(layer, target).into_values().chain(["manifest.json".to_string()]).collect()
 }
 
 /// The manifest of a layer's artifact whose kernel is `kernel`.
-pub fn manifest(
-    layer: &Layer,
-    target: &Target,
-    form: Form,
-    kernel: &Kernel,
-    files: BTreeMap<String, String>,
-) -> Result<Manifest, String> {
+pub fn manifest(layer: &Layer, target: &Target, form: Form, kernel: &Kernel) -> Result<Manifest, String> {
     let axis = |a: &Axis| match a {
         Axis::Dim { dim, divisor: 1 } => layer.dims[*dim].name.clone(),
         Axis::Dim { dim, divisor } => format!("{}/{divisor}", layer.dims[*dim].name),
@@ -130,7 +58,7 @@ pub fn manifest(
         arch: target.arch_name(),
         form: form.to_string(),
         entry: lower::kernel_name(layer),
-        files,
+        files: files(layer, target),
         dims: layer
             .dims
             .iter()
@@ -247,54 +175,81 @@ pub fn header(m: &Manifest) -> String {
     h
 }
 
-/// Builds the artifact of `layer` in `form` into `dir` (created if needed; its files
-/// replaced).
+/// Why an artifact could not be written.
+#[derive(Debug)]
+pub enum WriteError {
+    /// A file or folder could not be created, written or moved.
+    Io {
+        /// What was being done, with the path.
+        what: String,
+        /// The error.
+        error: std::io::Error,
+    },
+    /// `cc` or `ar` could not be run or failed.
+    Tool {
+        /// The program.
+        program: String,
+        /// Why (its stderr, or why it could not start).
+        why: String,
+    },
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Io { what, error } => write!(f, "cannot {what}: {error}"),
+            WriteError::Tool { program, why } => write!(f, "`{program}` failed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for WriteError {}
+
 #[cfg(feature = "codegen")]
-pub fn build(layer: &Layer, target: &Target, form: Form, dir: &Path) -> Result<Manifest, String> {
-    target.check()?;
-    let kernel = kernel(layer, target, form)?;
+fn io(what: impl Fn() -> String) -> impl FnOnce(std::io::Error) -> WriteError {
+    move |error| WriteError::Io { what: what(), error }
+}
+
+/// Writes `artifact` into `dir` (created if needed; its files replaced) all at once: the
+/// files are made in a folder beside it (a CPU's object linked there into a shared and a
+/// static library), then moved in, so a failure leaves no partial artifact.
+#[cfg(feature = "codegen")]
+pub fn write(artifact: &crate::back::Artifact, dir: &Path) -> Result<(), WriteError> {
+    use ssmc_codegen::MachineCode;
     let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    std::fs::create_dir_all(parent).map_err(io(|| format!("create {}", parent.display())))?;
     sweep_stale_builds(parent);
     // Removed on every return (a guard); a killed process leaves it to the sweep above.
     let work = tempfile::Builder::new()
         .prefix(BUILD_PREFIX)
         .tempdir_in(parent)
-        .map_err(|e| format!("cannot write in {}: {e}", parent.display()))?;
-    let name = &layer.name;
-    let mut files = BTreeMap::new();
-    use std::process::Command;
-    match target {
-        Target::Cpu { .. } => {
-            let obj = ssmc_codegen::object(std::slice::from_ref(&kernel), target).map_err(|e| e.to_string())?;
-            let o = work.path().join(format!("{name}.o"));
-            std::fs::write(&o, obj).map_err(|e| e.to_string())?;
-            let (so, a) = (format!("lib{name}.so"), format!("lib{name}.a"));
-            run_tool(Command::new("cc").arg("-shared").arg("-o").arg(work.path().join(&so)).arg(&o))?;
-            run_tool(Command::new("ar").arg("rcs").arg(work.path().join(&a)).arg(&o))?;
-            std::fs::remove_file(&o).map_err(|e| e.to_string())?;
-            files.insert("shared".to_string(), so);
-            files.insert("static".to_string(), a);
+        .map_err(io(|| format!("write in {}", parent.display())))?;
+    let m = &artifact.manifest;
+    let file = |kind: &str| work.path().join(m.files.get(kind).map_or("", String::as_str));
+    let put = |path: std::path::PathBuf, bytes: &[u8]| {
+        std::fs::write(&path, bytes).map_err(io(|| format!("write {}", path.display())))
+    };
+    match &artifact.code {
+        MachineCode::Object(obj) => {
+            let o = work.path().join(format!("{}.o", m.layer));
+            put(o.clone(), obj)?;
+            run_tool(std::process::Command::new("cc").arg("-shared").arg("-o").arg(file("shared")).arg(&o))?;
+            run_tool(std::process::Command::new("ar").arg("rcs").arg(file("static")).arg(&o))?;
+            std::fs::remove_file(&o).map_err(io(|| format!("remove {}", o.display())))?;
         }
-        Target::Cuda { .. } => {
-            let ptx = ssmc_codegen::ptx(std::slice::from_ref(&kernel), target).map_err(|e| e.to_string())?;
-            let p = format!("{name}.ptx");
-            std::fs::write(work.path().join(&p), ptx).map_err(|e| e.to_string())?;
-            files.insert("ptx".to_string(), p);
-        }
+        MachineCode::Ptx(ptx) => put(file("ptx"), ptx.as_bytes())?,
     }
-    files.insert("header".to_string(), format!("{name}.h"));
-    let m = manifest(layer, target, form, &kernel, files)?;
-    std::fs::write(work.path().join(format!("{name}.h")), header(&m)).map_err(|e| e.to_string())?;
-    let json = serde_json::to_string_pretty(&m).map_err(|e| e.to_string())?;
-    std::fs::write(work.path().join("manifest.json"), json + "\n").map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    for entry in std::fs::read_dir(work.path()).map_err(|e| e.to_string())? {
-        let entry = entry.map_err(|e| e.to_string())?;
+    put(file("header"), artifact.header.as_bytes())?;
+    let json = serde_json::to_string_pretty(m)
+        .map_err(|e| WriteError::Io { what: "write manifest.json".into(), error: e.into() })?;
+    put(work.path().join("manifest.json"), (json + "\n").as_bytes())?;
+    std::fs::create_dir_all(dir).map_err(io(|| format!("create {}", dir.display())))?;
+    for entry in std::fs::read_dir(work.path()).map_err(io(|| format!("read {}", work.path().display())))? {
+        let entry = entry.map_err(io(|| format!("read {}", work.path().display())))?;
         std::fs::rename(entry.path(), dir.join(entry.file_name()))
-            .map_err(|e| format!("cannot write into {}: {e}", dir.display()))?;
+            .map_err(io(|| format!("write into {}", dir.display())))?;
     }
-    Ok(m)
+    Ok(())
 }
 
 /// Prefix of the temporary folder an artifact is built in, beside its directory.
@@ -326,26 +281,17 @@ fn sweep_stale_builds(parent: &Path) {
     }
 }
 
-/// The names of the files [`build`] writes into its directory for `layer` and `target`.
-pub fn file_names(layer: &Layer, target: &Target) -> Vec<String> {
-    let name = &layer.name;
-    let mut names = match target {
-        Target::Cpu { .. } => vec![format!("lib{name}.so"), format!("lib{name}.a")],
-        Target::Cuda { .. } => vec![format!("{name}.ptx")],
-    };
-    names.extend([format!("{name}.h"), "manifest.json".to_string()]);
-    names
-}
-
 #[cfg(feature = "codegen")]
-fn run_tool(cmd: &mut std::process::Command) -> Result<(), String> {
-    let out = cmd.output().map_err(|e| {
-        format!("cannot run `{:?}`: {e} (is a C toolchain installed? scripts/setup.sh installs one)", cmd.get_program())
+fn run_tool(cmd: &mut std::process::Command) -> Result<(), WriteError> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let out = cmd.output().map_err(|e| WriteError::Tool {
+        program: program.clone(),
+        why: format!("cannot run it: {e} (is a C toolchain installed? scripts/setup.sh installs one)"),
     })?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("`{:?}` failed: {}", cmd.get_program(), String::from_utf8_lossy(&out.stderr)))
+        Err(WriteError::Tool { program, why: String::from_utf8_lossy(&out.stderr).into_owned() })
     }
 }
 

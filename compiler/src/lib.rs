@@ -3,20 +3,25 @@
 //! The pipeline, one stage per module, each a typed input to a typed output:
 //!
 //! ```text
-//! .ssm text --ssmc_syntax::parse--> AST --sema::check--> layer IR (ir)
-//!   --artifact::plan: forms::egraph::choose, by the cost model of a target::Target-->
-//!     chosen form (forms::Plan)                                   f64 specs: forms::run, interp::run
-//!   --artifact::native_form--> the cheapest chosen form with a native schedule for that Target
-//!   --lower::scan_spec--> ScanSpec --ssmc_kernels::{recurrent, chunked, conv}--> loop IR
-//!   --ssmc_codegen::{object, ptx}--> x86-64 object / PTX --artifact::build--> library, header, manifest
+//! front half, compile():
+//!   .ssm text --ssmc_syntax::parse--> AST --sema::check--> layer IR (ir)
+//! back half, back::plan then back::build:
+//!   layer --forms::facts::LayerFacts::of--> facts (time-invariance, diagonal, ...)
+//!     --forms::egraph::choose, by the cost model of a target::Target, among the forms
+//!       the target has a schedule for (schedule::available)--> plan (forms::Plan)
+//!     --schedule::kernel: lower::scan_spec, an ssmc_kernels template--> loop IR
+//!     --ssmc_codegen::generate--> x86-64 object / PTX --artifact::{manifest, header}-->
+//!     back::Artifact, in memory --artifact::write--> library or PTX, header, manifest
+//!   f64 specifications of every form: forms::run, interp::run
 //! ```
 //!
-//! [`compile`] is the front half (text to checked layers); `artifact::build` the back half
-//! (a checked layer to files the runtime loads), with the `codegen` feature, which brings
-//! in LLVM through `ssmc-codegen`. The crates and their graph: `docs/architecture.md`.
+//! [`compile`] is the front half (text to checked layers); `back::build` the back half (a
+//! checked layer and its plan to an artifact), with the `codegen` feature, which brings in
+//! LLVM through `ssmc-codegen`. The crates and their graph: `docs/architecture.md`.
 
 pub mod arena;
 pub mod artifact;
+pub mod back;
 pub mod bind;
 /// Code generation (the `codegen` feature): loop IR to object code or PTX through LLVM.
 #[cfg(feature = "codegen")]
@@ -28,6 +33,7 @@ pub mod lower;
 pub mod outpath;
 pub mod roles;
 pub mod safetensors_check;
+pub mod schedule;
 pub mod sema;
 pub use ssmc_contract::target;
 pub mod tensors;

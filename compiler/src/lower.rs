@@ -183,10 +183,7 @@ impl Lowerer<'_> {
             at_one_state: Scalars { a: self.value(s.a, 1), c: self.value(s.c, 1) },
             decay_invariant: !(self.varies_in_time(s.dt) || t(s.a) || t(s.b)),
             a_invariant: !t(s.a),
-            a_shared: [Some(s.a.re), s.a.im]
-                .into_iter()
-                .flatten()
-                .all(|e| !self.layer.axes_of(e).iter().any(|a| self.layer.axis_slot(*a) == AxisRole::State.slot())),
+            a_shared: crate::forms::facts::ScanFacts::of(self.layer, s).scalar_decay,
             b_invariant: !t(s.b),
             c_invariant: !t(s.c),
             skip_invariant: !self.varies_in_time(s.skip),
@@ -209,27 +206,49 @@ pub enum MappingChoice {
     Sequences,
 }
 
+/// Whether native code can take `layer` at all, or why not: its tensors are f32 or bf16
+/// (outputs f32), and its state has a compile-time size along a real axis. Every native
+/// form needs this; [`scan_spec`] checks it first, and [`LayerFacts`](crate::forms::facts::LayerFacts)
+/// records it for planning.
+pub fn native_support(layer: &Layer) -> Result<(), LowerError> {
+    for (_, t) in layer.tensors.iter() {
+        if !matches!(t.dtype, DType::F32 | DType::Bf16) {
+            return Err(LowerError(format!(
+                "native code takes f32 and bf16 tensors; `{}` is {} (the interpreter takes it)",
+                t.name,
+                t.dtype.name()
+            )));
+        }
+        if t.io == Io::Output && t.dtype != DType::F32 {
+            return Err(LowerError(format!("native code writes f32 outputs; `{}` is {}", t.name, t.dtype.name())));
+        }
+    }
+    state_size(layer).map(|_| ())
+}
+
+/// The state size: a compile-time size of a real axis.
+fn state_size(layer: &Layer) -> Result<u32, LowerError> {
+    match layer.axes.state {
+        Axis::Dim { dim, divisor } => match layer.dims[dim].size {
+            DimSize::Const(n) => Ok((n / divisor) as u32),
+            DimSize::Runtime => Err(LowerError(format!(
+                "native code needs a compile-time state size: declare `state {} = SIZE`",
+                layer.dims[dim].name
+            ))),
+        },
+        Axis::Complex => Err(LowerError("the state axis cannot be a re/im axis".into())),
+    }
+}
+
 /// The scan spec of a layer for vectors of at most `max_lanes` f32, its work items and
 /// lanes laid out as `choice` says.
 pub fn scan_spec(layer: &Layer, max_lanes: u32, choice: MappingChoice) -> Result<ScanSpec, LowerError> {
+    native_support(layer)?;
     let mut buffers = Vec::new();
     let mut buffer_of = vec![0; layer.tensors.len()];
     for io in [Io::Input, Io::Output] {
         for (h, t) in layer.tensors.iter().filter(|(_, t)| t.io == io) {
-            let elem = match t.dtype {
-                DType::F32 => Elem::F32,
-                DType::Bf16 => Elem::Bf16,
-                other => {
-                    return Err(LowerError(format!(
-                        "native code takes f32 and bf16 tensors; `{}` is {} (the interpreter takes it)",
-                        t.name,
-                        other.name()
-                    )))
-                }
-            };
-            if io == Io::Output && elem != Elem::F32 {
-                return Err(LowerError(format!("native code writes f32 outputs; `{}` is {}", t.name, t.dtype.name())));
-            }
+            let elem = if t.dtype == DType::Bf16 { Elem::Bf16 } else { Elem::F32 };
             buffer_of[h.index()] = buffers.len();
             buffers.push(Buffer { name: t.name.clone(), elem, output: io == Io::Output });
         }
@@ -237,18 +256,7 @@ pub fn scan_spec(layer: &Layer, max_lanes: u32, choice: MappingChoice) -> Result
     let dims = runtime_dims(layer);
     let lw = Lowerer { layer, along: AxisRole::State, dims: dims.clone(), buffer_of };
     let ax = &layer.axes;
-    let state = match ax.state {
-        Axis::Dim { dim, divisor } => match layer.dims[dim].size {
-            DimSize::Const(n) => (n / divisor) as u32,
-            DimSize::Runtime => {
-                return Err(LowerError(format!(
-                    "native code needs a compile-time state size: declare `state {} = SIZE`",
-                    layer.dims[dim].name
-                )))
-            }
-        },
-        Axis::Complex => return Err(LowerError("the state axis cannot be a re/im axis".into())),
-    };
+    let state = state_size(layer)?;
     // Without a headdim (Mamba-1, S4D, Vim) lanes hold heads: one sequence per lane, the
     // state a loop of scalars; with one (Mamba-2) lanes hold state indices of one sequence.
     // With one on the CPU, each work item walks a whole head in time tiles, so B and C are

@@ -109,6 +109,11 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The target the artifact was built for, from `target` and `arch`.
+    pub fn target(&self) -> Result<crate::Target, String> {
+        crate::Target::of_artifact(&self.target, &self.arch)
+    }
+
     /// The value of a launch expression at these dim sizes (manifest order).
     pub fn eval(&self, e: &DimExpr, sizes: &[u64]) -> Result<u64, String> {
         let size = |name: &str| self.dims.iter().position(|d| d.name == name).map(|i| sizes[i] as i64);

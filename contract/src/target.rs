@@ -28,6 +28,17 @@ pub enum GpuArch {
 }
 
 impl GpuArch {
+    /// Every architecture code is generated for.
+    pub const ALL: [GpuArch; 1] = [GpuArch::Sm90];
+
+    /// The architecture named `name` (`sm_90`), or why there is none.
+    pub fn parse(name: &str) -> Result<GpuArch, String> {
+        GpuArch::ALL.into_iter().find(|a| a.name() == name).ok_or_else(|| {
+            let names: Vec<&str> = GpuArch::ALL.iter().map(|a| a.name()).collect();
+            format!("unknown GPU architecture `{name}`; ssmc generates code for {}", names.join(", "))
+        })
+    }
+
     /// The name LLVM and ptxas use: `sm_90`.
     pub fn name(self) -> &'static str {
         match self {
@@ -98,6 +109,17 @@ impl Target {
         match self {
             Target::Cpu { cpu } => cpu.clone(),
             Target::Cuda { arch } => arch.name().to_string(),
+        }
+    }
+
+    /// The target an artifact was built for, from its manifest's `target` (the artifact
+    /// kind, [`Target::artifact_kind`]) and `arch` ([`Target::arch_name`]); the inverse of
+    /// those two.
+    pub fn of_artifact(kind: &str, arch: &str) -> Result<Target, String> {
+        match kind {
+            "cpu" => Ok(Target::cpu(arch)),
+            "ptx" => Ok(Target::Cuda { arch: GpuArch::parse(arch)? }),
+            other => Err(format!("unknown artifact target `{other}`; ssmc writes `cpu` and `ptx` artifacts")),
         }
     }
 
@@ -223,5 +245,12 @@ mod tests {
             (Target::cpu("x86-64-v3").artifact_kind(), Target::cpu("x86-64-v3").arch_name().as_str()),
             ("cpu", "x86-64-v3")
         );
+        for t in [Target::cuda(), Target::cpu("znver4"), Target::cpu("native")] {
+            assert_eq!(Target::of_artifact(t.artifact_kind(), &t.arch_name()), Ok(t));
+        }
+        let e = Target::of_artifact("ptx", "sm_70").expect_err("old arch");
+        assert!(e.contains("`sm_70`") && e.contains("sm_90"), "{e}");
+        let e = Target::of_artifact("metal", "m1").expect_err("kind");
+        assert!(e.contains("`metal`"), "{e}");
     }
 }

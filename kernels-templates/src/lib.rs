@@ -25,7 +25,7 @@ mod lanes;
 mod recurrent;
 
 pub use block_scan::block_scan;
-pub use chunked::chunked;
+pub use chunked::{chunked, DEFAULT_CHUNK, MAX_CHUNK};
 pub use complex::Cx;
 pub use conv::conv;
 pub use grid::thread_per_item;

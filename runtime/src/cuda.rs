@@ -22,7 +22,7 @@ pub struct GpuLayer {
 impl GpuLayer {
     /// Reads the manifest and the PTX named by it in `dir`.
     pub fn load(dir: &Path) -> Result<Self, Error> {
-        let (manifest, path) = crate::open_artifact(dir, "ptx", "ptx")?;
+        let (manifest, path) = crate::open_artifact(dir, true, "ptx")?;
         let ptx =
             std::fs::read_to_string(&path).map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
         if !ptx.contains(&format!(".entry {}(", manifest.entry)) {

@@ -17,6 +17,7 @@ pub use ssmc_contract::manifest;
 
 pub use cuda::{cuda_device, GpuLayer};
 pub use manifest::{DType, Io, Manifest};
+pub use ssmc_contract::Target;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -131,26 +132,35 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, Error> {
     serde_json::from_str(&text).map_err(|e| Error::Manifest(format!("{}: {e}", path.display())))
 }
 
-/// The manifest in `dir`, which must be of `target`, and the path of its file of `kind`
-/// (`shared` for the CPU, `ptx` for the GPU).
-pub(crate) fn open_artifact(dir: &Path, target: &str, kind: &str) -> Result<(Manifest, PathBuf), Error> {
+/// The manifest in `dir`, which must be of a target on a GPU (`gpu`) or a CPU, and the
+/// path of its file of `kind` (`shared` for the CPU, `ptx` for the GPU).
+pub(crate) fn open_artifact(dir: &Path, gpu: bool, kind: &str) -> Result<(Manifest, PathBuf), Error> {
     let manifest = read_manifest(dir)?;
-    if manifest.target != target {
+    let target = manifest.target().map_err(|e| Error::Manifest(format!("{}: {e}", dir.display())))?;
+    let wanted = if gpu { Target::cuda() } else { Target::cpu("native") };
+    if target.is_gpu() != gpu {
         return Err(Error::Manifest(format!(
-            "{} holds a `{}` artifact, not a {target} one (build it with `ssmc build --target {target}`)",
+            "{} holds a {} artifact ({}), not a {} one (build it with `ssmc build --target {}`)",
             dir.display(),
-            manifest.target
+            target.name(),
+            target.arch_name(),
+            wanted.name(),
+            wanted.name()
         )));
     }
     manifest.check_launch().map_err(Error::Manifest)?;
     let launch_fits = match manifest.launch {
-        manifest::Launch::Range { .. } => target == "cpu",
+        manifest::Launch::Range { .. } => !gpu,
         manifest::Launch::Grid { threads, items_per_block, .. } => {
-            target == "ptx" && (1..=1024).contains(&threads) && items_per_block >= 1
+            gpu && (1..=1024).contains(&threads) && items_per_block >= 1
         }
     };
     if !launch_fits {
-        return Err(Error::Manifest(format!("{}: its launch does not fit a {target} artifact", dir.display())));
+        return Err(Error::Manifest(format!(
+            "{}: its launch does not fit a {} artifact",
+            dir.display(),
+            target.name()
+        )));
     }
     let file = manifest.files.get(kind).ok_or_else(|| Error::Manifest(format!("no {kind} file listed")))?;
     let path = dir.join(file);
@@ -160,7 +170,7 @@ pub(crate) fn open_artifact(dir: &Path, target: &str, kind: &str) -> Result<(Man
 impl CpuLayer {
     /// Loads the shared library named by the manifest in `dir`.
     pub fn load(dir: &Path) -> Result<Self, Error> {
-        let (manifest, lib_path) = open_artifact(dir, "cpu", "shared")?;
+        let (manifest, lib_path) = open_artifact(dir, false, "shared")?;
         let host = manifest
             .host
             .iter()

@@ -11,7 +11,7 @@
 
 use super::Form;
 use crate::bind::Sizes;
-use crate::ir::{AStructure, AxisRole, Layer, Scan};
+use crate::ir::{AxisRole, Layer, Scan};
 use crate::target::Target;
 
 /// The machine model of `target`: the same figures for every CPU name and GPU architecture.
@@ -105,10 +105,7 @@ impl Shape {
             let parts = [scan.dt, Some(scan.a.re), scan.a.im, Some(scan.b.re), scan.b.im, Some(scan.c.re), scan.c.im];
             parts.into_iter().flatten().any(|e| layer.axes_of(e).iter().any(|a| layer.axis_slot(*a) == role.slot()))
         };
-        let decay_varies = [scan.dt, Some(scan.a.re), scan.a.im]
-            .into_iter()
-            .flatten()
-            .any(|e| layer.axes_of(e).iter().any(|a| layer.axis_slot(*a) == AxisRole::Time.slot()));
+        let facts = super::facts::ScanFacts::of(layer, scan);
         let io: usize = layer.tensors.iter().map(|(_, t)| sizes.shape(&t.shape).iter().product::<usize>()).sum();
         let heads = dim(Some(ax.head));
         let batch = dim(Some(ax.batch));
@@ -119,9 +116,9 @@ impl Shape {
             headdim: dim(ax.headdim),
             groups: dim(ax.group),
             state: sizes.axis(ax.state) as f64,
-            complex: layer.a_structure == AStructure::Complex,
-            scalar_decay: layer.a_structure == AStructure::Scalar,
-            selective_decay: decay_varies,
+            complex: facts.complex,
+            scalar_decay: facts.scalar_decay,
+            selective_decay: facts.selective_decay,
             kernels: if varies(AxisRole::Batch) { batch * heads } else { heads },
             io_bytes: 4.0 * io as f64,
         }

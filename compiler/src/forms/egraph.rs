@@ -3,9 +3,11 @@
 //! term by the target's cost model. The rules are listed with their math in `RULES.md`.
 
 use super::cost::{self, Estimate, Shape};
-use super::{Form, Plan, CHUNK_SIZES};
+use super::facts::{LayerFacts, ScanFacts};
+use super::{Form, Plan, CANDIDATES, CHUNK_SIZES};
 use crate::bind::Sizes;
-use crate::ir::{AxisRole, Direction, Layer, Scan};
+use crate::ir::{Direction, Layer};
+use crate::schedule;
 use crate::target::Target;
 use egg::{
     rewrite, CostFunction, DidMerge, EGraph, Extractor, Id, Language, Pattern, RecExpr, Rewrite, Runner, Subst, Symbol,
@@ -43,20 +45,29 @@ pub use lang::SsmLang;
 pub struct ParamFacts {
     /// Which scan of the layer (index into [`Layer::directed_scans`](crate::ir::Layer::directed_scans)).
     pub scan: usize,
-    /// dt, A, B and C do not depend on time.
-    pub lti: bool,
-    /// A is scalar or diagonal, so steps compose elementwise.
-    pub diagonal: bool,
+    /// The scan's facts (time-invariance, diagonal A, ...), from [`LayerFacts::of`].
+    pub facts: ScanFacts,
+    /// Which of [`CANDIDATES`] the target has a native schedule for, one bit each
+    /// ([`schedule::available`]); all of them when it has none for any (a layer only the
+    /// f64 paths run), so that extraction still ranks the legal forms.
+    pub scheduled: u16,
+}
+
+impl ParamFacts {
+    /// Whether the target has a native schedule for `form` of this scan.
+    pub fn has_schedule(&self, form: Form) -> bool {
+        CANDIDATES.iter().position(|c| *c == form).is_some_and(|i| self.scheduled & (1 << i) != 0)
+    }
 }
 
 /// The e-class analysis: parameter classes carry their [`ParamFacts`]; `flip` keeps them.
 #[derive(Default)]
-pub struct LayerFacts {
+pub struct Facts {
     /// Facts of each parameter symbol.
     pub params: BTreeMap<Symbol, ParamFacts>,
 }
 
-impl egg::Analysis<SsmLang> for LayerFacts {
+impl egg::Analysis<SsmLang> for Facts {
     type Data = Option<ParamFacts>;
 
     fn make(egraph: &mut EGraph<SsmLang, Self>, enode: &SsmLang) -> Self::Data {
@@ -72,7 +83,7 @@ impl egg::Analysis<SsmLang> for LayerFacts {
     }
 }
 
-type Graph = EGraph<SsmLang, LayerFacts>;
+type Graph = EGraph<SsmLang, Facts>;
 
 fn fact(var: &str, test: fn(&ParamFacts) -> bool) -> impl Fn(&mut Graph, Id, &Subst) -> bool {
     let var = var.parse().expect("rule variables are well formed");
@@ -81,16 +92,16 @@ fn fact(var: &str, test: fn(&ParamFacts) -> bool) -> impl Fn(&mut Graph, Id, &Su
 
 /// `?p` is linear time-invariant.
 fn is_lti(var: &str) -> impl Fn(&mut Graph, Id, &Subst) -> bool {
-    fact(var, |f| f.lti)
+    fact(var, |f| f.facts.lti)
 }
 
 /// `?p` has a scalar or diagonal A.
 fn is_diagonal(var: &str) -> impl Fn(&mut Graph, Id, &Subst) -> bool {
-    fact(var, |f| f.diagonal)
+    fact(var, |f| f.facts.diagonal)
 }
 
 /// The rewrite rules, grouped by theme. Each has a kebab-case name and its math.
-pub fn rules() -> Vec<Rewrite<SsmLang, LayerFacts>> {
+pub fn rules() -> Vec<Rewrite<SsmLang, Facts>> {
     let mut rules = vec![
         // Directions are index maps over one causal scan.
         // bidir(p, q) = ssm(p) + rev(q)
@@ -138,10 +149,6 @@ struct FormCost<'a> {
 }
 
 impl FormCost<'_> {
-    fn shape(&self, p: Id) -> Option<&Shape> {
-        self.egraph[p].data.map(|f| &self.shapes[f.scan])
-    }
-
     fn size(&self, id: Id) -> usize {
         self.egraph[id]
             .nodes
@@ -150,8 +157,13 @@ impl FormCost<'_> {
             .unwrap_or(1)
     }
 
+    /// The estimate of `form` over parameter class `p`; infinite where the target has no
+    /// native schedule for it, so extraction chooses among forms that can be built.
     fn form_seconds(&self, form: Form, p: Id) -> f64 {
-        self.shape(p).map_or(f64::INFINITY, |s| cost::estimate(form, s, &self.machine).seconds)
+        match self.egraph[p].data {
+            Some(f) if f.has_schedule(form) => cost::estimate(form, &self.shapes[f.scan], &self.machine).seconds,
+            _ => f64::INFINITY,
+        }
     }
 }
 
@@ -182,6 +194,15 @@ pub struct Candidate {
     pub form: Form,
     /// Its estimate summed over the scans, or why it is illegal.
     pub legality: Result<Estimate, String>,
+    /// Whether the target has a native schedule for it, or why not.
+    pub schedule: Result<(), String>,
+}
+
+impl Candidate {
+    /// Legal and with a native schedule on the target: a form that can be built.
+    pub fn buildable(&self) -> bool {
+        self.legality.is_ok() && self.schedule.is_ok()
+    }
 }
 
 /// What the e-graph found for a layer at given sizes.
@@ -191,7 +212,8 @@ pub struct Choice {
     pub term: String,
     /// The cheapest equivalent term.
     pub extracted: String,
-    /// The forms of the extracted term, per scan.
+    /// The forms of the extracted term, per scan: the cheapest that can be built for the
+    /// target when some form can, else the cheapest legal one (for the f64 paths).
     pub plan: Plan,
     /// Every form, legal or not.
     pub candidates: Vec<Candidate>,
@@ -234,11 +256,18 @@ pub fn choose(layer: &Layer, sizes: &Sizes, target: &Target, line_of: &dyn Fn(Sp
     let scans = layer.directed_scans();
     let shapes: Vec<Shape> = scans.iter().map(|(s, _)| Shape::of(layer, s, sizes)).collect();
     let (term, symbols) = start_term(layer);
-    let mut facts = LayerFacts::default();
-    for (i, ((scan, _), sym)) in scans.iter().zip(&symbols).enumerate() {
-        facts.params.insert(*sym, ParamFacts { scan: i, lti: scan_is_lti(layer, scan), diagonal: true });
+    let layer_facts = LayerFacts::of(layer);
+    let schedules: Vec<Result<(), String>> =
+        CANDIDATES.iter().map(|f| schedule::available(&layer_facts, &layer.name, *f, target)).collect();
+    let mut scheduled = schedules.iter().enumerate().fold(0u16, |m, (i, s)| if s.is_ok() { m | 1 << i } else { m });
+    if scheduled == 0 {
+        scheduled = u16::MAX;
     }
-    let runner = Runner::<SsmLang, LayerFacts>::new(facts)
+    let mut facts = Facts::default();
+    for (i, (scan, sym)) in layer_facts.scans.iter().zip(&symbols).enumerate() {
+        facts.params.insert(*sym, ParamFacts { scan: i, facts: *scan, scheduled });
+    }
+    let runner = Runner::<SsmLang, Facts>::new(facts)
         .with_node_limit(10_000)
         .with_iter_limit(30)
         .with_time_limit(Duration::from_secs(1))
@@ -249,7 +278,7 @@ pub fn choose(layer: &Layer, sizes: &Sizes, target: &Target, line_of: &dyn Fn(Sp
     let machine = cost::machine(target);
     let extractor = Extractor::new(egraph, FormCost { egraph, shapes: &shapes, machine });
     let (_, best) = extractor.find_best(root);
-    let plan = plan_of(&best, egraph, scans.len());
+    let mut plan = plan_of(&best, egraph, scans.len());
     // The parameter class each scan's forms hang off: `fwd`, or `flip` of it when reversed.
     let param_ids: Vec<Option<Id>> = scans
         .iter()
@@ -263,12 +292,10 @@ pub fn choose(layer: &Layer, sizes: &Sizes, target: &Target, line_of: &dyn Fn(Sp
             }
         })
         .collect();
-    let mut forms = vec![Form::Recurrent, Form::Scan];
-    forms.extend(CHUNK_SIZES.map(|q| Form::Chunked { q }));
-    forms.extend([Form::Conv, Form::Quadratic]);
-    let candidates = forms
-        .into_iter()
-        .map(|form| {
+    let candidates: Vec<Candidate> = CANDIDATES
+        .iter()
+        .zip(schedules)
+        .map(|(&form, schedule)| {
             let legal = param_ids.iter().all(|p| p.is_some_and(|p| form_node(egraph, form, p).is_some()));
             let legality = if legal {
                 let est =
@@ -284,9 +311,17 @@ pub fn choose(layer: &Layer, sizes: &Sizes, target: &Target, line_of: &dyn Fn(Sp
             } else {
                 Err(illegal_reason(layer, form, line_of))
             };
-            Candidate { form, legality }
+            Candidate { form, legality, schedule }
         })
         .collect();
+    // Native kernels run one form on every scan of a layer: a plan of two forms (a tie
+    // broken two ways) becomes the cheapest form that both scans can take.
+    if plan.uniform().is_none() {
+        let both = candidates.iter().filter(|c| c.legality.is_ok() && (c.schedule.is_ok() || scheduled == u16::MAX));
+        if let Some(c) = both.min_by(|a, b| seconds(a).total_cmp(&seconds(b))) {
+            plan = Plan { forms: vec![c.form; plan.forms.len()] };
+        }
+    }
     let stats = format!(
         "{} nodes, {} classes, {} iterations, stopped: {}",
         egraph.total_number_of_nodes(),
@@ -344,37 +379,12 @@ fn plan_of(best: &RecExpr<SsmLang>, egraph: &Graph, scans: usize) -> Plan {
     Plan { forms }
 }
 
-/// Whether dt, A, B and C of a scan do not depend on time.
-pub fn scan_is_lti(layer: &Layer, scan: &Scan) -> bool {
-    selective_roles(layer, scan).is_empty()
-}
-
-/// The roles of a scan that depend on time, with where they are given.
-fn selective_roles(layer: &Layer, scan: &Scan) -> Vec<(&'static str, Span)> {
-    let roles = [
-        ("dt", scan.dt, None),
-        ("A", Some(scan.a.re), scan.a.im),
-        ("B", Some(scan.b.re), scan.b.im),
-        ("C", Some(scan.c.re), scan.c.im),
-    ];
-    roles
-        .into_iter()
-        .filter_map(|(name, re, im)| {
-            let sel = [re, im]
-                .into_iter()
-                .flatten()
-                .find(|e| layer.axes_of(*e).iter().any(|a| layer.axis_slot(*a) == AxisRole::Time.slot()))?;
-            Some((name, layer.spans.exprs[sel.index()]))
-        })
-        .collect()
-}
-
 fn illegal_reason(layer: &Layer, form: Form, line_of: &dyn Fn(Span) -> usize) -> String {
     match form {
         Form::Conv => {
             let mut sel: Vec<(&str, usize)> = Vec::new();
             for (scan, _) in layer.directed_scans() {
-                for (name, span) in selective_roles(layer, scan) {
+                for (name, span) in layer.selective_roles(scan) {
                     if !sel.iter().any(|(n, _)| *n == name) {
                         sel.push((name, line_of(span)));
                     }
@@ -401,12 +411,12 @@ mod tests {
     use super::*;
 
     fn saturate(start: &str, params: &[(&str, ParamFacts)]) -> (Graph, Id) {
-        let mut facts = LayerFacts::default();
+        let mut facts = Facts::default();
         for (s, f) in params {
             facts.params.insert(Symbol::from(*s), *f);
         }
         let expr: RecExpr<SsmLang> = start.parse().expect("term");
-        let runner = Runner::<SsmLang, LayerFacts>::new(facts)
+        let runner = Runner::<SsmLang, Facts>::new(facts)
             .with_iter_limit(30)
             .with_node_limit(10_000)
             .with_expr(&expr)
@@ -421,8 +431,16 @@ mod tests {
         egraph.lookup_expr(&goal).is_some_and(|g| egraph.find(g) == egraph.find(root))
     }
 
-    const SELECTIVE: ParamFacts = ParamFacts { scan: 0, lti: false, diagonal: true };
-    const LTI: ParamFacts = ParamFacts { scan: 0, lti: true, diagonal: true };
+    const SCAN: ScanFacts = ScanFacts {
+        lti: false,
+        selective_decay: true,
+        diagonal: true,
+        scalar_decay: false,
+        complex: false,
+        has_dt: true,
+    };
+    const SELECTIVE: ParamFacts = ParamFacts { scan: 0, facts: SCAN, scheduled: u16::MAX };
+    const LTI: ParamFacts = ParamFacts { facts: ScanFacts { lti: true, selective_decay: false, ..SCAN }, ..SELECTIVE };
 
     #[test]
     fn bidirectional_splits_into_forward_and_flipped_forms() {
@@ -445,7 +463,7 @@ mod tests {
 
     #[test]
     fn scan_and_chunked_need_a_diagonal_a() {
-        let dense = ParamFacts { diagonal: false, ..LTI };
+        let dense = ParamFacts { facts: ScanFacts { diagonal: false, ..LTI.facts }, ..LTI };
         assert!(!reaches("(ssm fwd)", "(scan fwd)", &[("fwd", dense)]));
         assert!(!reaches("(ssm fwd)", "(chunked fwd 64)", &[("fwd", dense)]));
         assert!(reaches("(ssm fwd)", "(recurrent fwd)", &[("fwd", dense)]));

@@ -7,6 +7,7 @@ mod chunked;
 mod conv;
 pub mod cost;
 pub mod egraph;
+pub mod facts;
 mod quadratic;
 mod recurrent;
 mod scan;
@@ -44,6 +45,18 @@ pub const FORM_NAMES: [&str; 5] = ["recurrent", "scan", "chunked", "conv", "quad
 
 /// Chunk sizes the e-graph considers.
 pub const CHUNK_SIZES: [usize; 4] = [32, 64, 128, 256];
+
+/// Every form the e-graph considers, in the order `ssmc explain` lists them.
+pub const CANDIDATES: [Form; 8] = [
+    Form::Recurrent,
+    Form::Scan,
+    Form::Chunked { q: CHUNK_SIZES[0] },
+    Form::Chunked { q: CHUNK_SIZES[1] },
+    Form::Chunked { q: CHUNK_SIZES[2] },
+    Form::Chunked { q: CHUNK_SIZES[3] },
+    Form::Conv,
+    Form::Quadratic,
+];
 
 impl Form {
     /// The form's kind name (`chunked` without its size).
@@ -115,6 +128,19 @@ impl fmt::Display for Form {
 pub struct Plan {
     /// Form of each scan, in [`Layer::directed_scans`](crate::ir::Layer::directed_scans) order.
     pub forms: Vec<Form>,
+}
+
+impl Plan {
+    /// `form` on each of the layer's scans.
+    pub fn all(layer: &Layer, form: Form) -> Plan {
+        Plan { forms: vec![form; layer.directed_scans().len()] }
+    }
+
+    /// The one form of every scan, if the scans share it.
+    pub fn uniform(&self) -> Option<Form> {
+        let first = *self.forms.first()?;
+        self.forms.iter().all(|f| *f == first).then_some(first)
+    }
 }
 
 impl fmt::Display for Plan {

@@ -362,7 +362,7 @@ pub struct Layer {
     pub forward: Scan,
     /// The reverse scan of a bidirectional layer.
     pub backward: Option<Scan>,
-    /// Initial state input, axes batch, head, [headdim], state.
+    /// Initial state input, axes batch, head, \[headdim\], state.
     pub initial_state: Option<Handle<Tensor>>,
     /// Final state output, axes as the initial state.
     pub final_state: Option<Handle<Tensor>>,
@@ -421,12 +421,27 @@ impl Layer {
         self.axes_of(e).iter().any(|a| self.axis_slot(*a) == AxisRole::Time.slot())
     }
 
-    /// Linear time-invariant: neither dt, B nor C of any scan depends on time.
+    /// Linear time-invariant: neither dt, A, B nor C of any scan depends on time.
     pub fn is_lti(&self) -> bool {
-        self.scans().all(|s| {
-            let parts = [s.dt, Some(s.b.re), s.b.im, Some(s.c.re), s.c.im, Some(s.a.re), s.a.im];
-            parts.into_iter().flatten().all(|e| !self.is_selective(e))
-        })
+        self.scans().all(|s| self.selective_roles(s).is_empty())
+    }
+
+    /// The roles of `scan` that depend on time (`dt`, `A`, `B`, `C`), each with the span of
+    /// its part that does: the one definition of time-invariance.
+    pub fn selective_roles(&self, scan: &Scan) -> Vec<(&'static str, Span)> {
+        let roles = [
+            ("dt", scan.dt, None),
+            ("A", Some(scan.a.re), scan.a.im),
+            ("B", Some(scan.b.re), scan.b.im),
+            ("C", Some(scan.c.re), scan.c.im),
+        ];
+        roles
+            .into_iter()
+            .filter_map(|(name, re, im)| {
+                let sel = [re, im].into_iter().flatten().find(|e| self.is_selective(*e))?;
+                Some((name, self.spans.exprs[sel.index()]))
+            })
+            .collect()
     }
 
     /// The forward scan, then the backward one if any.

@@ -245,6 +245,18 @@ fn open_reports_why_it_failed() {
     let (opened, message) = open(c.as_ptr());
     assert!(!opened);
     assert!(message.starts_with("bad artifact: "), "{message}");
+    // A GPU artifact, or one for a GPU ssmc does not know, is not opened as a CPU library.
+    let ptx = MANIFEST.replace(r#""target": "cpu", "arch": "native""#, r#""target": "ptx", "arch": "sm_90""#);
+    std::fs::write(dir.join("manifest.json"), ptx).expect("write");
+    let (opened, message) = open(c.as_ptr());
+    assert!(!opened);
+    assert!(message.contains("holds a cuda artifact (sm_90), not a cpu one"), "{message}");
+    assert!(message.contains("`ssmc build --target cpu`"), "{message}");
+    let old = MANIFEST.replace(r#""target": "cpu", "arch": "native""#, r#""target": "ptx", "arch": "sm_70""#);
+    std::fs::write(dir.join("manifest.json"), old).expect("write");
+    let (opened, message) = open(c.as_ptr());
+    assert!(!opened);
+    assert!(message.contains("unknown GPU architecture `sm_70`"), "{message}");
     std::fs::remove_dir_all(&dir).expect("clean up");
     // Sound: closing null is allowed.
     unsafe { ssmc_layer_close(std::ptr::null_mut()) };

@@ -1,0 +1,118 @@
+//! The native schedules: which forms have one on which target, stated over a layer's
+//! facts ([`available`], so planning never builds a kernel only to learn that it cannot),
+//! and the schedule function that builds a form's loop-IR kernel ([`kernel`]). Both read
+//! one table, [`Schedule::of`]; `tests/schedules.rs` checks that they agree on random
+//! layers.
+
+use crate::forms::facts::LayerFacts;
+use crate::forms::Form;
+use crate::ir::Layer;
+use crate::lower::{self, MappingChoice};
+use crate::target::Target;
+use ssmc_loops::Kernel;
+
+/// Threads per block of the GPU's `recurrent` (one sequence per thread).
+pub const GPU_RECURRENT_THREADS: u32 = 128;
+
+/// What each target has, for refusals.
+const NATIVE: &str =
+    "native forms: on the CPU recurrent, chunked (a decay shared by the state) and conv; on the GPU recurrent and scan";
+
+/// One native schedule: a template of `ssmc-kernels` on a target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// CPU `recurrent`: lanes over heads, or time tiles of whole heads with a headdim.
+    CpuRecurrent,
+    /// GPU `recurrent`: one sequence per thread, 128 threads per block.
+    GpuRecurrent,
+    /// GPU `scan`: a block of threads per sequence, a warp-shuffle scan over time tiles.
+    BlockScan,
+    /// CPU `chunked` with chunks of `q` steps (0: the default).
+    Chunked {
+        /// Chunk length.
+        q: u32,
+    },
+    /// CPU `conv`: the SSM kernel, then an FFT convolution per sequence.
+    Conv,
+}
+
+impl Schedule {
+    /// The schedule of `form` on `target`, or why there is none.
+    pub fn of(form: Form, target: &Target) -> Result<Schedule, String> {
+        match (form, target.is_gpu()) {
+            (Form::Recurrent, false) => Ok(Schedule::CpuRecurrent),
+            (Form::Recurrent, true) => Ok(Schedule::GpuRecurrent),
+            (Form::Scan, true) => Ok(Schedule::BlockScan),
+            (Form::Chunked { q }, false) => Ok(Schedule::Chunked { q: u32::try_from(q).unwrap_or(u32::MAX) }),
+            (Form::Conv, false) => Ok(Schedule::Conv),
+            (f, false) => Err(format!("form {f} has no CPU schedule ({NATIVE})")),
+            (f, true) => Err(format!("form {f} has no GPU schedule yet ({NATIVE})")),
+        }
+    }
+
+    /// What the schedule needs of a layer beyond native code's own needs, or why `facts`
+    /// lack it.
+    fn requires(self, facts: &LayerFacts, layer: &str) -> Result<(), String> {
+        match self {
+            Schedule::CpuRecurrent | Schedule::GpuRecurrent => Ok(()),
+            Schedule::BlockScan if facts.all(|s| s.diagonal) => Ok(()),
+            Schedule::BlockScan => Err("form scan needs a scalar or diagonal A".to_string()),
+            Schedule::Chunked { q } => {
+                let why = if facts.scans.iter().any(|s| s.complex) {
+                    "it takes real A, B and C, and this layer's are complex"
+                } else if !facts.all(|s| s.scalar_decay) {
+                    "it needs A shared by the whole state (one scalar decay per step and head, as in Mamba-2); here A varies along the state"
+                } else if !facts.exp_decay || !facts.all(|s| s.has_dt) {
+                    "it needs the decay exp(dt A) (discretize zoh or zoh_euler with a dt)"
+                } else {
+                    let q = if q == 0 { ssmc_kernels::DEFAULT_CHUNK } else { q };
+                    if q <= ssmc_kernels::MAX_CHUNK {
+                        return Ok(());
+                    }
+                    return Err(format!(
+                        "form chunked:{q} has no native schedule: chunks of at most {} steps (a chunk keeps q x q floats per thread)",
+                        ssmc_kernels::MAX_CHUNK
+                    ));
+                };
+                Err(format!("form chunked has no native schedule for this layer: {why}; recurrent has"))
+            }
+            Schedule::Conv if facts.final_state => {
+                Err(format!("form conv does not produce the final state that layer `{layer}` outputs; use recurrent"))
+            }
+            Schedule::Conv if !facts.all(|s| s.lti) => Err(format!(
+                "form conv needs a time-invariant scan; layer `{layer}` has dt, A, B or C varying in time (a selective layer): use recurrent"
+            )),
+            Schedule::Conv => Ok(()),
+        }
+    }
+
+    /// The kernel of `layer` on `target` (the lowering with this schedule's work items and
+    /// lanes, then its template).
+    fn build(self, layer: &Layer, target: &Target) -> Result<Kernel, String> {
+        let spec = |choice| lower::scan_spec(layer, target.max_lanes(), choice).map_err(|e| e.to_string());
+        match self {
+            Schedule::CpuRecurrent => Ok(ssmc_kernels::recurrent(&spec(MappingChoice::Cpu)?)),
+            Schedule::GpuRecurrent => {
+                let k = ssmc_kernels::recurrent(&spec(MappingChoice::Gpu)?);
+                Ok(ssmc_kernels::thread_per_item(k, GPU_RECURRENT_THREADS))
+            }
+            Schedule::BlockScan => ssmc_kernels::block_scan(&spec(MappingChoice::Gpu)?),
+            Schedule::Chunked { q } => ssmc_kernels::chunked(&spec(MappingChoice::HeadTiles)?, q),
+            Schedule::Conv => ssmc_kernels::conv(&spec(MappingChoice::Sequences)?),
+        }
+    }
+}
+
+/// Whether `target` has a native schedule for `form` of a layer with `facts` (named
+/// `layer`), or why not; decided from the facts alone.
+pub fn available(facts: &LayerFacts, layer: &str, form: Form, target: &Target) -> Result<(), String> {
+    facts.native.clone()?;
+    Schedule::of(form, target)?.requires(facts, layer)
+}
+
+/// The loop-IR kernel of `layer` in `form` for `target`, or why that form has no native
+/// schedule for this layer and target ([`available`]'s reason).
+pub fn kernel(layer: &Layer, target: &Target, form: Form) -> Result<Kernel, String> {
+    available(&LayerFacts::of(layer), &layer.name, form, target)?;
+    Schedule::of(form, target)?.build(layer, target)
+}
