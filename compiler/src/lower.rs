@@ -298,5 +298,6 @@ pub fn scan_spec(layer: &Layer, max_lanes: u32, choice: MappingChoice) -> Result
         y_element_stride: Lowerer { along: AxisRole::HeadDim, ..lw.clone() }.stride_along(layer.output),
         h0: layer.initial_state.map(|t| lw.place(t, None)),
         h_final: layer.final_state.map(|t| lw.place(t, None)),
+        split: 1,
     })
 }

@@ -11,8 +11,13 @@ use crate::lower::{self, MappingChoice};
 use crate::target::Target;
 use ssmc_loops::Kernel;
 
-/// Threads per block of the GPU's `recurrent` (one sequence per thread).
+/// Threads per block of the GPU's `recurrent`.
 pub const GPU_RECURRENT_THREADS: u32 = 128;
+
+/// State indices per thread of the GPU's `recurrent` where the state splits over threads
+/// (`ssmc_kernels::state_split`): few enough to keep occupancy high, enough that the per-step
+/// work each thread repeats (dt, softplus, the gate) and the shuffles stay small beside it.
+pub const GPU_STATES_PER_THREAD: u32 = 4;
 
 /// What each target has, for refusals.
 const NATIVE: &str =
@@ -23,7 +28,9 @@ const NATIVE: &str =
 pub enum Schedule {
     /// CPU `recurrent`: lanes over heads, or time tiles of whole heads with a headdim.
     CpuRecurrent,
-    /// GPU `recurrent`: one sequence per thread, 128 threads per block.
+    /// GPU `recurrent`: a sequence's state split over the threads of part of a warp where
+    /// its chunks of [`GPU_STATES_PER_THREAD`] lanes divide, else one sequence per thread;
+    /// 128 threads per block.
     GpuRecurrent,
     /// GPU `scan`: a block of threads per sequence, a warp-shuffle scan over time tiles.
     BlockScan,
@@ -89,10 +96,16 @@ impl Schedule {
     /// The kernel of `layer` on `target` (the lowering with this schedule's work items and
     /// lanes, then its template).
     fn build(self, layer: &Layer, target: &Target) -> Result<Kernel, String> {
-        let spec = |choice| lower::scan_spec(layer, target.max_lanes(), choice).map_err(|e| e.to_string());
+        let lanes = |max, choice| lower::scan_spec(layer, max, choice).map_err(|e| e.to_string());
+        let spec = |choice| lanes(target.max_lanes(), choice);
         match self {
             Schedule::CpuRecurrent => Ok(ssmc_kernels::recurrent(&spec(MappingChoice::Cpu)?)),
             Schedule::GpuRecurrent => {
+                // The state split over threads where it divides, else a thread per sequence.
+                let split = lanes(GPU_STATES_PER_THREAD, MappingChoice::Gpu)?;
+                if ssmc_kernels::threads_per_sequence(&split) > 1 {
+                    return ssmc_kernels::state_split(&split, GPU_RECURRENT_THREADS);
+                }
                 let k = ssmc_kernels::recurrent(&spec(MappingChoice::Gpu)?);
                 Ok(ssmc_kernels::thread_per_item(k, GPU_RECURRENT_THREADS))
             }

@@ -20,7 +20,7 @@ pub fn thread_per_item(k: Kernel, threads: u32) -> Kernel {
 }
 
 /// The largest variable a kernel declares or reads as its work item.
-fn max_var(k: &Kernel) -> Var {
+pub(crate) fn max_var(k: &Kernel) -> Var {
     fn walk(body: &[Stmt], top: &mut Var) {
         for s in body {
             match s {

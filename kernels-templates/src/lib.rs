@@ -7,7 +7,8 @@
 //! thread, the state in registers as vectors of `lanes` f32 over the state index (or, on
 //! the CPU, 16 heads side by side, or whole heads in time tiles; for large states in
 //! scratch arrays, looped over in tiles: see `hoist`), time sequential;
-//! `chunked` on the CPU for scans whose decay is a scalar per head (SSD), a (batch, head)
+//! `state_split` on the GPU, the same recurrence with a sequence's state split over a few
+//! threads of a warp; `chunked` on the CPU for scans whose decay is a scalar per head (SSD), a (batch, head)
 //! per work item, chunks of q steps as matrix products; `conv` on the CPU for
 //! time-invariant scans, one sequence per work item, the kernel K by its Vandermonde sum
 //! and the convolution by FFT in a host routine. Templates do not import each other:
@@ -23,6 +24,7 @@ mod grid;
 mod hoist;
 mod lanes;
 mod recurrent;
+mod split;
 
 pub use block_scan::block_scan;
 pub use chunked::{chunked, DEFAULT_CHUNK, MAX_CHUNK};
@@ -30,6 +32,7 @@ pub use complex::Cx;
 pub use conv::conv;
 pub use grid::thread_per_item;
 pub use recurrent::recurrent;
+pub use split::{state_split, threads_per_sequence};
 
 use ssmc_loops::{Buffer, Index, Val};
 
@@ -205,4 +208,8 @@ pub struct ScanSpec {
     pub h0: Option<Place>,
     /// The final state, if any.
     pub h_final: Option<Place>,
+    /// Threads that share one sequence's state, each holding `state` of its indices (1:
+    /// one thread holds the whole state). Above 1 (the GPU's [`state_split`]), C . h is
+    /// summed over the threads by warp shuffles before the skip and the gate.
+    pub split: u32,
 }

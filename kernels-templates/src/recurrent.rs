@@ -7,7 +7,7 @@ use crate::common::{decode, discretize, silu, state_at, Builder};
 use crate::hoist::{hoist, hoist_looped, looped, over_chunks, Hoisted, Slots, TILE};
 use crate::lanes::stage_lanes;
 use crate::{Cx, Discretization, Mapping, ScanSpec, ScanVals};
-use ssmc_loops::{Index, Kernel, Launch, Scratch, Stmt, Val, Var};
+use ssmc_loops::{Index, Kernel, Launch, Scratch, Shuffle, Stmt, Val, Var};
 
 /// The `recurrent` kernel of a layer.
 pub fn recurrent(spec: &ScanSpec) -> Kernel {
@@ -242,7 +242,19 @@ fn scan_steps(
         States::Scratch(slots) => looped_update(bld, &mut step, spec, &cx, &pre[0], slots),
     };
     let scale = if spec.pairs { 2.0 } else { 1.0 };
-    let sum = if lanes > 1 { Val::ReduceAdd(Box::new(acc)) } else { acc };
+    let mut sum = if lanes > 1 { Val::ReduceAdd(Box::new(acc)) } else { acc };
+    // A state split over `split` threads (aligned lanes of one warp): their sums, by a
+    // butterfly of shuffles, so that every one of them holds the total.
+    let mut distance = spec.split / 2;
+    while distance >= 1 {
+        let own = bld.bind(&mut step, 1, sum);
+        sum = Val::add(own.clone(), Val::shuffle(Shuffle::Xor(distance), own));
+        distance /= 2;
+    }
+    if spec.split > 1 {
+        // Every thread shuffles, outside the store that only the first makes.
+        sum = bld.bind(&mut step, 1, sum);
+    }
     let mut y = Val::mul(sum, Val::Const(scale));
     if let Some(d) = &skip {
         y = Val::add(y, Val::mul(d.clone(), x.clone()));

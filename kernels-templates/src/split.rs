@@ -1,0 +1,114 @@
+//! `recurrent` on the GPU with a sequence's state split over a few threads: `S`
+//! consecutive threads of a warp (aligned, `S` a power of two up to 32) share a sequence,
+//! each holding `state / S` of its state indices in registers and stepping through time as
+//! the `recurrent` template does; after each step their C . h are summed by a butterfly of
+//! `S - 1` warp shuffles (in the template, [`ScanSpec::split`]), and the first of them
+//! stores y with the skip and the gate.
+//!
+//! Against one thread per sequence ([`crate::thread_per_item`]): `S` times the threads, so
+//! a batch of few channels still fills the GPU, and `S` times fewer state registers per
+//! thread; the price is the shuffles and the per-step work (dt, softplus, the gate) done
+//! by each of the `S` threads.
+
+use crate::grid::max_var;
+use crate::{axis, recurrent, Mapping, ScanSpec};
+use ssmc_loops::{Builtin, Cond, Index, Kernel, Launch, Stmt, Var, WARP};
+
+/// Threads that share a sequence of `spec` (lowered with a few state lanes per chunk): as
+/// many as there are chunks of lanes, at most a warp, a power of two dividing the chunks;
+/// 1 where the chunks are odd (no split).
+pub fn threads_per_sequence(spec: &ScanSpec) -> u32 {
+    let chunks = spec.state / spec.lanes;
+    let mut s = 1;
+    while s * 2 <= WARP && chunks % (s * 2) == 0 {
+        s *= 2;
+    }
+    s
+}
+
+/// The `recurrent` kernel of `spec` (one sequence per work item, the GPU lowering) with
+/// each sequence's state split over [`threads_per_sequence`] threads, in blocks of
+/// `threads` threads; or why it cannot be split.
+pub fn state_split(spec: &ScanSpec, threads: u32) -> Result<Kernel, String> {
+    if spec.mapping != Mapping::StateLanes {
+        return Err("the state split takes one sequence per work item (the GPU lowering)".into());
+    }
+    let s = threads_per_sequence(spec);
+    if s < 2 {
+        return Err(format!(
+            "{} chunks of {} state lanes cannot be split over threads",
+            spec.state / spec.lanes,
+            spec.lanes
+        ));
+    }
+    if threads % WARP != 0 || threads > 1024 {
+        return Err(format!("blocks of {threads} threads: a multiple of {WARP}, at most 1024"));
+    }
+    let part = ScanSpec { state: spec.state / s, split: s, ..spec.clone() };
+    let k = recurrent(&part);
+    let top = max_var(&k).0;
+    let (first, slice, item) = (Var(top + 1), Var(top + 2), Var(top + 3));
+    let thread = Index::builtin(Builtin::Thread);
+    let end = Index::builtin(Builtin::End);
+    let guard = Guard {
+        outputs: spec.buffers.len(),
+        y: spec.y.buf,
+        valid: Cond::lt(Index::Var(item), end.clone()),
+        first_of_sequence: Cond::eq(Index::Var(slice), Index::Const(0)),
+        base: Index::mul(Index::Var(slice), Index::Const(i64::from(part.state))),
+    };
+    let mut body = vec![
+        Stmt::LetIndex { var: slice, value: Index::rem(thread.clone(), Index::Const(i64::from(s))) },
+        Stmt::LetIndex {
+            var: item,
+            value: Index::add(Index::Var(first), Index::div(thread, Index::Const(i64::from(s)))),
+        },
+        // Threads past the last sequence repeat it (every thread of a warp takes part in the
+        // shuffles) and store nothing.
+        Stmt::LetIndex { var: k.seq, value: Index::min(Index::Var(item), Index::sub(end, Index::Const(1))) },
+    ];
+    body.extend(guard.apply(k.body));
+    Ok(Kernel { seq: first, launch: Launch::Grid { threads, items_per_block: threads / s }, body, ..k })
+}
+
+/// How a thread's statements change when it holds one slice of the state.
+struct Guard {
+    /// Buffers below this are tensors (above: scratch).
+    outputs: usize,
+    /// The buffer of y.
+    y: usize,
+    /// The thread's sequence exists.
+    valid: Cond,
+    /// The thread holds the sequence's first slice.
+    first_of_sequence: Cond,
+    /// The first state index of the thread's slice.
+    base: Index,
+}
+
+impl Guard {
+    fn apply(&self, body: Vec<Stmt>) -> Vec<Stmt> {
+        body.into_iter().map(|s| self.stmt(s)).collect()
+    }
+
+    fn stmt(&self, s: Stmt) -> Stmt {
+        let when = |cond: &Cond, then: Stmt| Stmt::If { cond: cond.clone(), then: vec![then], otherwise: Vec::new() };
+        match s {
+            // Every state index the template binds is within the thread's slice.
+            Stmt::LetIndex { var, value } if var == axis::STATE => {
+                Stmt::LetIndex { var, value: Index::add(value, self.base.clone()) }
+            }
+            Stmt::Store { buf, .. } | Stmt::StoreAdd { buf, .. } | Stmt::StoreLanes { buf, .. }
+                if buf < self.outputs =>
+            {
+                // y once per sequence; a final state by each thread, its own slice.
+                let s = if buf == self.y { when(&self.first_of_sequence, s) } else { s };
+                when(&self.valid, s)
+            }
+            Stmt::For { var, lo, hi, reverse, body } => Stmt::For { var, lo, hi, reverse, body: self.apply(body) },
+            Stmt::If { cond, then, otherwise } => {
+                Stmt::If { cond, then: self.apply(then), otherwise: self.apply(otherwise) }
+            }
+            other => other,
+        }
+    }
+}
