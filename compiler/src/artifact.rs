@@ -11,6 +11,7 @@ use ssmc_contract::launch::{DimExpr, Op};
 use ssmc_contract::manifest::{self as mf, DimInfo, Manifest, TensorInfo};
 use ssmc_loops::{Index, Kernel, Launch};
 use std::collections::BTreeMap;
+#[cfg(feature = "codegen")]
 use std::path::Path;
 
 /// The files of an artifact of `layer` for `target` by kind (`shared`, `static`, `ptx`,
