@@ -9,8 +9,8 @@ time only (CUDA events, median of 50 launches after 5).
 CSRC holds state-spaces/mamba's csrc/selective_scan (fetched, never committed); it is built
 with torch.utils.cpp_extension into BUILD_DIR (about 2 minutes on the H200 machine; a
 second run reuses it). Each ARTIFACT_DIR is `ssmc build --target cuda` of stdlib/mamba1.ssm
-(fp32) or of the same layer with bf16 u, delta, B, C and z (bf16); its manifest names its
-form. Prints a table last: per shape and input dtype, each time, its ratio to the peer and
+(fp32) or of the same layer with bf16 u, delta, B, C and z (bf16); the table names it by
+its form and folder. Prints a table last: per shape and input dtype, each time, its ratio to the peer and
 its multiple of the memory floor (each input read once, the output written once, at the
 4.28 TB/s PERF.md measured)."""
 import argparse, json, math, os, re, sys, time
@@ -88,7 +88,7 @@ def main():
     print(f"selective_scan_cuda built in {time.time() - t0:.0f} s", flush=True)
     if args.build_only:
         return
-    arts = [(kind, Artifact(d)) for kind, d in (a.split(":", 1) for a in args.artifacts)]
+    arts = [(kind, folder, Artifact(folder)) for kind, folder in (a.split(":", 1) for a in args.artifacts)]
     rows, results = [], []
     torch.manual_seed(0)
     for b, d, l in SHAPES:
@@ -114,7 +114,7 @@ def main():
                 floor_us += b * d * l * 2 / BANDWIDTH * 1e6
             shape = f"b{b} d{d} n{N} L{l}"
             rows.append((shape, kind, "selective_scan_cuda", peer_us, 1.0, peer_us / floor_us, 0.0))
-            for akind, art in arts:
+            for akind, folder, art in arts:
                 if akind != kind:
                     continue
                 out = torch.full((b, d, l), float("nan"), **dev)
@@ -122,14 +122,14 @@ def main():
                 run(); torch.cuda.synchronize()
                 err = float((out - want).norm() / want.norm())
                 us = bench(run)
-                name = f"ssmc {art.m['form']}"
+                name = f"ssmc {art.m['form']} ({os.path.basename(folder.rstrip('/'))})"
                 rows.append((shape, kind, name, us, peer_us / us, us / floor_us, err))
     for r in rows:
         results.append(dict(zip(["shape", "inputs", "kernel", "us", "speedup_vs_peer", "x_floor", "relerr_vs_peer"], r)))
     json.dump(results, open(args.out, "w"), indent=1)
-    print(f"\n{'shape':<22} {'in':<5} {'kernel':<22} {'us':>9} {'vs peer':>8} {'x floor':>8} {'rel err':>9}")
+    print(f"\n{'shape':<22} {'in':<5} {'kernel':<40} {'us':>9} {'vs peer':>8} {'x floor':>8} {'rel err':>9}")
     for shape, kind, name, us, speed, xf, err in rows:
-        print(f"{shape:<22} {kind:<5} {name:<22} {us:9.1f} {speed:7.2f}x {xf:8.1f} {err:9.1e}")
+        print(f"{shape:<22} {kind:<5} {name:<40} {us:9.1f} {speed:7.2f}x {xf:8.1f} {err:9.1e}")
 
 
 main()

@@ -72,6 +72,17 @@ impl Backend {
         outputs: &TensorMap,
     ) -> Result<TensorMap, String> {
         crate::build_artifact(layer, &self.target(), form, dir)?;
+        self.run_artifact(layer, dir, inputs, outputs)
+    }
+
+    /// Runs the artifact of `layer` in `dir` as [`Backend::run`] does.
+    pub fn run_artifact(
+        self,
+        layer: &Layer,
+        dir: &Path,
+        inputs: &TensorMap,
+        outputs: &TensorMap,
+    ) -> Result<TensorMap, String> {
         let bf16 = |name: &str| layer.inputs().any(|(_, t)| t.name == name && t.dtype == DType::Bf16);
         let f32s: BTreeMap<&str, Vec<f32>> =
             inputs.iter().map(|(k, v)| (k.as_str(), v.data.iter().map(|x| *x as f32).collect())).collect();

@@ -89,3 +89,60 @@ backends! {
         assert!(checked >= 12, "only {checked} schedules run");
     }
 }
+
+/// The GPU's load prefetching ([`ssmc_kernels::prefetched`]) rewrites time loops without
+/// GPU constructs, so the CPU runs it: the CPU's `recurrent` of every stdlib layer and
+/// `tests/lower/` layer with its loads issued 3 and 8 steps ahead (groups and a remainder;
+/// vim's backward scan runs its remainder first) agrees with the interpreter at L = 1, 7
+/// and 37, outputs poisoned.
+#[test]
+fn prefetched_time_loops_match_the_interpreter() {
+    use ssmc_compiler::lower::{self, MappingChoice};
+    use ssmc_compiler::{artifact, back};
+    let backend = ssmc_tests::backend::Backend::Cpu;
+    let target = backend.target();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut checked = 0;
+    for (name, layer) in ssmc_tests::schedule_layers() {
+        let Ok(spec) = lower::scan_spec(&layer, target.max_lanes(), MappingChoice::Cpu) else { continue };
+        for steps in [3, 8] {
+            let kernel = ssmc_kernels::prefetched(ssmc_kernels::recurrent(&spec), steps);
+            assert_ne!(kernel.body, ssmc_kernels::recurrent(&spec).body, "{name}: no time loop was rewritten");
+            let code = ssmc_codegen::generate(std::slice::from_ref(&kernel), &target, false).expect("codegen").code;
+            let manifest = artifact::manifest(&layer, &target, Form::Recurrent, &kernel).expect("manifest");
+            let header = artifact::header(&manifest);
+            let built = back::Artifact { manifest, header, kernel, code, llvm_ir: None };
+            let out = dir.path().join(format!("{name}-{steps}"));
+            artifact::write(&built, &out).expect("write");
+            for l in [1usize, 7, 37] {
+                let dims: BTreeMap<String, usize> = layer
+                    .dims
+                    .iter()
+                    .filter(|(_, d)| d.size == ssmc_compiler::ir::DimSize::Runtime)
+                    .map(|(_, d)| {
+                        (
+                            d.name.clone(),
+                            if d.name == "L" {
+                                l
+                            } else if d.name == "G" {
+                                1
+                            } else {
+                                3
+                            },
+                        )
+                    })
+                    .collect();
+                let sizes = sizes_from_dims(&layer, &dims).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let inputs = kernel_inputs(&layer, &tensors::generate_inputs(&layer, &sizes, 9));
+                let want = interp::run(&layer, &sizes, &inputs);
+                let got = backend.run_artifact(&layer, &out, &inputs, &want).unwrap_or_else(|e| panic!("{name}: {e}"));
+                for (t, w) in &want {
+                    let e = rel_err(&got[t].data, &w.data);
+                    assert!(e < 2e-5, "{name} prefetched {steps} at L={l}, output {t}: relative error {e:e}");
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 24, "only {checked} runs");
+}

@@ -14,6 +14,15 @@ use ssmc_loops::Kernel;
 /// Threads per block of the GPU's `recurrent`.
 pub const GPU_RECURRENT_THREADS: u32 = 128;
 
+/// Threads per block of the GPU's `recurrent` with the state split over threads; 32, 64
+/// and 128 measured within 3% of each other on the H200 (bench/NOTES.md).
+pub const GPU_SPLIT_THREADS: u32 = 64;
+
+/// Time steps whose loads the GPU's `recurrent` with a split state issues together: 4 was
+/// the best of 1, 2, 4, 8 and 16 measured on the H200 (bench/NOTES.md); more steps cost
+/// registers (128 at 4, 254 at 16) and occupancy.
+pub const GPU_PREFETCH_STEPS: u32 = 4;
+
 /// State indices per thread of the GPU's `recurrent` where the state splits over threads
 /// (`ssmc_kernels::state_split`): few enough to keep occupancy high, enough that the per-step
 /// work each thread repeats (dt, softplus, the gate) and the shuffles stay small beside it.
@@ -104,7 +113,7 @@ impl Schedule {
                 // The state split over threads where it divides, else a thread per sequence.
                 let split = lanes(GPU_STATES_PER_THREAD, MappingChoice::Gpu)?;
                 if ssmc_kernels::threads_per_sequence(&split) > 1 {
-                    return ssmc_kernels::state_split(&split, GPU_RECURRENT_THREADS);
+                    return ssmc_kernels::state_split(&split, GPU_SPLIT_THREADS, GPU_PREFETCH_STEPS);
                 }
                 let k = ssmc_kernels::recurrent(&spec(MappingChoice::Gpu)?);
                 Ok(ssmc_kernels::thread_per_item(k, GPU_RECURRENT_THREADS))

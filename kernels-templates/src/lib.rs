@@ -23,6 +23,7 @@ mod conv;
 mod grid;
 mod hoist;
 mod lanes;
+pub mod prefetch;
 mod recurrent;
 mod split;
 
@@ -31,6 +32,7 @@ pub use chunked::{chunked, DEFAULT_CHUNK, MAX_CHUNK};
 pub use complex::Cx;
 pub use conv::conv;
 pub use grid::thread_per_item;
+pub use prefetch::prefetched;
 pub use recurrent::recurrent;
 pub use split::{state_split, threads_per_sequence};
 

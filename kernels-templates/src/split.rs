@@ -11,6 +11,7 @@
 //! by each of the `S` threads.
 
 use crate::grid::max_var;
+use crate::prefetch::prefetch_time;
 use crate::{axis, recurrent, Mapping, ScanSpec};
 use ssmc_loops::{Builtin, Cond, Index, Kernel, Launch, Stmt, Var, WARP};
 
@@ -28,8 +29,9 @@ pub fn threads_per_sequence(spec: &ScanSpec) -> u32 {
 
 /// The `recurrent` kernel of `spec` (one sequence per work item, the GPU lowering) with
 /// each sequence's state split over [`threads_per_sequence`] threads, in blocks of
-/// `threads` threads; or why it cannot be split.
-pub fn state_split(spec: &ScanSpec, threads: u32) -> Result<Kernel, String> {
+/// `threads` threads, the loads of `prefetch` steps issued together
+/// ([`crate::prefetch`]); or why it cannot be split.
+pub fn state_split(spec: &ScanSpec, threads: u32, prefetch: u32) -> Result<Kernel, String> {
     if spec.mapping != Mapping::StateLanes {
         return Err("the state split takes one sequence per work item (the GPU lowering)".into());
     }
@@ -46,8 +48,10 @@ pub fn state_split(spec: &ScanSpec, threads: u32) -> Result<Kernel, String> {
     }
     let part = ScanSpec { state: spec.state / s, split: s, ..spec.clone() };
     let k = recurrent(&part);
-    let top = max_var(&k).0;
-    let (first, slice, item) = (Var(top + 1), Var(top + 2), Var(top + 3));
+    let mut next = max_var(&k).0;
+    let input = |b: usize| spec.buffers.get(b).is_some_and(|buf| !buf.output);
+    let prefetched = prefetch_time(k.body.clone(), prefetch, &input, &mut next);
+    let (first, slice, item) = (Var(next + 1), Var(next + 2), Var(next + 3));
     let thread = Index::builtin(Builtin::Thread);
     let end = Index::builtin(Builtin::End);
     let guard = Guard {
@@ -67,7 +71,7 @@ pub fn state_split(spec: &ScanSpec, threads: u32) -> Result<Kernel, String> {
         // shuffles) and store nothing.
         Stmt::LetIndex { var: k.seq, value: Index::min(Index::Var(item), Index::sub(end, Index::Const(1))) },
     ];
-    body.extend(guard.apply(k.body));
+    body.extend(guard.apply(prefetched));
     Ok(Kernel { seq: first, launch: Launch::Grid { threads, items_per_block: threads / s }, body, ..k })
 }
 
