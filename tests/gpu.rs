@@ -220,3 +220,82 @@ fn large_states_match_the_interpreter_on_the_gpu() {
         }
     }
 }
+
+/// `GpuLayer::run_device` on tensors already in GPU memory, on a stream of the caller's:
+/// the same outputs as the host path (every stdlib layer at an awkward size), outputs
+/// poisoned; nothing waits for the stream but the caller. A host pointer, memory of
+/// another allocation's end and a mis-shaped tensor are refused with the tensor's name
+/// before anything is enqueued.
+#[test]
+fn run_device_matches_the_host_path_and_refuses_host_pointers() {
+    use cudarc::driver::CudaContext;
+    let Some(_) = gpu() else { return };
+    let ctx = CudaContext::new(0).expect("GPU 0");
+    let stream = ctx.new_stream().expect("a stream");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in STDLIB {
+        let layer = stdlib_layer(name);
+        let out = dir.path().join(name);
+        ssmc_tests::build_artifact(&layer, &Target::cuda(), Form::Recurrent, &out).expect("builds");
+        let lib = GpuLayer::load(&out).expect("loads");
+        let (sizes, inputs) = inputs(&layer, &[("L", 63), ("D", 37), ("H", 5)]);
+        let want = interp::run(&layer, &sizes, &inputs);
+        let host = run_gpu(&lib, &inputs, &want).expect("host path");
+        let up = |v: &[f64]| stream.clone_htod(&v.iter().map(|x| *x as f32).collect::<Vec<f32>>()).expect("upload");
+        let ins: BTreeMap<&str, _> = inputs.iter().map(|(k, v)| (k.as_str(), up(&v.data))).collect();
+        let mut outs: BTreeMap<&str, _> =
+            want.iter().map(|(k, v)| (k.as_str(), up(&vec![f64::NAN; v.data.len()]))).collect();
+        let addr = |b: &cudarc::driver::CudaSlice<f32>| cudarc::driver::DevicePtr::device_ptr(b, &stream).0;
+        let mut refs: Vec<TensorRef> = inputs
+            .iter()
+            .map(|(k, v)| TensorRef::on_device(k, ssmc_runtime::DType::F32, &v.shape, addr(&ins[k.as_str()]), false))
+            .collect();
+        for (k, v) in &want {
+            refs.push(TensorRef::on_device(k, ssmc_runtime::DType::F32, &v.shape, addr(&outs[k.as_str()]), true));
+        }
+        lib.run_device(&refs, stream.cu_stream().cast()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        stream.synchronize().expect("the stream finishes");
+        for (k, v) in outs.iter_mut() {
+            let got: Vec<f64> = stream.clone_dtoh(v).expect("download").into_iter().map(f64::from).collect();
+            assert_eq!(got, host[*k].data, "{name} {k}: device path differs from the host path");
+        }
+        assert_close(&format!("{name} on device memory"), &host, &want);
+
+        // A host pointer where a device address belongs: refused by name, nothing run.
+        let host_u: Vec<f32> = vec![0.0; inputs.values().next().expect("an input").data.len()];
+        let first = refs[0];
+        let mut bad = refs.clone();
+        bad[0] = TensorRef { data: host_u.as_ptr().cast(), bytes: first.bytes, ..first };
+        if host_u.len() * 4 == first.bytes {
+            let e = lib.run_device(&bad, stream.cu_stream().cast()).expect_err("a host pointer is refused").to_string();
+            assert!(e.contains(&format!("tensor `{}`", first.name)) && e.contains("not GPU memory"), "{e}");
+        }
+        // An address whose tensor would run past the end of its allocation.
+        let mut past = refs.clone();
+        let n = past.len() - 1;
+        past[n] = TensorRef { data: past[n].data.wrapping_add(4), ..past[n] };
+        let e = lib.run_device(&past, stream.cu_stream().cast()).expect_err("past the end").to_string();
+        assert!(e.contains("pass the end of its allocation") || e.contains("not aligned"), "{e}");
+    }
+}
+
+/// `ssmc run --target cuda --bench N` reports the time with copies and, apart, the kernel's
+/// own (CUDA events), the kernel's not above the other; `--json` carries both.
+#[test]
+fn ssmc_run_bench_reports_kernel_time_apart() {
+    let Some(_) = gpu() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = Command::new(ssmc_bin())
+        .args(["run", "--dim", "L=500", "--dim", "D=64", "--target", "cuda", "--bench", "5", "--json"])
+        .arg(repo().join("stdlib/mamba1.ssm"))
+        .env("SSMC_CACHE", dir.path().join("cache"))
+        .output()
+        .expect("run ssmc");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_str(&stdout).expect("one line of JSON");
+    let (kernel, all) = (j["kernel_median_ms"].as_f64(), j["median_ms"].as_f64());
+    println!("kernel {kernel:?} ms, with copies {all:?} ms");
+    let (Some(kernel), Some(all)) = (kernel, all) else { panic!("both times: {stdout}") };
+    assert!(kernel > 0.0 && kernel <= all, "{stdout}");
+}

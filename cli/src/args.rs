@@ -144,7 +144,8 @@ pub struct RunArgs {
     /// Threads for `--target cpu` (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Time N runs after a warm-up run and report the median.
+    /// Time N runs after a warm-up run and report the median; on `--target cuda` also the
+    /// kernel alone (CUDA events, tensors already in GPU memory) besides the time with copies.
     #[arg(long, value_name = "N")]
     pub bench: Option<usize>,
     /// The algorithmic form to run: recurrent, scan, chunked, chunked:Q, conv, quadratic;

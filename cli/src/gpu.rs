@@ -7,7 +7,8 @@ use ssmc_compiler::ir::Layer;
 use ssmc_runtime::GpuLayer;
 
 /// Runs the PTX artifact in `dir` of `layer` on the GPU; `bench` > 0 adds a warm-up run and
-/// times `bench` runs (each with its copies to and from the GPU).
+/// times `bench` runs (each with its copies to and from the GPU), then `bench` runs of the
+/// kernel alone on tensors already in GPU memory (CUDA events).
 pub fn run_cuda(
     layer: &Layer,
     dir: &std::path::Path,
@@ -16,5 +17,14 @@ pub fn run_cuda(
     bench: usize,
 ) -> Result<NativeRun, String> {
     let gpu = GpuLayer::load(dir).map_err(|e| e.to_string())?;
-    native::run_with(layer, inputs, outputs_shape, bench, |refs| gpu.run(refs).map_err(|e| e.to_string()))
+    let mut kernel = None;
+    let mut run = native::run_with(layer, inputs, outputs_shape, bench, |refs| {
+        gpu.run(refs).map_err(|e| e.to_string())?;
+        if bench > 0 && kernel.is_none() {
+            kernel = Some(gpu.time_kernel(refs, bench).map_err(|e| e.to_string())?);
+        }
+        Ok(())
+    })?;
+    run.kernel_times = kernel;
+    Ok(run)
 }

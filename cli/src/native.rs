@@ -15,6 +15,9 @@ pub struct NativeRun {
     pub outputs: TensorMap,
     /// Wall time of each run after the warm-up (one entry without `--bench`).
     pub times: Vec<Duration>,
+    /// On the GPU with `--bench`: the kernel's own time of each run (CUDA events, the
+    /// tensors already in GPU memory), where `times` includes the copies.
+    pub kernel_times: Option<Vec<Duration>>,
 }
 
 /// The inputs of a native run: generated (f64), or a file's bytes handed to the kernel as
@@ -149,5 +152,5 @@ pub fn run_with(
         .into_iter()
         .map(|(n, shape, v)| (n, TensorData { shape, data: v.into_iter().map(f64::from).collect() }))
         .collect();
-    Ok(NativeRun { outputs, times })
+    Ok(NativeRun { outputs, times, kernel_times: None })
 }

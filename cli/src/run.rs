@@ -71,6 +71,7 @@ pub fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
         None => None,
     };
     let bench = args.bench.unwrap_or(0);
+    let mut kernel_times = None;
     let (outputs, times, target, plan) = match native_form {
         None => {
             let start = std::time::Instant::now();
@@ -96,6 +97,7 @@ pub fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
                 Target::Cuda { .. } => gpu::run_cuda(layer, &dir, inputs, &shapes, bench),
             }
             .map_err(fail)?;
+            kernel_times = run.kernel_times;
             (run.outputs, run.times, target.name(), forms::Plan { forms: vec![form; plan.forms.len()] })
         }
     };
@@ -115,6 +117,9 @@ pub fn run(args: &RunArgs, color: bool) -> Result<(), Failed> {
     let mut s = summary::Summary::new(layer, &args.file, target, &plan.to_string(), &sizes, source, &outputs, elapsed);
     if bench > 0 {
         s.set_bench(bench, &times);
+    }
+    if let Some(k) = &kernel_times {
+        s.set_kernel_times(k);
     }
     if args.json {
         out::line(&s.to_json())?;

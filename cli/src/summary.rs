@@ -69,6 +69,11 @@ pub struct Summary {
     min_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     runs: Option<usize>,
+    /// On the GPU: the kernel alone (CUDA events), where the times above include the copies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel_median_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel_min_ms: Option<f64>,
 }
 
 impl Summary {
@@ -101,7 +106,17 @@ impl Summary {
             median_ms: None,
             min_ms: None,
             runs: None,
+            kernel_median_ms: None,
+            kernel_min_ms: None,
         }
+    }
+
+    /// Records the kernel's own times (GPU, CUDA events) beside the times with copies.
+    pub fn set_kernel_times(&mut self, times: &[Duration]) {
+        let mut ms: Vec<f64> = times.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        ms.sort_by(f64::total_cmp);
+        self.kernel_median_ms = ms.get(ms.len() / 2).copied();
+        self.kernel_min_ms = ms.first().copied();
     }
 
     /// Records a benchmark: `runs` timed runs after a warm-up.
@@ -149,14 +164,22 @@ impl fmt::Display for Summary {
                 s.shape, s.mean, s.std, s.min, s.max, s.l2
             )?;
         }
+        let copies = if self.kernel_median_ms.is_some() { ", with the copies to and from the GPU" } else { "" };
         match (self.runs, self.min_ms) {
             (Some(n), Some(min)) => writeln!(
                 f,
-                "time    median {:.3} ms, min {min:.3} ms over {n} runs (after a warm-up run)",
+                "time    median {:.3} ms, min {min:.3} ms over {n} runs (after a warm-up run{copies})",
                 self.elapsed_ms
-            ),
-            _ => writeln!(f, "time    {:.1} ms", self.elapsed_ms),
+            )?,
+            _ => writeln!(f, "time    {:.1} ms", self.elapsed_ms)?,
         }
+        if let (Some(med), Some(min), Some(n)) = (self.kernel_median_ms, self.kernel_min_ms, self.runs) {
+            writeln!(
+                f,
+                "kernel  median {med:.3} ms, min {min:.3} ms over {n} runs (CUDA events, tensors in GPU memory)"
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -71,6 +71,14 @@ pub struct TensorRef<'a> {
 }
 
 impl<'a> TensorRef<'a> {
+    /// A tensor in GPU memory for [`GpuLayer::run_device`]: `address` is a device address
+    /// (a `CUdeviceptr`, PyTorch's `data_ptr()`), of `shape` elements of `dtype`. Never
+    /// dereferenced on the host.
+    pub fn on_device(name: &'a str, dtype: DType, shape: &'a [usize], address: u64, writable: bool) -> Self {
+        let bytes = shape.iter().try_fold(dtype.size(), |acc, &n| acc.checked_mul(n)).unwrap_or(usize::MAX);
+        TensorRef { name, dtype, shape, data: address as usize as *const u8, bytes, writable }
+    }
+
     /// An f32 input.
     pub fn input(name: &'a str, data: &'a [f32], shape: &'a [usize]) -> Self {
         TensorRef {
