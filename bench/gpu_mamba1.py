@@ -13,8 +13,11 @@ second run reuses it). Each ARTIFACT_DIR is `ssmc build --target cuda` of stdlib
 its form and folder. Prints a table last: per shape and input dtype, each time, its ratio to the peer and
 its multiple of the memory floor (each input read once, the output written once, at the
 4.28 TB/s PERF.md measured)."""
-import argparse, json, math, os, re, sys, time
+import argparse, json, os, sys, time
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gpu_forms  # noqa: E402  (the launch as the manifest says)
 
 SHAPES = [(8, 4096, 2048), (1, 1536, 2048), (64, 2048, 256)]
 N = 16
@@ -47,32 +50,16 @@ def build_peer(csrc, build):
 
 
 class Artifact:
-    """An ssmc PTX artifact, launched as its manifest says on torch tensors."""
+    """An ssmc PTX artifact, launched as its manifest says (gpu_forms.launcher) on torch
+    tensors."""
 
     def __init__(self, d):
-        import cupy as cp
-        self.cp = cp
+        self.d = d
         self.m = json.load(open(f"{d}/manifest.json"))
-        self.f = cp.RawModule(path=f"{d}/{self.m['files']['ptx']}").get_function(self.m["entry"])
 
     def launcher(self, tensors, sizes):
-        cp, m = self.cp, self.m
-        sizes = dict(sizes)
-        for dim in m["dims"]:
-            if dim["size"] is not None:
-                sizes.setdefault(dim["name"], dim["size"])
-        table = cp.asarray([tensors[t["name"]].data_ptr() for t in m["tensors"]], dtype=cp.uint64)
-        runtime = [sizes[dim["name"]] for dim in m["dims"] if dim["size"] is None]
-        dims = cp.asarray(runtime + [0], dtype=cp.int64)
-        ev = lambda e: int(eval(e.replace("/", "//"), {"min": min}, dict(sizes)))
-        launch = m["launch"]
-        items = ev(launch["work_items"])
-        threads, per, shared = launch["threads"], launch["items_per_block"], ev(launch["shared_bytes"])
-        if shared > 48 * 1024:
-            self.f.max_dynamic_shared_size_bytes = shared
-        grid = (math.ceil(items / per),)
-        f = self.f
-        return lambda: f(grid, (threads,), (table, dims, cp.int64(0), cp.int64(items)), shared_mem=shared)
+        ptrs = [tensors[t["name"]].data_ptr() for t in self.m["tensors"]]
+        return gpu_forms.launcher(self.d, self.m, ptrs, sizes)[0]
 
 
 def main():

@@ -197,12 +197,9 @@ pub fn cuda_device() -> Result<String, Error> {
 #[cfg(feature = "cuda")]
 mod imp {
     use super::Grid;
-    use crate::manifest::{Io, Manifest};
+    use crate::manifest::Manifest;
     use crate::{Error, TensorRef};
-    use cudarc::driver::{
-        result, sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, LaunchConfig,
-        PushKernelArg,
-    };
+    use cudarc::driver::{result, sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr};
     use std::panic::{catch_unwind, AssertUnwindSafe};
     use std::sync::Arc;
 
@@ -311,50 +308,55 @@ mod imp {
         }
 
         fn run_checked(&self, m: &Manifest, tensors: &[TensorRef], dims: &[i64], grid: Grid) -> Result<(), Error> {
+            let (bufs, on_device) = self.upload(m, tensors)?;
+            self.run_device(m, &on_device, dims, grid, self.stream.cu_stream())?;
+            self.stream.synchronize().map_err(cuda(&format!("running kernel `{}`", m.entry)))?;
+            self.download(tensors, &on_device, &bufs)
+        }
+
+        /// Copies every tensor of `m` to the GPU (outputs too: what the kernel leaves
+        /// unwritten comes back unchanged); the buffers, and the tensors at their device
+        /// addresses.
+        fn upload<'t>(
+            &self,
+            m: &Manifest,
+            tensors: &[TensorRef<'t>],
+        ) -> Result<(Vec<CudaSlice<u8>>, Vec<TensorRef<'t>>), Error> {
             let s = &self.stream;
-            let mut order = Vec::with_capacity(m.tensors.len());
-            let mut bufs: Vec<CudaSlice<u8>> = Vec::with_capacity(m.tensors.len());
             let by_name: std::collections::BTreeMap<&str, &TensorRef> = tensors.iter().map(|t| (t.name, t)).collect();
+            let (mut bufs, mut on_device) = (Vec::new(), Vec::new());
             for info in &m.tensors {
                 let t = by_name
                     .get(info.name.as_str())
                     .copied()
                     .ok_or_else(|| Error::Tensors(vec![format!("missing tensor `{}`", info.name)]))?;
-                // Outputs go up too: what the kernel leaves unwritten comes back unchanged.
                 let host = host_bytes(t);
                 let buf = if host.is_empty() { s.alloc_zeros::<u8>(1) } else { s.clone_htod(host) };
-                bufs.push(buf.map_err(cuda(&format!("copying tensor `{}` to the GPU", t.name)))?);
-                order.push((info.io, t));
+                let buf = buf.map_err(cuda(&format!("copying tensor `{}` to the GPU", t.name)))?;
+                on_device.push(TensorRef { data: buf.device_ptr(s).0 as usize as *const u8, ..*t });
+                bufs.push(buf);
             }
-            let ptrs: Vec<u64> = bufs.iter().map(|b| b.device_ptr(s).0).collect();
-            let ptrs = s.clone_htod(&ptrs).map_err(cuda("copying the buffer table to the GPU"))?;
-            // One unused entry keeps the allocation non-empty for a layer with no runtime dim.
-            let dims: Vec<i64> = dims.iter().copied().chain([0]).collect();
-            let dims = s.clone_htod(&dims).map_err(cuda("copying the dims to the GPU"))?;
-            self.set_shared(grid)?;
-            for (b, e, blocks) in grid.launches() {
-                let cfg = LaunchConfig {
-                    grid_dim: (blocks, 1, 1),
-                    block_dim: (grid.threads, 1, 1),
-                    shared_mem_bytes: grid.shared_bytes as u32,
-                };
-                let mut launch = s.launch_builder(&self.func);
-                launch.arg(&ptrs).arg(&dims).arg(&b).arg(&e);
-                // The kernel has the signature (ptr, ptr, i64, i64) by the manifest's contract,
-                // and every buffer in the table holds its tensor's checked shape.
-                #[allow(unsafe_code)]
-                unsafe { launch.launch(cfg) }.map_err(cuda(&format!("launching kernel `{}`", m.entry)))?;
-            }
-            s.synchronize().map_err(cuda(&format!("running kernel `{}`", m.entry)))?;
-            // Read everything back before touching the caller's buffers.
+            Ok((bufs, on_device))
+        }
+
+        /// Copies the outputs among `on_device` (held in `bufs`) back into the caller's
+        /// `tensors`, all of them read before any is written.
+        fn download(
+            &self,
+            tensors: &[TensorRef],
+            on_device: &[TensorRef],
+            bufs: &[CudaSlice<u8>],
+        ) -> Result<(), Error> {
+            let s = &self.stream;
             let mut outs = Vec::new();
-            for ((io, t), buf) in order.iter().zip(&bufs) {
-                if *io == Io::Output && t.bytes > 0 {
-                    outs.push((*t, s.clone_dtoh(buf).map_err(cuda(&format!("copying output `{}` back", t.name)))?));
+            for (d, buf) in on_device.iter().zip(bufs) {
+                if d.writable && d.bytes > 0 {
+                    outs.push((d.name, s.clone_dtoh(buf).map_err(cuda(&format!("copying output `{}` back", d.name)))?));
                 }
             }
             s.synchronize().map_err(cuda("copying the outputs back"))?;
-            for (t, data) in outs {
+            for (name, data) in outs {
+                let Some(t) = tensors.iter().find(|t| t.name == name) else { continue };
                 // The caller gave `t` writable with `t.bytes` bytes (checked by bind).
                 #[allow(unsafe_code)]
                 let dst = unsafe { std::slice::from_raw_parts_mut(t.data.cast_mut(), t.bytes) };
@@ -457,17 +459,7 @@ mod imp {
         ) -> Result<Vec<std::time::Duration>, Error> {
             guarded("timing the layer", || {
                 let s = &self.stream;
-                let mut bufs = Vec::new();
-                for t in tensors {
-                    let host = host_bytes(t);
-                    let buf = if host.is_empty() { s.alloc_zeros::<u8>(1) } else { s.clone_htod(host) };
-                    bufs.push(buf.map_err(cuda(&format!("copying tensor `{}` to the GPU", t.name)))?);
-                }
-                let on_device: Vec<TensorRef> = tensors
-                    .iter()
-                    .zip(&bufs)
-                    .map(|(t, b)| TensorRef { data: b.device_ptr(s).0 as usize as *const u8, ..*t })
-                    .collect();
+                let (bufs, on_device) = self.upload(m, tensors)?;
                 let ctx = s.context();
                 let event =
                     || ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(cuda("making an event"));
@@ -484,19 +476,7 @@ mod imp {
                         times.push(std::time::Duration::from_secs_f64(f64::from(ms) / 1e3));
                     }
                 }
-                let mut outs = Vec::new();
-                for (t, buf) in tensors.iter().zip(&bufs) {
-                    if t.writable && t.bytes > 0 {
-                        outs.push((t, s.clone_dtoh(buf).map_err(cuda(&format!("copying output `{}` back", t.name)))?));
-                    }
-                }
-                s.synchronize().map_err(cuda("copying the outputs back"))?;
-                for (t, data) in outs {
-                    // The caller gave `t` writable with `t.bytes` bytes (checked by bind).
-                    #[allow(unsafe_code)]
-                    let dst = unsafe { std::slice::from_raw_parts_mut(t.data.cast_mut(), t.bytes) };
-                    dst.copy_from_slice(&data[..t.bytes]);
-                }
+                self.download(tensors, &on_device, &bufs)?;
                 Ok(times)
             })
         }
