@@ -299,3 +299,53 @@ fn ssmc_run_bench_reports_kernel_time_apart() {
     let (Some(kernel), Some(all)) = (kernel, all) else { panic!("both times: {stdout}") };
     assert!(kernel > 0.0 && kernel <= all, "{stdout}");
 }
+
+/// e^x on the GPU (the special-function unit's 2^x with the rounding of x log2 e undone)
+/// over ranges that overflow and underflow f32, as `tests/math_range.rs` checks the CPU's:
+/// inf where the f64 value rounds to inf in f32, within a few subnormal steps of it below
+/// the normal range, within 2e-6 relative error elsewhere.
+#[test]
+fn exp_on_the_gpu_saturates_like_f32() {
+    let Some(gpu_name) = gpu() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (k, dist) in
+        ["uniform(-200, 200)", "uniform(80, 95)", "uniform(-110, -80)", "uniform(-87, 88)"].iter().enumerate()
+    {
+        let src = format!(
+            "layer f {{
+  dims batch B, channel D, time L, state N = 1
+  input u: f32[B, D, L] ~ uniform(1, 2)
+  input v: f32[D] ~ {dist}
+  input Z: f32[N] ~ uniform(0, 0.000001)
+  output y: f32[B, D, L]
+  x = u
+  A = diagonal(0 * Z)
+  B = 0 * Z
+  C = 0 * Z
+  discretize discrete
+  skip exp(v)
+}}"
+        );
+        let layer = ssmc_compiler::compile(&src).expect("compiles").0.layers.remove(0);
+        let out = dir.path().join(format!("exp-{k}"));
+        ssmc_tests::build_artifact(&layer, &Target::cuda(), Form::Recurrent, &out).expect("builds");
+        let lib = GpuLayer::load(&out).expect("loads");
+        let (sizes, inputs) = inputs(&layer, &[("B", 1), ("D", 2000), ("L", 1)]);
+        let want = interp::run(&layer, &sizes, &inputs);
+        let got = run_gpu(&lib, &inputs, &want).expect("runs");
+        let mut worst = 0.0f64;
+        for (&g, &w) in got["y"].data.iter().zip(&want["y"].data) {
+            let w32 = w as f32;
+            if w32.is_infinite() {
+                assert_eq!(g, f64::from(w32), "exp over {dist} on {gpu_name}: {g} where f64 gives {w}");
+            } else if w.abs() < f64::from(f32::MIN_POSITIVE) {
+                assert!((g - w).abs() <= 4.0 * 2f64.powi(-149), "exp over {dist}: {g} where f64 gives {w}");
+            } else {
+                assert!(g.is_finite(), "exp over {dist}: {g} where f64 gives {w}");
+                worst = worst.max((g - w).abs() / w.abs());
+            }
+        }
+        println!("exp over {dist} on {gpu_name}: max relative error {worst:.2e}");
+        assert!(worst < 2e-6, "exp over {dist} on the GPU: max relative error {worst:e}");
+    }
+}

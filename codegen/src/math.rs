@@ -1,5 +1,6 @@
-//! Vectorized elementary functions as straight-line IR, the same on every target: no libm
-//! call per element on the CPU, no libdevice on the GPU. Accurate to a few f32 ulp, and
+//! Vectorized elementary functions as straight-line IR: no libm call per element on the
+//! CPU, no libdevice on the GPU (where e^x and 2^x use the special-function unit's
+//! `ex2.approx` instead of a polynomial). Accurate to a few f32 ulp, and
 //! saturating (inf, 0) and NaN-propagating like libm over the whole f32 range. Free
 //! functions over the codegen context's builder, types and intrinsic calls.
 
@@ -105,6 +106,9 @@ fn float_from_bits<'ctx>(cg: &Cg<'_, 'ctx>, v: VectorValue<'ctx>) -> R<VectorVal
 /// below -87.3, NaN for NaN (x is clamped to [-104, 89], where 2^n already overflows and
 /// underflows, so the scaling saturates by itself).
 pub fn exp<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
+    if !cg.cpu {
+        return exp_gpu(cg, x);
+    }
     let y = exp_in_range(cg, clamp(cg, x, -104.0, 89.0)?)?;
     if cg.avx512 && x.get_type().get_size() == 16 {
         return Ok(y);
@@ -112,11 +116,53 @@ pub fn exp<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>
     keep_nan(cg, x, y)
 }
 
+/// e^x on the GPU, by its special-function unit: 2^h (1 + l ln 2) where h + l = x log2 e,
+/// h the f32 product and l its rounding error (a fused multiply-add, plus the part of
+/// log2 e below f32), 2^h by `ex2.approx` (2 ulp; inf, 0 and NaN as libm) and the factor
+/// (1 + l ln 2) undoing the error of h, which would otherwise grow with |x| (|x| ulp).
+/// Eight instructions against twenty for the polynomial; x is first clamped to [-104, 89]
+/// (NaN kept), where 2^h already saturates, so that h and l stay finite.
+fn exp_gpu<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
+    let n = x.get_type().get_size();
+    let x = cg.call("llvm.maximum", &[cg.call("llvm.minimum", &[x, c(cg, 89.0, n)])?, c(cg, -104.0, n)])?;
+    let log2e = std::f64::consts::LOG2_E;
+    let log2e_lo = log2e - f64::from(log2e as f32);
+    let h = cg.b.build_float_mul(x, c(cg, log2e, n), "").map_err(err)?;
+    let l = cg.call("llvm.fma", &[x, c(cg, log2e, n), cg.b.build_float_neg(h, "").map_err(err)?])?;
+    let l = cg.call("llvm.fma", &[x, c(cg, log2e_lo, n), l])?;
+    let p = cg.call("llvm.fma", &[l, c(cg, std::f64::consts::LN_2, n), c(cg, 1.0, n)])?;
+    let e = per_lane(cg, "llvm.nvvm.ex2.approx.f", h)?;
+    cg.b.build_float_mul(e, p, "").map_err(err)
+}
+
+/// A scalar f32 intrinsic (the NVPTX ones have no vector forms) on every lane of `x`.
+fn per_lane<'ctx>(cg: &Cg<'_, 'ctx>, name: &str, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
+    let f = inkwell::intrinsics::Intrinsic::find(name)
+        .and_then(|i| i.get_declaration(cg.module, &[]))
+        .ok_or_else(|| CodegenError::Llvm(format!("no intrinsic {name}")))?;
+    let mut out = x.get_type().get_poison();
+    for k in 0..x.get_type().get_size() {
+        let at = cg.i32.const_int(u64::from(k), false);
+        let lane = cg.b.build_extract_element(x, at, "").map_err(err)?;
+        let y = match cg.b.build_call(f, &[lane.into()], "").map_err(err)?.try_as_basic_value() {
+            inkwell::values::ValueKind::Basic(v) => v,
+            inkwell::values::ValueKind::Instruction(_) => {
+                return Err(CodegenError::Llvm(format!("{name} returned nothing")))
+            }
+        };
+        out = cg.b.build_insert_element(out, y, at, "").map_err(err)?;
+    }
+    Ok(out)
+}
+
 /// The lower clamp of `softplus`'s e^-|x|: e^x is the smallest normal f32 there.
 const EXP_MIN: f64 = -87.33654;
 
 /// `exp` of x already in [-104, 89] (or NaN, which gives NaN on AVX-512 and poison elsewhere).
 fn exp_in_range<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
+    if !cg.cpu {
+        return exp_gpu(cg, x);
+    }
     let n = x.get_type().get_size();
     let k = cg.call("llvm.rint", &[cg.b.build_float_mul(x, c(cg, std::f64::consts::LOG2_E, n), "").map_err(err)?])?;
     // Cody-Waite: ln2 in two parts so that k * ln2_hi is exact.
@@ -162,6 +208,10 @@ pub fn exp2<'ctx>(cg: &Cg<'_, 'ctx>, t: VectorValue<'ctx>) -> R<VectorValue<'ctx
         0.000_217_022_548_895_329_24,
     ];
     let n = t.get_type().get_size();
+    if !cg.cpu {
+        // The special-function unit: 2 ulp, inf, 0 and NaN as libm.
+        return per_lane(cg, "llvm.nvvm.ex2.approx.f", t);
+    }
     if cg.avx512 && n == 16 {
         let all = i16_all_ones(cg);
         // imm 0x09: keep no fraction bits, round down, suppress the precision exception.

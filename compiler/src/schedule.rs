@@ -28,6 +28,12 @@ pub const GPU_PREFETCH_STEPS: u32 = 4;
 /// work each thread repeats (dt, softplus, the gate) and the shuffles stay small beside it.
 pub const GPU_STATES_PER_THREAD: u32 = 4;
 
+/// Time steps per tile that the GPU's `recurrent` with a split state stages through
+/// shared memory (`ssmc_kernels::state_split`; fewer where the copies would pass
+/// `ssmc_kernels::STAGE_BYTES`). 16 was the best of 16, 32 and 64 on the H200
+/// (bench/NOTES.md): the copies' loops are unrolled, so longer tiles cost registers.
+pub const GPU_STAGE_STEPS: u32 = 16;
+
 /// What each target has, for refusals.
 const NATIVE: &str =
     "native forms: on the CPU recurrent, chunked (a decay shared by the state) and conv; on the GPU recurrent and scan";
@@ -113,7 +119,7 @@ impl Schedule {
                 // The state split over threads where it divides, else a thread per sequence.
                 let split = lanes(GPU_STATES_PER_THREAD, MappingChoice::Gpu)?;
                 if ssmc_kernels::threads_per_sequence(&split) > 1 {
-                    return ssmc_kernels::state_split(&split, GPU_SPLIT_THREADS, GPU_PREFETCH_STEPS);
+                    return ssmc_kernels::state_split(&split, GPU_SPLIT_THREADS, GPU_PREFETCH_STEPS, GPU_STAGE_STEPS);
                 }
                 let k = ssmc_kernels::recurrent(&spec(MappingChoice::Gpu)?);
                 Ok(ssmc_kernels::thread_per_item(k, GPU_RECURRENT_THREADS))

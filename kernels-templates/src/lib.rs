@@ -26,6 +26,7 @@ mod lanes;
 pub mod prefetch;
 mod recurrent;
 mod split;
+mod stage;
 
 pub use block_scan::block_scan;
 pub use chunked::{chunked, DEFAULT_CHUNK, MAX_CHUNK};
@@ -34,7 +35,7 @@ pub use conv::conv;
 pub use grid::thread_per_item;
 pub use prefetch::prefetched;
 pub use recurrent::recurrent;
-pub use split::{state_split, threads_per_sequence};
+pub use split::{state_split, threads_per_sequence, STAGE_BYTES};
 
 use ssmc_loops::{Buffer, Index, Val};
 

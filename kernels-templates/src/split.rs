@@ -12,8 +12,9 @@
 
 use crate::grid::max_var;
 use crate::prefetch::prefetch_time;
+use crate::stage::{stage_time, Block};
 use crate::{axis, recurrent, Mapping, ScanSpec};
-use ssmc_loops::{Builtin, Cond, Index, Kernel, Launch, Stmt, Var, WARP};
+use ssmc_loops::{Builtin, Cond, Index, Kernel, Launch, Scratch, Stmt, Var, WARP};
 
 /// Threads that share a sequence of `spec` (lowered with a few state lanes per chunk): as
 /// many as there are chunks of lanes, at most a warp, a power of two dividing the chunks;
@@ -31,7 +32,7 @@ pub fn threads_per_sequence(spec: &ScanSpec) -> u32 {
 /// each sequence's state split over [`threads_per_sequence`] threads, in blocks of
 /// `threads` threads, the loads of `prefetch` steps issued together
 /// ([`crate::prefetch`]); or why it cannot be split.
-pub fn state_split(spec: &ScanSpec, threads: u32, prefetch: u32) -> Result<Kernel, String> {
+pub fn state_split(spec: &ScanSpec, threads: u32, prefetch: u32, tile: u32) -> Result<Kernel, String> {
     if spec.mapping != Mapping::StateLanes {
         return Err("the state split takes one sequence per work item (the GPU lowering)".into());
     }
@@ -48,10 +49,15 @@ pub fn state_split(spec: &ScanSpec, threads: u32, prefetch: u32) -> Result<Kerne
     }
     let part = ScanSpec { state: spec.state / s, split: s, ..spec.clone() };
     let k = recurrent(&part);
-    let mut next = max_var(&k).0;
+    let mut next = max_var(&k).0 + 3;
+    let (first, slice, item) = (Var(next - 2), Var(next - 1), Var(next));
+    let tensors = spec.buffers.len();
+    let staged_from = tensors + k.scratch.len();
     let input = |b: usize| spec.buffers.get(b).is_some_and(|buf| !buf.output);
-    let prefetched = prefetch_time(k.body.clone(), prefetch, &input, &mut next);
-    let (first, slice, item) = (Var(next + 1), Var(next + 2), Var(next + 3));
+    let (staged, scratch) = staged(&k, spec, s, threads, tile, Index::Var(first), &mut next);
+    // The staged copies are never written during the steps: their loads move too.
+    let readable = |b: usize| input(b) || b >= staged_from;
+    let prefetched = prefetch_time(staged, prefetch, &readable, &mut next);
     let thread = Index::builtin(Builtin::Thread);
     let end = Index::builtin(Builtin::End);
     let guard = Guard {
@@ -72,7 +78,45 @@ pub fn state_split(spec: &ScanSpec, threads: u32, prefetch: u32) -> Result<Kerne
         Stmt::LetIndex { var: k.seq, value: Index::min(Index::Var(item), Index::sub(end, Index::Const(1))) },
     ];
     body.extend(guard.apply(prefetched));
-    Ok(Kernel { seq: first, launch: Launch::Grid { threads, items_per_block: threads / s }, body, ..k })
+    Ok(Kernel { seq: first, launch: Launch::Grid { threads, items_per_block: threads / s }, body, scratch, ..k })
+}
+
+/// Shared bytes the staged copies of one block may take: 24 KiB, so that 9 blocks share
+/// an H200 SM's 228 KiB (occupancy hides the latency of the steps).
+pub const STAGE_BYTES: i64 = 24 * 1024;
+
+/// `k`'s body with its time loops staged in tiles of `tile` steps ([`crate::stage`]),
+/// halved while the copies take more than [`STAGE_BYTES`], and its scratch with theirs;
+/// a `tile` of 0 stages nothing.
+fn staged(
+    k: &Kernel,
+    spec: &ScanSpec,
+    split: u32,
+    threads: u32,
+    tile: u32,
+    first: Index,
+    next: &mut u32,
+) -> (Vec<Stmt>, Vec<Scratch>) {
+    let input = |b: usize| spec.buffers.get(b).is_some_and(|buf| !buf.output);
+    let block = Block {
+        threads,
+        split,
+        first,
+        per_group: Index::mul(spec.headdim.clone(), spec.heads_per_group.clone()),
+        state: spec.state,
+        tensors: spec.buffers.len(),
+    };
+    let mut tile = tile.next_multiple_of(split);
+    while tile > 0 {
+        let mut scratch = k.scratch.clone();
+        let body = stage_time(k.body.clone(), &block, tile, &input, &mut scratch, next);
+        let bytes: i64 = scratch[k.scratch.len()..].iter().map(|s| 4 * s.size.eval(&[]).unwrap_or(i64::MAX / 8)).sum();
+        if bytes <= STAGE_BYTES || tile <= split {
+            return (body, scratch);
+        }
+        tile /= 2;
+    }
+    (k.body.clone(), k.scratch.clone())
 }
 
 /// How a thread's statements change when it holds one slice of the state.

@@ -4,7 +4,7 @@
 
 use super::{Cg, R};
 use crate::{err, CodegenError};
-use inkwell::values::{FloatValue, IntValue, PointerValue};
+use inkwell::values::{BasicValue, FloatValue, IntValue, PointerValue};
 use inkwell::IntPredicate;
 use ssmc_loops::{Elem, Index};
 
@@ -107,9 +107,15 @@ impl<'ctx> Cg<'_, 'ctx> {
     pub(super) fn load_at(&self, buf: usize, i: IntValue<'ctx>) -> R<FloatValue<'ctx>> {
         let p = self.elem_ptr_at(buf, i)?;
         match self.bufs[buf].1 {
-            Elem::F32 => Ok(self.b.build_load(self.f32, p, "").map_err(err)?.into_float_value()),
+            Elem::F32 => {
+                let x = self.b.build_load(self.f32, p, "").map_err(err)?;
+                self.invariant(buf, x.as_instruction_value())?;
+                Ok(x.into_float_value())
+            }
             Elem::Bf16 => {
-                let h = self.b.build_load(self.ctx.i16_type(), p, "").map_err(err)?.into_int_value();
+                let h = self.b.build_load(self.ctx.i16_type(), p, "").map_err(err)?;
+                self.invariant(buf, h.as_instruction_value())?;
+                let h = h.into_int_value();
                 let w = self.b.build_int_z_extend(h, self.i32, "").map_err(err)?;
                 let w = self.b.build_left_shift(w, self.i32.const_int(16, false), "").map_err(err)?;
                 Ok(self.b.build_bit_cast(w, self.f32, "").map_err(err)?.into_float_value())

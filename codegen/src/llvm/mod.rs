@@ -52,6 +52,7 @@ pub fn emit_kernel<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, k: &Kernel, 
         i64: i64t,
         ptr,
         bufs: Vec::new(),
+        read_only: k.buffers.iter().map(|b| !b.output).collect(),
         dims: Vec::new(),
         ints: HashMap::new(),
         lane_ints: HashMap::new(),
@@ -95,6 +96,8 @@ pub(super) struct Cg<'a, 'ctx> {
     i64: IntType<'ctx>,
     ptr: PointerType<'ctx>,
     bufs: Vec<(PointerValue<'ctx>, Elem)>,
+    /// Per tensor (scratch arrays past the end): the kernel never writes it.
+    read_only: Vec<bool>,
     dims: Vec<IntValue<'ctx>>,
     ints: HashMap<Var, IntValue<'ctx>>,
     /// Index variables that differ per lane: one value per lane.
@@ -106,7 +109,7 @@ pub(super) struct Cg<'a, 'ctx> {
     pub(super) avx512: bool,
     lane_limit: Option<(Index, Index)>,
     /// x86-64 (else NVPTX).
-    cpu: bool,
+    pub(crate) cpu: bool,
     /// Scratch arrays on the heap, freed before the return.
     heap: Vec<PointerValue<'ctx>>,
     /// The host routine of [`ssmc_loops::CpuStmt::Convolve`], loaded from `bufs`.
@@ -126,7 +129,14 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
             let slot =
                 unsafe { self.b.build_in_bounds_gep(self.ptr, bufs, &[self.i64.const_int(i as u64, false)], "") }
                     .map_err(err)?;
-            let p = self.b.build_load(self.ptr, slot, &buf.name).map_err(err)?.into_pointer_value();
+            let mut p = self.b.build_load(self.ptr, slot, &buf.name).map_err(err)?.into_pointer_value();
+            if !self.cpu {
+                // Tensors are in global memory: through its address space, loads and stores
+                // become ld.global/st.global (read-only ones the non-coherent path, see
+                // `invariant`) instead of generic ones.
+                let global = self.ctx.ptr_type(AddressSpace::from(1u16));
+                p = self.b.build_address_space_cast(p, global, "").map_err(err)?;
+            }
             self.bufs.push((p, buf.elem));
         }
         for (i, name) in k.dims.iter().enumerate() {
@@ -168,6 +178,17 @@ impl<'a, 'ctx> Cg<'a, 'ctx> {
                 _ => self.b.build_array_alloca(self.f32, self.index(&s.size)?, "scratch").map_err(err)?,
             };
             self.bufs.push((p, Elem::F32));
+        }
+        Ok(())
+    }
+
+    /// Marks a load of `buf` as reading memory no thread writes during the launch, where
+    /// `buf` is a tensor the kernel only reads, on the GPU: it then goes through the
+    /// read-only data path (ld.global.nc).
+    pub(super) fn invariant(&self, buf: usize, load: Option<inkwell::values::InstructionValue<'ctx>>) -> R<()> {
+        if let (false, Some(true), Some(load)) = (self.cpu, self.read_only.get(buf), load) {
+            let kind = self.ctx.get_kind_id("invariant.load");
+            load.set_metadata(self.ctx.metadata_node(&[]), kind).map_err(err)?;
         }
         Ok(())
     }

@@ -5,7 +5,7 @@
 use super::{Cg, R};
 use crate::{err, math, CodegenError};
 use inkwell::types::VectorType;
-use inkwell::values::{AnyValue, BasicValueEnum, FloatValue, VectorValue};
+use inkwell::values::{AnyValue, BasicValue, BasicValueEnum, FloatValue, VectorValue};
 use inkwell::FloatPredicate;
 use ssmc_loops::{BinOp, Elem, Index, Shuffle, UnOp, Val};
 
@@ -120,6 +120,7 @@ impl<'ctx> Cg<'_, 'ctx> {
                     if let Some(inst) = load.as_any_value_enum().into_vector_value().as_instruction() {
                         inst.set_alignment(4).map_err(err)?;
                     }
+                    self.invariant(*buf, load.as_instruction_value())?;
                     load.into_vector_value()
                 } else {
                     let mut out = self.vt(*lanes).get_poison();

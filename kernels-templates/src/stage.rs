@@ -1,0 +1,478 @@
+//! Time tiles staged through shared memory on the GPU. A `recurrent` thread reads its
+//! step's inputs one step at a time; with tensors laid out time-last (`[B, D, L]`) the
+//! threads of a warp, each at another sequence, touch as many cache lines per load as they
+//! hold sequences. Here a time loop walks tiles of `tile` steps instead: before each tile
+//! the block's threads copy the tile's inputs into shared arrays with loads that
+//! neighbouring threads make at neighbouring addresses, a barrier, then the steps read the
+//! shared arrays, a barrier. Which loads are staged is read off their index expressions:
+//!
+//! - **Per group**: an index over batch, group, state and time only (B and C of a
+//!   selective layer). Every sequence of the block reads the same values when the block's
+//!   work items lie in one (batch, group), a condition on the block checked at run time
+//!   (the same for all its threads): then the block copies the tile once, `tile x state`
+//!   values, in the order of the tensor's unit stride. Blocks that straddle a group read
+//!   these loads in place. Only where a warp holds several sequences (fewer than 32
+//!   threads per sequence): a warp of one sequence reads each value once already, from
+//!   neighbouring addresses where the state has unit stride, and the copy only adds work
+//!   (Mamba-2: 23 ms in place, 54 ms staged, bench/NOTES.md).
+//! - **Per sequence**: a scalar index with time at unit stride (x, dt and z of a `[B, D,
+//!   L]` layer): the `split` threads of each sequence copy its tile, consecutive steps on
+//!   consecutive threads.
+//! - **Invariant**: an index over batch, head, element and group only (a bias), outside
+//!   any conditional: read once, before the loop.
+//!
+//! Everything else stays in place. Shared rows are padded so that neither the copies nor
+//! the reads of one warp fall on one bank twice (bench/NOTES.md).
+
+use crate::axis;
+use ssmc_loops::{Builtin, Cond, Index, Scratch, Stmt, Val, Var, WARP};
+
+/// The block a kernel's threads form, as [`crate::state_split`] lays it out.
+pub(crate) struct Block {
+    /// Threads per block.
+    pub threads: u32,
+    /// Consecutive threads that share a sequence.
+    pub split: u32,
+    /// The block's first work item.
+    pub first: Index,
+    /// Work items per (batch, group): sequences `s` and `t` share them iff `s / per_group
+    /// == t / per_group`.
+    pub per_group: Index,
+    /// State indices.
+    pub state: u32,
+    /// Tensors of the kernel: scratch array k is buffer `tensors + k`.
+    pub tensors: usize,
+}
+
+/// How one load is staged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    PerGroup,
+    PerSequence,
+    Invariant,
+}
+
+/// A staged load: its source and where its copy lives.
+struct Slot {
+    class: Class,
+    buf: usize,
+    index: Index,
+    stride: Index,
+    /// The index reads the state index (a row of `state` values per step).
+    states: bool,
+    /// Time has unit stride in the source (copy steps fastest).
+    time_fastest: bool,
+    /// Shared buffer (or, for invariants, the variable).
+    at: usize,
+    var: Var,
+}
+
+/// `body` with every loop over [`axis::TIME`] (not nested in another) walked in staged
+/// tiles of `tile` steps, `tile` a multiple of `block.split`; the shared arrays it needs
+/// join `scratch` (the kernel's scratch arrays). `input(buf)` tells the tensors the kernel never writes.
+pub(crate) fn stage_time(
+    body: Vec<Stmt>,
+    block: &Block,
+    tile: u32,
+    input: &dyn Fn(usize) -> bool,
+    scratch: &mut Vec<Scratch>,
+    next: &mut u32,
+) -> Vec<Stmt> {
+    body.into_iter()
+        .flat_map(|s| match s {
+            Stmt::For { var, lo, hi, reverse, body } if var == axis::TIME => {
+                staged_loop((lo, hi), reverse, body, block, tile, input, scratch, next)
+            }
+            Stmt::For { var, lo, hi, reverse, body } => {
+                vec![Stmt::For { var, lo, hi, reverse, body: stage_time(body, block, tile, input, scratch, next) }]
+            }
+            Stmt::If { cond, then, otherwise } => vec![Stmt::If {
+                cond,
+                then: stage_time(then, block, tile, input, scratch, next),
+                otherwise: stage_time(otherwise, block, tile, input, scratch, next),
+            }],
+            other => vec![other],
+        })
+        .collect()
+}
+
+fn fresh(next: &mut u32) -> Var {
+    *next += 1;
+    Var(*next)
+}
+
+#[allow(clippy::too_many_arguments)] // The loop's parts, then stage_time's context.
+fn staged_loop(
+    (lo, hi): (Index, Index),
+    reverse: bool,
+    body: Vec<Stmt>,
+    block: &Block,
+    tile: u32,
+    input: &dyn Fn(usize) -> bool,
+    scratch: &mut Vec<Scratch>,
+    next: &mut u32,
+) -> Vec<Stmt> {
+    let mut slots: Vec<Slot> = Vec::new();
+    collect(&body, false, block, input, &mut slots, next);
+    let t = i64::from(tile);
+    let per_sequence_row = t + i64::from(block.split);
+    let sequences = i64::from(block.threads / block.split);
+    for slot in slots.iter_mut().filter(|s| s.class != Class::Invariant) {
+        slot.at = block.tensors + scratch.len();
+        let size = match slot.class {
+            Class::PerGroup => t * row(slot, block.state),
+            _ => sequences * per_sequence_row,
+        };
+        scratch.push(Scratch::shared(Index::Const(size)));
+    }
+    let mut out: Vec<Stmt> = slots
+        .iter()
+        .filter(|s| s.class == Class::Invariant)
+        .map(|s| Stmt::Let {
+            var: s.var,
+            lanes: 1,
+            value: Val::Load { buf: s.buf, index: s.index.clone(), lanes: 1, stride: s.stride.clone() },
+        })
+        .collect();
+    let invariant: Vec<&Slot> = slots.iter().filter(|s| s.class == Class::Invariant).collect();
+    let plain = replace_body(&body, &invariant, None);
+    let any = |c: Class| slots.iter().any(|s| s.class == c);
+    if !any(Class::PerGroup) && !any(Class::PerSequence) {
+        out.push(Stmt::For { var: axis::TIME, lo, hi, reverse, body: plain });
+        return out;
+    }
+    let tiles = Tiles { lo, hi, reverse, tile, per_sequence_row, t_lo: fresh(next), t_hi: fresh(next) };
+    let per_sequence: Vec<&Slot> = slots.iter().filter(|s| s.class != Class::PerGroup).collect();
+    let in_place = if any(Class::PerSequence) {
+        tiles.walk(block, &body, &per_sequence, next)
+    } else {
+        vec![Stmt::For { var: axis::TIME, lo: tiles.lo.clone(), hi: tiles.hi.clone(), reverse, body: plain }]
+    };
+    if !any(Class::PerGroup) {
+        out.extend(in_place);
+        return out;
+    }
+    let all: Vec<&Slot> = slots.iter().collect();
+    let staged = tiles.walk(block, &body, &all, next);
+    // The block's last work item (threads past the end repeat the last one).
+    let ipb = Index::Const(sequences);
+    let last =
+        Index::sub(Index::min(Index::add(block.first.clone(), ipb), Index::builtin(Builtin::End)), Index::Const(1));
+    let group = |i: Index| Index::div(i, block.per_group.clone());
+    out.push(Stmt::If { cond: Cond::eq(group(block.first.clone()), group(last)), then: staged, otherwise: in_place });
+    out
+}
+
+/// Elements per step of a per-group copy: one row of states, padded by one where steps
+/// are copied fastest (consecutive threads a row apart would share banks).
+fn row(slot: &Slot, state: u32) -> i64 {
+    match (slot.states, slot.time_fastest) {
+        (false, _) => 1,
+        (true, false) => i64::from(state),
+        (true, true) => i64::from(state) + 1,
+    }
+}
+
+/// The staged walk of one time loop.
+struct Tiles {
+    lo: Index,
+    hi: Index,
+    reverse: bool,
+    tile: u32,
+    per_sequence_row: i64,
+    t_lo: Var,
+    t_hi: Var,
+}
+
+impl Tiles {
+    /// The loop as tiles: copies, a barrier, the steps reading `slots` from their copies, a
+    /// barrier.
+    fn walk(&self, block: &Block, body: &[Stmt], slots: &[&Slot], next: &mut u32) -> Vec<Stmt> {
+        let t = i64::from(self.tile);
+        let tile_var = fresh(next);
+        let count = Index::div_ceil(Index::sub(self.hi.clone(), self.lo.clone()), t);
+        let mut per_tile = vec![
+            Stmt::LetIndex {
+                var: self.t_lo,
+                value: Index::add(self.lo.clone(), Index::mul(Index::Var(tile_var), Index::Const(t))),
+            },
+            Stmt::LetIndex {
+                var: self.t_hi,
+                value: Index::min(Index::add(Index::Var(self.t_lo), Index::Const(t)), self.hi.clone()),
+            },
+        ];
+        for slot in slots.iter().filter(|s| s.class != Class::Invariant) {
+            per_tile.extend(self.copy(block, slot, next));
+        }
+        per_tile.push(Stmt::Barrier);
+        per_tile.push(Stmt::For {
+            var: axis::TIME,
+            lo: Index::Var(self.t_lo),
+            hi: Index::Var(self.t_hi),
+            reverse: self.reverse,
+            body: replace_body(body, slots, Some((self, block))),
+        });
+        per_tile.push(Stmt::Barrier);
+        vec![Stmt::For { var: tile_var, lo: Index::Const(0), hi: count, reverse: self.reverse, body: per_tile }]
+    }
+
+    /// The statements that copy `slot`'s tile into its shared array.
+    fn copy(&self, block: &Block, slot: &Slot, next: &mut u32) -> Vec<Stmt> {
+        let t = i64::from(self.tile);
+        let thread = Index::builtin(Builtin::Thread);
+        let source = |step: Index, state: Index| {
+            let at = subst(&slot.index, axis::TIME, &Index::add(Index::Var(self.t_lo), step));
+            let at = subst(&at, axis::STATE, &state);
+            Val::Load { buf: slot.buf, index: at, lanes: 1, stride: Index::Const(1) }
+        };
+        let in_tile = |step: Index| Cond::lt(Index::add(Index::Var(self.t_lo), step), Index::Var(self.t_hi));
+        let (round, step, state) = (fresh(next), fresh(next), fresh(next));
+        match slot.class {
+            Class::PerGroup => {
+                let states = if slot.states { i64::from(block.state) } else { 1 };
+                let total = t * states;
+                let threads = i64::from(block.threads);
+                let e = Index::add(Index::mul(Index::Var(round), Index::Const(threads)), thread);
+                let (s, n) = if slot.time_fastest {
+                    (Index::rem(e.clone(), Index::Const(t)), Index::div(e.clone(), Index::Const(t)))
+                } else {
+                    (Index::div(e.clone(), Index::Const(states)), Index::rem(e.clone(), Index::Const(states)))
+                };
+                let at =
+                    Index::add(Index::mul(Index::Var(step), Index::Const(row(slot, block.state))), Index::Var(state));
+                let store = Stmt::Store { buf: slot.at, index: at, value: source(Index::Var(step), Index::Var(state)) };
+                let body = vec![
+                    Stmt::LetIndex { var: step, value: s },
+                    Stmt::LetIndex { var: state, value: n },
+                    Stmt::If {
+                        cond: Cond::lt(e, Index::Const(total)),
+                        then: vec![Stmt::If { cond: in_tile(Index::Var(step)), then: vec![store], otherwise: vec![] }],
+                        otherwise: vec![],
+                    },
+                ];
+                let rounds = (total + threads - 1) / threads;
+                vec![Stmt::For { var: round, lo: Index::Const(0), hi: Index::Const(rounds), reverse: false, body }]
+            }
+            _ => {
+                let split = i64::from(block.split);
+                let s = Index::add(
+                    Index::mul(Index::Var(round), Index::Const(split)),
+                    Index::rem(thread, Index::Const(split)),
+                );
+                let at = Index::add(self.sequence_row(block), Index::Var(step));
+                let store = Stmt::Store { buf: slot.at, index: at, value: source(Index::Var(step), Index::Const(0)) };
+                let body = vec![
+                    Stmt::LetIndex { var: step, value: s },
+                    Stmt::If { cond: in_tile(Index::Var(step)), then: vec![store], otherwise: vec![] },
+                ];
+                vec![Stmt::For { var: round, lo: Index::Const(0), hi: Index::Const(t / split), reverse: false, body }]
+            }
+        }
+    }
+
+    /// The first element of this thread's sequence in a per-sequence array.
+    fn sequence_row(&self, block: &Block) -> Index {
+        let sequence = Index::div(Index::builtin(Builtin::Thread), Index::Const(i64::from(block.split)));
+        Index::mul(sequence, Index::Const(self.per_sequence_row))
+    }
+
+    /// Where a step reads `slot`'s value.
+    fn read(&self, block: &Block, slot: &Slot, lanes: u32) -> Val {
+        let step = Index::sub(Index::Var(axis::TIME), Index::Var(self.t_lo));
+        let index = match slot.class {
+            Class::PerGroup => {
+                let state = if slot.states { Index::Var(axis::STATE) } else { Index::Const(0) };
+                Index::add(Index::mul(step, Index::Const(row(slot, block.state))), state)
+            }
+            _ => Index::add(self.sequence_row(block), step),
+        };
+        Val::Load { buf: slot.at, index, lanes, stride: Index::Const(1) }
+    }
+}
+
+/// Finds the loads of `body` (a time loop's) that can be staged; `guarded` below a
+/// conditional.
+fn collect(
+    body: &[Stmt],
+    guarded: bool,
+    block: &Block,
+    input: &dyn Fn(usize) -> bool,
+    slots: &mut Vec<Slot>,
+    next: &mut u32,
+) {
+    let val = |v: &Val, slots: &mut Vec<Slot>, next: &mut u32| {
+        v.visit(&mut |x| {
+            if let Val::Load { buf, index, lanes, stride } = x {
+                if !input(*buf) || slots.iter().any(|s| s.buf == *buf && s.index == *index && s.stride == *stride) {
+                    return;
+                }
+                let classified = classify(index, *lanes, stride, guarded);
+                // A warp that holds one sequence reads a group's values once per step already.
+                let one_per_warp = block.split >= WARP;
+                if let Some((class, states, time_fastest)) =
+                    classified.filter(|c| !(c.0 == Class::PerGroup && one_per_warp))
+                {
+                    let (buf, index, stride) = (*buf, index.clone(), stride.clone());
+                    let var = fresh(next);
+                    slots.push(Slot { class, buf, index, stride, states, time_fastest, at: 0, var });
+                }
+            }
+        })
+    };
+    for s in body {
+        match s {
+            Stmt::Let { value, .. } | Stmt::Set { value, .. } => val(value, slots, next),
+            Stmt::Store { value, .. }
+            | Stmt::StoreAdd { value, .. }
+            | Stmt::StoreLanes { value, .. }
+            | Stmt::AtomicAdd { value, .. } => val(value, slots, next),
+            Stmt::For { body, .. } => collect(body, guarded, block, input, slots, next),
+            Stmt::If { then, otherwise, .. } => {
+                collect(then, true, block, input, slots, next);
+                collect(otherwise, true, block, input, slots, next);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// How a load at `index` (of `lanes` lanes `stride` apart) is staged: its class, whether
+/// it reads the state index, whether time has unit stride; `None` to leave it in place.
+fn classify(index: &Index, lanes: u32, stride: &Index, guarded: bool) -> Option<(Class, bool, bool)> {
+    let mut used = Vec::new();
+    if !vars(index, &mut used) || !vars(stride, &mut used) {
+        return None;
+    }
+    let has = |v: Var| used.contains(&v);
+    let only = |allowed: &[Var]| used.iter().all(|v| allowed.contains(v));
+    let per_sequence = [axis::BATCH, axis::HEAD, axis::HEADDIM, axis::GROUP];
+    if !has(axis::TIME) {
+        return (lanes == 1 && !guarded && only(&per_sequence)).then_some((Class::Invariant, false, false));
+    }
+    let time = coefficient(index, axis::TIME)?;
+    let time_fastest = time == Index::Const(1);
+    if only(&[axis::BATCH, axis::GROUP, axis::STATE, axis::TIME]) {
+        let states = has(axis::STATE);
+        let lanes_fit = if states { lanes == 1 || coefficient(index, axis::STATE)? == *stride } else { lanes == 1 };
+        return lanes_fit.then_some((Class::PerGroup, states, time_fastest));
+    }
+    let ok = lanes == 1 && time_fastest && only(&[axis::BATCH, axis::HEAD, axis::HEADDIM, axis::GROUP, axis::TIME]);
+    ok.then_some((Class::PerSequence, false, true))
+}
+
+/// Collects the variables `i` reads; false where it reads the lane or a built-in.
+fn vars(i: &Index, out: &mut Vec<Var>) -> bool {
+    match i {
+        Index::Const(_) | Index::Dim(_) => true,
+        Index::Var(v) => {
+            if !out.contains(v) {
+                out.push(*v);
+            }
+            true
+        }
+        Index::Lane | Index::Builtin(_) => false,
+        Index::Add(a, b)
+        | Index::Sub(a, b)
+        | Index::Mul(a, b)
+        | Index::Div(a, b)
+        | Index::Rem(a, b)
+        | Index::Min(a, b) => vars(a, out) && vars(b, out),
+    }
+}
+
+fn reads(i: &Index, v: Var) -> bool {
+    let mut used = Vec::new();
+    !vars(i, &mut used) || used.contains(&v)
+}
+
+/// The coefficient of `v` in `i` where `i` is affine in `v` (its other terms free of it).
+fn coefficient(i: &Index, v: Var) -> Option<Index> {
+    match i {
+        Index::Var(x) if *x == v => Some(Index::Const(1)),
+        _ if !reads(i, v) => Some(Index::Const(0)),
+        Index::Add(a, b) => Some(Index::add(coefficient(a, v)?, coefficient(b, v)?)),
+        Index::Sub(a, b) => match coefficient(b, v)? {
+            Index::Const(0) => coefficient(a, v),
+            _ => None,
+        },
+        Index::Mul(a, b) if !reads(a, v) => Some(Index::mul((**a).clone(), coefficient(b, v)?)),
+        Index::Mul(a, b) if !reads(b, v) => Some(Index::mul(coefficient(a, v)?, (**b).clone())),
+        _ => None,
+    }
+}
+
+/// `i` with `v` replaced by `by`.
+fn subst(i: &Index, v: Var, by: &Index) -> Index {
+    let go = |x: &Index| subst(x, v, by);
+    match i {
+        Index::Var(x) if *x == v => by.clone(),
+        Index::Add(a, b) => Index::add(go(a), go(b)),
+        Index::Sub(a, b) => Index::sub(go(a), go(b)),
+        Index::Mul(a, b) => Index::mul(go(a), go(b)),
+        Index::Div(a, b) => Index::div(go(a), go(b)),
+        Index::Rem(a, b) => Index::rem(go(a), go(b)),
+        Index::Min(a, b) => Index::min(go(a), go(b)),
+        other => other.clone(),
+    }
+}
+
+/// `body` with the loads of `slots` read from their copies (`tiles`; invariants from their
+/// variables).
+fn replace_body(body: &[Stmt], slots: &[&Slot], tiles: Option<(&Tiles, &Block)>) -> Vec<Stmt> {
+    let val = |v: &Val| replace(v, slots, tiles);
+    body.iter()
+        .map(|s| match s {
+            Stmt::Let { var, lanes, value } => Stmt::Let { var: *var, lanes: *lanes, value: val(value) },
+            Stmt::Set { var, value } => Stmt::Set { var: *var, value: val(value) },
+            Stmt::Store { buf, index, value } => Stmt::Store { buf: *buf, index: index.clone(), value: val(value) },
+            Stmt::StoreAdd { buf, index, value } => {
+                Stmt::StoreAdd { buf: *buf, index: index.clone(), value: val(value) }
+            }
+            Stmt::StoreLanes { buf, index, stride, lanes, value } => Stmt::StoreLanes {
+                buf: *buf,
+                index: index.clone(),
+                stride: stride.clone(),
+                lanes: *lanes,
+                value: val(value),
+            },
+            Stmt::AtomicAdd { buf, index, value } => {
+                Stmt::AtomicAdd { buf: *buf, index: index.clone(), value: val(value) }
+            }
+            Stmt::For { var, lo, hi, reverse, body } => Stmt::For {
+                var: *var,
+                lo: lo.clone(),
+                hi: hi.clone(),
+                reverse: *reverse,
+                body: replace_body(body, slots, tiles),
+            },
+            Stmt::If { cond, then, otherwise } => Stmt::If {
+                cond: cond.clone(),
+                then: replace_body(then, slots, tiles),
+                otherwise: replace_body(otherwise, slots, tiles),
+            },
+            other => other.clone(),
+        })
+        .collect()
+}
+
+fn replace(v: &Val, slots: &[&Slot], tiles: Option<(&Tiles, &Block)>) -> Val {
+    let go = |x: &Val| replace(x, slots, tiles);
+    match v {
+        Val::Load { buf, index, lanes, stride } => {
+            let slot = slots.iter().find(|s| s.buf == *buf && s.index == *index && s.stride == *stride);
+            match (slot, tiles) {
+                (Some(s), _) if s.class == Class::Invariant => Val::Var(s.var),
+                (Some(s), Some((tiles, block))) => tiles.read(block, s, *lanes),
+                _ => v.clone(),
+            }
+        }
+        Val::Un(op, a) => Val::Un(*op, Box::new(go(a))),
+        Val::Bin(op, a, b) => Val::Bin(*op, Box::new(go(a)), Box::new(go(b))),
+        Val::Select(c, a, b) => Val::Select(Box::new(go(c)), Box::new(go(a)), Box::new(go(b))),
+        Val::Splat(a, lanes) => Val::Splat(Box::new(go(a)), *lanes),
+        Val::ReduceAdd(a) => Val::ReduceAdd(Box::new(go(a))),
+        Val::Shuffle(how, a) => Val::Shuffle(*how, Box::new(go(a))),
+        Val::WarpSum(a) => Val::WarpSum(Box::new(go(a))),
+        other => other.clone(),
+    }
+}
