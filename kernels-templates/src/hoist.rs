@@ -14,7 +14,8 @@ pub(crate) struct Hoisted {
     pub(crate) a: Option<Cx>,
     pub(crate) b: Option<Cx>,
     pub(crate) c: Option<Cx>,
-    /// A log2(e) of a real, time-invariant A with lanes over heads, for Abar = 2^(dt A log2 e).
+    /// A log2(e) of a real, time-invariant A (lanes over heads or over the state of one
+    /// sequence), for Abar = 2^(dt A log2 e): one multiply and a 2^x per step.
     pub(crate) a_log2e: Option<Val>,
     pub(crate) discrete: Option<(Cx, Cx)>,
 }
@@ -139,8 +140,8 @@ pub(crate) fn hoist_at(
         discrete: None,
     };
     let exp_of_dta = matches!(spec.discretization, Discretization::ZohEuler | Discretization::Zoh);
-    if let (Mapping::HeadLanes { .. }, Some(a), true, false) = (spec.mapping, &out.a, exp_of_dta, scan.decay_invariant)
-    {
+    let lanes_of_one_kind = matches!(spec.mapping, Mapping::HeadLanes { .. } | Mapping::StateLanes);
+    if let (true, Some(a), true, false) = (lanes_of_one_kind, &out.a, exp_of_dta, scan.decay_invariant) {
         if a.im.is_none() {
             let log2e = Val::splat(Val::Const(std::f32::consts::LOG2_E), lanes);
             out.a_log2e = Some(bld.bind(body, lanes, Val::mul(a.re.clone(), log2e)));

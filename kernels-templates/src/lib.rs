@@ -20,6 +20,7 @@ mod chunked;
 mod common;
 mod complex;
 mod conv;
+mod derive;
 mod grid;
 mod hoist;
 mod lanes;

@@ -105,6 +105,7 @@ fn staged(
         per_group: Index::mul(spec.headdim.clone(), spec.heads_per_group.clone()),
         state: spec.state,
         tensors: spec.buffers.len(),
+        scalars: scalars(&k.body),
     };
     let mut tile = tile.next_multiple_of(split);
     while tile > 0 {
@@ -117,6 +118,25 @@ fn staged(
         tile /= 2;
     }
     (k.body.clone(), k.scratch.clone())
+}
+
+/// The scalar float variables `body` binds.
+fn scalars(body: &[Stmt]) -> std::collections::HashSet<Var> {
+    let mut out = std::collections::HashSet::new();
+    for s in body {
+        match s {
+            Stmt::Let { var, lanes: 1, .. } => {
+                out.insert(*var);
+            }
+            Stmt::For { body, .. } => out.extend(scalars(body)),
+            Stmt::If { then, otherwise, .. } => {
+                out.extend(scalars(then));
+                out.extend(scalars(otherwise));
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// How a thread's statements change when it holds one slice of the state.

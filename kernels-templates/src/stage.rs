@@ -15,9 +15,11 @@
 //!   threads per sequence): a warp of one sequence reads each value once already, from
 //!   neighbouring addresses where the state has unit stride, and the copy only adds work
 //!   (Mamba-2: 23 ms in place, 54 ms staged, bench/NOTES.md).
-//! - **Per sequence**: a scalar index with time at unit stride (x, dt and z of a `[B, D,
-//!   L]` layer): the `split` threads of each sequence copy its tile, consecutive steps on
-//!   consecutive threads.
+//! - **Per sequence**: a scalar index over a sequence's axes and time (x, delta, z). Its
+//!   loads are the leaves of the step's per-sequence values ([`crate::derive`]: x, dt =
+//!   softplus(delta + bias), dt x, silu(z)), which the `split` threads of each sequence
+//!   compute for the tile, consecutive steps on consecutive threads (neighbouring
+//!   addresses where time has unit stride), each value once instead of once per thread.
 //! - **Invariant**: an index over batch, head, element and group only (a bias), outside
 //!   any conditional: read once, before the loop.
 //!
@@ -25,7 +27,9 @@
 //! the reads of one warp fall on one bank twice (bench/NOTES.md).
 
 use crate::axis;
+use crate::derive::{at, rename, Derived};
 use ssmc_loops::{Builtin, Cond, Index, Scratch, Stmt, Val, Var, WARP};
+use std::collections::{HashMap, HashSet};
 
 /// The block a kernel's threads form, as [`crate::state_split`] lays it out.
 pub(crate) struct Block {
@@ -42,6 +46,8 @@ pub(crate) struct Block {
     pub state: u32,
     /// Tensors of the kernel: scratch array k is buffer `tensors + k`.
     pub tensors: usize,
+    /// The kernel's scalar float variables.
+    pub scalars: HashSet<Var>,
 }
 
 /// How one load is staged.
@@ -60,7 +66,7 @@ struct Slot {
     stride: Index,
     /// The index reads the state index (a row of `state` values per step).
     states: bool,
-    /// Time has unit stride in the source (copy steps fastest).
+    /// Time has unit stride in the source (copy steps fastest; per-group loads).
     time_fastest: bool,
     /// Shared buffer (or, for invariants, the variable).
     at: usize,
@@ -117,14 +123,6 @@ fn staged_loop(
     let t = i64::from(tile);
     let per_sequence_row = t + i64::from(block.split);
     let sequences = i64::from(block.threads / block.split);
-    for slot in slots.iter_mut().filter(|s| s.class != Class::Invariant) {
-        slot.at = block.tensors + scratch.len();
-        let size = match slot.class {
-            Class::PerGroup => t * row(slot, block.state),
-            _ => sequences * per_sequence_row,
-        };
-        scratch.push(Scratch::shared(Index::Const(size)));
-    }
     let mut out: Vec<Stmt> = slots
         .iter()
         .filter(|s| s.class == Class::Invariant)
@@ -136,24 +134,40 @@ fn staged_loop(
         .collect();
     let invariant: Vec<&Slot> = slots.iter().filter(|s| s.class == Class::Invariant).collect();
     let plain = replace_body(&body, &invariant, None);
-    let any = |c: Class| slots.iter().any(|s| s.class == c);
-    if !any(Class::PerGroup) && !any(Class::PerSequence) {
+    // The per-sequence values of a step, computed in the copy (loads of a sequence's
+    // tensors at the step are their leaves).
+    let leaf = |v: &Val| {
+        matches!(v, Val::Load { buf, index, stride, .. }
+            if slots.iter().any(|s| s.class == Class::PerSequence && s.buf == *buf && s.index == *index && s.stride == *stride))
+    };
+    let scalar = |v: Var| block.scalars.contains(&v) || invariant.iter().any(|s| s.var == v);
+    let derived = Derived::of(&plain, &leaf, &scalar);
+    let mut per_sequence = Vec::new();
+    for _ in 0..derived.slots() {
+        per_sequence.push(block.tensors + scratch.len());
+        scratch.push(Scratch::shared(Index::Const(sequences * per_sequence_row)));
+    }
+    for slot in slots.iter_mut().filter(|s| s.class == Class::PerGroup) {
+        slot.at = block.tensors + scratch.len();
+        scratch.push(Scratch::shared(Index::Const(t * row(slot, block.state))));
+    }
+    let per_group: Vec<&Slot> = slots.iter().filter(|s| s.class == Class::PerGroup).collect();
+    if per_group.is_empty() && derived.slots() == 0 {
         out.push(Stmt::For { var: axis::TIME, lo, hi, reverse, body: plain });
         return out;
     }
     let tiles = Tiles { lo, hi, reverse, tile, per_sequence_row, t_lo: fresh(next), t_hi: fresh(next) };
-    let per_sequence: Vec<&Slot> = slots.iter().filter(|s| s.class != Class::PerGroup).collect();
-    let in_place = if any(Class::PerSequence) {
-        tiles.walk(block, &body, &per_sequence, next)
+    let staging = Staging { derived: &derived, per_sequence: &per_sequence, per_group: &[] };
+    let in_place = if derived.slots() > 0 {
+        tiles.walk(block, &plain, &staging, next)
     } else {
-        vec![Stmt::For { var: axis::TIME, lo: tiles.lo.clone(), hi: tiles.hi.clone(), reverse, body: plain }]
+        vec![Stmt::For { var: axis::TIME, lo: tiles.lo.clone(), hi: tiles.hi.clone(), reverse, body: plain.clone() }]
     };
-    if !any(Class::PerGroup) {
+    if per_group.is_empty() {
         out.extend(in_place);
         return out;
     }
-    let all: Vec<&Slot> = slots.iter().collect();
-    let staged = tiles.walk(block, &body, &all, next);
+    let staged = tiles.walk(block, &plain, &Staging { per_group: &per_group, ..staging }, next);
     // The block's last work item (threads past the end repeat the last one).
     let ipb = Index::Const(sequences);
     let last =
@@ -161,6 +175,15 @@ fn staged_loop(
     let group = |i: Index| Index::div(i, block.per_group.clone());
     out.push(Stmt::If { cond: Cond::eq(group(block.first.clone()), group(last)), then: staged, otherwise: in_place });
     out
+}
+
+/// What one staged walk copies: the per-sequence values (and the shared arrays of their
+/// slots) and the per-group loads.
+#[derive(Clone, Copy)]
+struct Staging<'a> {
+    derived: &'a Derived,
+    per_sequence: &'a [usize],
+    per_group: &'a [&'a Slot],
 }
 
 /// Elements per step of a per-group copy: one row of states, padded by one where steps
@@ -185,9 +208,8 @@ struct Tiles {
 }
 
 impl Tiles {
-    /// The loop as tiles: copies, a barrier, the steps reading `slots` from their copies, a
-    /// barrier.
-    fn walk(&self, block: &Block, body: &[Stmt], slots: &[&Slot], next: &mut u32) -> Vec<Stmt> {
+    /// The loop as tiles: copies, a barrier, the steps reading their copies, a barrier.
+    fn walk(&self, block: &Block, body: &[Stmt], staging: &Staging, next: &mut u32) -> Vec<Stmt> {
         let t = i64::from(self.tile);
         let tile_var = fresh(next);
         let count = Index::div_ceil(Index::sub(self.hi.clone(), self.lo.clone()), t);
@@ -201,22 +223,34 @@ impl Tiles {
                 value: Index::min(Index::add(Index::Var(self.t_lo), Index::Const(t)), self.hi.clone()),
             },
         ];
-        for slot in slots.iter().filter(|s| s.class != Class::Invariant) {
+        for slot in staging.per_group {
             per_tile.extend(self.copy(block, slot, next));
         }
+        if staging.derived.slots() > 0 {
+            per_tile.extend(self.compute(block, staging, next));
+        }
         per_tile.push(Stmt::Barrier);
+        let step = Index::sub(Index::Var(axis::TIME), Index::Var(self.t_lo));
+        let read = |k: usize| Val::Load {
+            buf: staging.per_sequence[k],
+            index: Index::add(self.sequence_row(block), step.clone()),
+            lanes: 1,
+            stride: Index::Const(1),
+        };
+        let steps = replace_body(body, staging.per_group, Some((self, block)));
         per_tile.push(Stmt::For {
             var: axis::TIME,
             lo: Index::Var(self.t_lo),
             hi: Index::Var(self.t_hi),
             reverse: self.reverse,
-            body: replace_body(body, slots, Some((self, block))),
+            body: staging.derived.apply(&steps, &read),
         });
         per_tile.push(Stmt::Barrier);
         vec![Stmt::For { var: tile_var, lo: Index::Const(0), hi: count, reverse: self.reverse, body: per_tile }]
     }
 
-    /// The statements that copy `slot`'s tile into its shared array.
+    /// The statements that copy a per-group `slot`'s tile into its shared array, the whole
+    /// block's threads in the order of the source's unit stride.
     fn copy(&self, block: &Block, slot: &Slot, next: &mut u32) -> Vec<Stmt> {
         let t = i64::from(self.tile);
         let thread = Index::builtin(Builtin::Thread);
@@ -225,49 +259,70 @@ impl Tiles {
             let at = subst(&at, axis::STATE, &state);
             Val::Load { buf: slot.buf, index: at, lanes: 1, stride: Index::Const(1) }
         };
-        let in_tile = |step: Index| Cond::lt(Index::add(Index::Var(self.t_lo), step), Index::Var(self.t_hi));
         let (round, step, state) = (fresh(next), fresh(next), fresh(next));
-        match slot.class {
-            Class::PerGroup => {
-                let states = if slot.states { i64::from(block.state) } else { 1 };
-                let total = t * states;
-                let threads = i64::from(block.threads);
-                let e = Index::add(Index::mul(Index::Var(round), Index::Const(threads)), thread);
-                let (s, n) = if slot.time_fastest {
-                    (Index::rem(e.clone(), Index::Const(t)), Index::div(e.clone(), Index::Const(t)))
-                } else {
-                    (Index::div(e.clone(), Index::Const(states)), Index::rem(e.clone(), Index::Const(states)))
-                };
-                let at =
-                    Index::add(Index::mul(Index::Var(step), Index::Const(row(slot, block.state))), Index::Var(state));
-                let store = Stmt::Store { buf: slot.at, index: at, value: source(Index::Var(step), Index::Var(state)) };
-                let body = vec![
-                    Stmt::LetIndex { var: step, value: s },
-                    Stmt::LetIndex { var: state, value: n },
-                    Stmt::If {
-                        cond: Cond::lt(e, Index::Const(total)),
-                        then: vec![Stmt::If { cond: in_tile(Index::Var(step)), then: vec![store], otherwise: vec![] }],
-                        otherwise: vec![],
-                    },
-                ];
-                let rounds = (total + threads - 1) / threads;
-                vec![Stmt::For { var: round, lo: Index::Const(0), hi: Index::Const(rounds), reverse: false, body }]
-            }
-            _ => {
-                let split = i64::from(block.split);
-                let s = Index::add(
-                    Index::mul(Index::Var(round), Index::Const(split)),
-                    Index::rem(thread, Index::Const(split)),
-                );
-                let at = Index::add(self.sequence_row(block), Index::Var(step));
-                let store = Stmt::Store { buf: slot.at, index: at, value: source(Index::Var(step), Index::Const(0)) };
-                let body = vec![
-                    Stmt::LetIndex { var: step, value: s },
-                    Stmt::If { cond: in_tile(Index::Var(step)), then: vec![store], otherwise: vec![] },
-                ];
-                vec![Stmt::For { var: round, lo: Index::Const(0), hi: Index::Const(t / split), reverse: false, body }]
-            }
+        let states = if slot.states { i64::from(block.state) } else { 1 };
+        let total = t * states;
+        let threads = i64::from(block.threads);
+        let e = Index::add(Index::mul(Index::Var(round), Index::Const(threads)), thread);
+        let (s, n) = if slot.time_fastest {
+            (Index::rem(e.clone(), Index::Const(t)), Index::div(e.clone(), Index::Const(t)))
+        } else {
+            (Index::div(e.clone(), Index::Const(states)), Index::rem(e.clone(), Index::Const(states)))
+        };
+        let at = Index::add(Index::mul(Index::Var(step), Index::Const(row(slot, block.state))), Index::Var(state));
+        let store = Stmt::Store { buf: slot.at, index: at, value: source(Index::Var(step), Index::Var(state)) };
+        let body = vec![
+            Stmt::LetIndex { var: step, value: s },
+            Stmt::LetIndex { var: state, value: n },
+            Stmt::If {
+                cond: Cond::lt(e, Index::Const(total)),
+                then: vec![Stmt::If { cond: self.in_tile(step), then: vec![store], otherwise: vec![] }],
+                otherwise: vec![],
+            },
+        ];
+        let rounds = (total + threads - 1) / threads;
+        vec![Stmt::For { var: round, lo: Index::Const(0), hi: Index::Const(rounds), reverse: false, body }]
+    }
+
+    /// The statements that compute the tile's per-sequence values into their shared arrays:
+    /// the `split` threads of each sequence, consecutive steps on consecutive threads.
+    fn compute(&self, block: &Block, staging: &Staging, next: &mut u32) -> Vec<Stmt> {
+        let split = i64::from(block.split);
+        let (round, step) = (fresh(next), fresh(next));
+        let time = Index::add(Index::Var(self.t_lo), Index::Var(step));
+        let d = staging.derived;
+        let names: HashMap<Var, Var> = d.lets.iter().map(|(v, _)| (*v, fresh(next))).collect();
+        let mut then: Vec<Stmt> = d
+            .lets
+            .iter()
+            .map(|(v, value)| Stmt::Let {
+                var: names[v],
+                lanes: 1,
+                value: rename(&at(value, axis::TIME, &time), &names),
+            })
+            .collect();
+        let slot = Index::add(self.sequence_row(block), Index::Var(step));
+        for (k, &buf) in staging.per_sequence.iter().enumerate() {
+            let value = at(&d.slot_value(k, &names), axis::TIME, &time);
+            then.push(Stmt::Store { buf, index: slot.clone(), value });
         }
+        let body = vec![
+            Stmt::LetIndex {
+                var: step,
+                value: Index::add(
+                    Index::mul(Index::Var(round), Index::Const(split)),
+                    Index::rem(Index::builtin(Builtin::Thread), Index::Const(split)),
+                ),
+            },
+            Stmt::If { cond: self.in_tile(step), then, otherwise: vec![] },
+        ];
+        let rounds = i64::from(self.tile) / split;
+        vec![Stmt::For { var: round, lo: Index::Const(0), hi: Index::Const(rounds), reverse: false, body }]
+    }
+
+    /// Step `step` of the tile exists.
+    fn in_tile(&self, step: Var) -> Cond {
+        Cond::lt(Index::add(Index::Var(self.t_lo), Index::Var(step)), Index::Var(self.t_hi))
     }
 
     /// The first element of this thread's sequence in a per-sequence array.
@@ -276,16 +331,11 @@ impl Tiles {
         Index::mul(sequence, Index::Const(self.per_sequence_row))
     }
 
-    /// Where a step reads `slot`'s value.
+    /// Where a step reads a per-group `slot`'s value.
     fn read(&self, block: &Block, slot: &Slot, lanes: u32) -> Val {
         let step = Index::sub(Index::Var(axis::TIME), Index::Var(self.t_lo));
-        let index = match slot.class {
-            Class::PerGroup => {
-                let state = if slot.states { Index::Var(axis::STATE) } else { Index::Const(0) };
-                Index::add(Index::mul(step, Index::Const(row(slot, block.state))), state)
-            }
-            _ => Index::add(self.sequence_row(block), step),
-        };
+        let state = if slot.states { Index::Var(axis::STATE) } else { Index::Const(0) };
+        let index = Index::add(Index::mul(step, Index::Const(row(slot, block.state))), state);
         Val::Load { buf: slot.at, index, lanes, stride: Index::Const(1) }
     }
 }
@@ -349,15 +399,16 @@ fn classify(index: &Index, lanes: u32, stride: &Index, guarded: bool) -> Option<
     if !has(axis::TIME) {
         return (lanes == 1 && !guarded && only(&per_sequence)).then_some((Class::Invariant, false, false));
     }
-    let time = coefficient(index, axis::TIME)?;
-    let time_fastest = time == Index::Const(1);
-    if only(&[axis::BATCH, axis::GROUP, axis::STATE, axis::TIME]) {
-        let states = has(axis::STATE);
-        let lanes_fit = if states { lanes == 1 || coefficient(index, axis::STATE)? == *stride } else { lanes == 1 };
-        return lanes_fit.then_some((Class::PerGroup, states, time_fastest));
+    if lanes == 1 && only(&[axis::BATCH, axis::HEAD, axis::HEADDIM, axis::GROUP, axis::TIME]) {
+        return Some((Class::PerSequence, false, false));
     }
-    let ok = lanes == 1 && time_fastest && only(&[axis::BATCH, axis::HEAD, axis::HEADDIM, axis::GROUP, axis::TIME]);
-    ok.then_some((Class::PerSequence, false, true))
+    if !only(&[axis::BATCH, axis::GROUP, axis::STATE, axis::TIME]) {
+        return None;
+    }
+    let time_fastest = coefficient(index, axis::TIME)? == Index::Const(1);
+    let states = has(axis::STATE);
+    let lanes_fit = if states { lanes == 1 || coefficient(index, axis::STATE)? == *stride } else { lanes == 1 };
+    lanes_fit.then_some((Class::PerGroup, states, time_fastest))
 }
 
 /// Collects the variables `i` reads; false where it reads the lane or a built-in.
@@ -402,7 +453,7 @@ fn coefficient(i: &Index, v: Var) -> Option<Index> {
 }
 
 /// `i` with `v` replaced by `by`.
-fn subst(i: &Index, v: Var, by: &Index) -> Index {
+pub(crate) fn subst(i: &Index, v: Var, by: &Index) -> Index {
     let go = |x: &Index| subst(x, v, by);
     match i {
         Index::Var(x) if *x == v => by.clone(),

@@ -1,0 +1,260 @@
+//! The per-sequence values of a time step, found in a time loop's body so that they can be
+//! computed once per (sequence, step) instead of once per thread: where a sequence's state
+//! is split over threads ([`crate::state_split`]), each of them repeats its step's scalar
+//! work (dt = softplus(delta + bias), dt x, silu(z)); [`crate::stage`] computes these values
+//! while it copies a tile, one thread per (sequence, step), and the steps read them.
+//!
+//! A value is per-sequence when it is a scalar built from constants, loads that
+//! `leaf` accepts (a sequence's tensors at the step), scalar variables bound before the
+//! loop and other per-sequence values. The body's scalar bindings (`let v = ...`, directly
+//! in the loop's body, bound once and never set) of per-sequence values are *derived
+//! variables*; elsewhere, every largest per-sequence subexpression that computes something
+//! (not a bare variable or constant) is a *derived expression*. Both are slots: the copy
+//! stores each slot per (sequence, step), and [`Derived::apply`] reads them back.
+
+use crate::stage::subst;
+use ssmc_loops::{Index, Stmt, Val, Var};
+use std::collections::HashMap;
+
+/// What a time loop's steps compute per sequence.
+pub(crate) struct Derived {
+    /// The derived variables and their values, in the body's order.
+    pub(crate) lets: Vec<(Var, Val)>,
+    /// The derived variables the rest of the body reads (those with a slot), in order.
+    pub(crate) stored: Vec<Var>,
+    /// The derived expressions.
+    pub(crate) exprs: Vec<Val>,
+}
+
+impl Derived {
+    /// Finds the per-sequence values of `body` (a time loop's); `leaf(load)` tells the loads
+    /// of a sequence's tensors at the step, `scalar(v)` the scalar variables of the kernel.
+    pub(crate) fn of(body: &[Stmt], leaf: &dyn Fn(&Val) -> bool, scalar: &dyn Fn(Var) -> bool) -> Derived {
+        let mut bound: HashMap<Var, usize> = HashMap::new();
+        let mut set = Vec::new();
+        defined(body, &mut bound, &mut set);
+        let outer = |v: Var| !bound.contains_key(&v) && !set.contains(&v) && scalar(v);
+        let mut d = Derived { lets: Vec::new(), stored: Vec::new(), exprs: Vec::new() };
+        for s in body {
+            if let Stmt::Let { var, lanes: 1, value } = s {
+                let once = bound.get(var) == Some(&1) && !set.contains(var);
+                if once && d.per_sequence(value, leaf, &outer) {
+                    d.lets.push((*var, value.clone()));
+                    continue;
+                }
+            }
+            d.find_exprs(s, leaf, &outer);
+        }
+        // Slots for the derived variables that the steps still read once the derived
+        // expressions are replaced; the others only feed the copy's own computations.
+        let mut read = Vec::new();
+        let placeholder = |_| Val::Const(0.0);
+        for s in d.apply(body, &placeholder) {
+            reads(&s, &mut read);
+        }
+        d.stored = d.lets.iter().map(|(v, _)| *v).filter(|v| read.contains(v)).collect();
+        d
+    }
+
+    /// The slots: stored derived variables, then derived expressions.
+    pub(crate) fn slots(&self) -> usize {
+        self.stored.len() + self.exprs.len()
+    }
+
+    /// The value slot `k` holds, with the variables of `lets` renamed by `names`.
+    pub(crate) fn slot_value(&self, k: usize, names: &HashMap<Var, Var>) -> Val {
+        match self.stored.get(k) {
+            Some(var) => Val::Var(names[var]),
+            None => rename(&self.exprs[k - self.stored.len()], names),
+        }
+    }
+
+    fn per_sequence(&self, v: &Val, leaf: &dyn Fn(&Val) -> bool, outer: &dyn Fn(Var) -> bool) -> bool {
+        let go = |x: &Val| self.per_sequence(x, leaf, outer);
+        match v {
+            Val::Const(_) => true,
+            Val::Var(x) => outer(*x) || self.lets.iter().any(|(d, _)| d == x),
+            Val::Load { .. } => leaf(v),
+            Val::Un(_, a) => go(a),
+            Val::Bin(_, a, b) => go(a) && go(b),
+            Val::Select(c, a, b) => go(c) && go(a) && go(b),
+            Val::Splat(..) | Val::ReduceAdd(_) | Val::Shuffle(..) | Val::WarpSum(_) => false,
+        }
+    }
+
+    /// Adds the largest per-sequence subexpressions of `s` that compute something.
+    fn find_exprs(&mut self, s: &Stmt, leaf: &dyn Fn(&Val) -> bool, outer: &dyn Fn(Var) -> bool) {
+        match s {
+            Stmt::Let { value, .. }
+            | Stmt::Set { value, .. }
+            | Stmt::Store { value, .. }
+            | Stmt::StoreAdd { value, .. }
+            | Stmt::StoreLanes { value, .. }
+            | Stmt::AtomicAdd { value, .. } => self.find_in(value, leaf, outer),
+            Stmt::For { body, .. } => body.iter().for_each(|s| self.find_exprs(s, leaf, outer)),
+            Stmt::If { then, otherwise, .. } => {
+                then.iter().chain(otherwise).for_each(|s| self.find_exprs(s, leaf, outer))
+            }
+            _ => {}
+        }
+    }
+
+    fn find_in(&mut self, v: &Val, leaf: &dyn Fn(&Val) -> bool, outer: &dyn Fn(Var) -> bool) {
+        if !matches!(v, Val::Const(_) | Val::Var(_)) && self.per_sequence(v, leaf, outer) {
+            if !self.exprs.contains(v) {
+                self.exprs.push(v.clone());
+            }
+            return;
+        }
+        match v {
+            Val::Un(_, a) | Val::Splat(a, _) | Val::ReduceAdd(a) | Val::Shuffle(_, a) | Val::WarpSum(a) => {
+                self.find_in(a, leaf, outer)
+            }
+            Val::Bin(_, a, b) => {
+                self.find_in(a, leaf, outer);
+                self.find_in(b, leaf, outer);
+            }
+            Val::Select(c, a, b) => {
+                self.find_in(c, leaf, outer);
+                self.find_in(a, leaf, outer);
+                self.find_in(b, leaf, outer);
+            }
+            _ => {}
+        }
+    }
+
+    /// `body` with each stored derived variable bound to `read(k)` of its slot, the other
+    /// derived variables' bindings dropped, and each derived expression replaced by
+    /// `read(k)`.
+    pub(crate) fn apply(&self, body: &[Stmt], read: &dyn Fn(usize) -> Val) -> Vec<Stmt> {
+        let dropped = |s: &Stmt| {
+            matches!(s, Stmt::Let { var, .. }
+                if self.lets.iter().any(|(d, _)| d == var) && !self.stored.contains(var))
+        };
+        body.iter().filter(|s| !dropped(s)).map(|s| self.stmt(s, read, true)).collect()
+    }
+
+    fn stmt(&self, s: &Stmt, read: &dyn Fn(usize) -> Val, top: bool) -> Stmt {
+        let val = |v: &Val| self.replace(v, read);
+        let block = |b: &[Stmt]| b.iter().map(|s| self.stmt(s, read, false)).collect();
+        match s {
+            Stmt::Let { var, lanes, value } => match self.stored.iter().position(|d| d == var) {
+                Some(k) if top => Stmt::Let { var: *var, lanes: *lanes, value: read(k) },
+                _ => Stmt::Let { var: *var, lanes: *lanes, value: val(value) },
+            },
+            Stmt::Set { var, value } => Stmt::Set { var: *var, value: val(value) },
+            Stmt::Store { buf, index, value } => Stmt::Store { buf: *buf, index: index.clone(), value: val(value) },
+            Stmt::StoreAdd { buf, index, value } => {
+                Stmt::StoreAdd { buf: *buf, index: index.clone(), value: val(value) }
+            }
+            Stmt::StoreLanes { buf, index, stride, lanes, value } => Stmt::StoreLanes {
+                buf: *buf,
+                index: index.clone(),
+                stride: stride.clone(),
+                lanes: *lanes,
+                value: val(value),
+            },
+            Stmt::AtomicAdd { buf, index, value } => {
+                Stmt::AtomicAdd { buf: *buf, index: index.clone(), value: val(value) }
+            }
+            Stmt::For { var, lo, hi, reverse, body } => {
+                Stmt::For { var: *var, lo: lo.clone(), hi: hi.clone(), reverse: *reverse, body: block(body) }
+            }
+            Stmt::If { cond, then, otherwise } => {
+                Stmt::If { cond: cond.clone(), then: block(then), otherwise: block(otherwise) }
+            }
+            other => other.clone(),
+        }
+    }
+
+    fn replace(&self, v: &Val, read: &dyn Fn(usize) -> Val) -> Val {
+        if let Some(j) = self.exprs.iter().position(|e| e == v) {
+            return read(self.stored.len() + j);
+        }
+        let go = |x: &Val| Box::new(self.replace(x, read));
+        match v {
+            Val::Un(op, a) => Val::Un(*op, go(a)),
+            Val::Bin(op, a, b) => Val::Bin(*op, go(a), go(b)),
+            Val::Select(c, a, b) => Val::Select(go(c), go(a), go(b)),
+            Val::Splat(a, lanes) => Val::Splat(go(a), *lanes),
+            Val::ReduceAdd(a) => Val::ReduceAdd(go(a)),
+            Val::Shuffle(how, a) => Val::Shuffle(*how, go(a)),
+            Val::WarpSum(a) => Val::WarpSum(go(a)),
+            other => other.clone(),
+        }
+    }
+}
+
+/// Adds the float variables `s` reads to `out`.
+fn reads(s: &Stmt, out: &mut Vec<Var>) {
+    let mut val = |v: &Val| {
+        v.visit(&mut |x| {
+            if let Val::Var(var) = x {
+                out.push(*var);
+            }
+        })
+    };
+    match s {
+        Stmt::Let { value, .. }
+        | Stmt::Set { value, .. }
+        | Stmt::Store { value, .. }
+        | Stmt::StoreAdd { value, .. }
+        | Stmt::StoreLanes { value, .. }
+        | Stmt::AtomicAdd { value, .. } => val(value),
+        Stmt::For { body, .. } => body.iter().for_each(|s| reads(s, out)),
+        Stmt::If { then, otherwise, .. } => then.iter().chain(otherwise).for_each(|s| reads(s, out)),
+        _ => {}
+    }
+}
+
+/// Counts the `let`s of each variable in `body` and lists the variables it sets.
+fn defined(body: &[Stmt], bound: &mut HashMap<Var, usize>, set: &mut Vec<Var>) {
+    for s in body {
+        match s {
+            Stmt::Let { var, .. } => *bound.entry(*var).or_default() += 1,
+            Stmt::Set { var, .. } => set.push(*var),
+            Stmt::For { body, .. } => defined(body, bound, set),
+            Stmt::If { then, otherwise, .. } => {
+                defined(then, bound, set);
+                defined(otherwise, bound, set);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `v` with its variables renamed by `names` (others kept).
+pub(crate) fn rename(v: &Val, names: &HashMap<Var, Var>) -> Val {
+    map_val(v, &|x| match x {
+        Val::Var(var) => names.get(var).map(|n| Val::Var(*n)),
+        _ => None,
+    })
+}
+
+/// `v` with the loads' indices at `var = by`.
+pub(crate) fn at(v: &Val, var: Var, by: &Index) -> Val {
+    map_val(v, &|x| match x {
+        Val::Load { buf, index, lanes, stride } => {
+            Some(Val::Load { buf: *buf, index: subst(index, var, by), lanes: *lanes, stride: subst(stride, var, by) })
+        }
+        _ => None,
+    })
+}
+
+/// `v` rebuilt bottom-up, each node replaced where `f` gives a replacement.
+fn map_val(v: &Val, f: &dyn Fn(&Val) -> Option<Val>) -> Val {
+    if let Some(new) = f(v) {
+        return new;
+    }
+    let go = |x: &Val| Box::new(map_val(x, f));
+    match v {
+        Val::Un(op, a) => Val::Un(*op, go(a)),
+        Val::Bin(op, a, b) => Val::Bin(*op, go(a), go(b)),
+        Val::Select(c, a, b) => Val::Select(go(c), go(a), go(b)),
+        Val::Splat(a, lanes) => Val::Splat(go(a), *lanes),
+        Val::ReduceAdd(a) => Val::ReduceAdd(go(a)),
+        Val::Shuffle(how, a) => Val::Shuffle(*how, go(a)),
+        Val::WarpSum(a) => Val::WarpSum(go(a)),
+        other => other.clone(),
+    }
+}
