@@ -9,7 +9,7 @@ use ssmc_compiler::bind::sizes_from_dims;
 use ssmc_compiler::forms::Form;
 use ssmc_compiler::{interp, tensors};
 use ssmc_tests::backend::{kernel_inputs, native_dtypes};
-use ssmc_tests::{backends, rel_err};
+use ssmc_tests::{backends, rel_err, rel_err_floored, RANDOM_LAYER_FLOOR};
 use std::collections::BTreeMap;
 
 #[path = "random_layers.rs"]
@@ -42,7 +42,7 @@ backends! {
                         .run(&case.layer, form, &dir.path().join(format!("case{k}-{form}")), &inputs, &want)
                         .unwrap_or_else(|e| panic!("{backend:?} {form}: {e}\n{}", case.src));
                     for (name, w) in &want {
-                        let e = rel_err(&got[name].data, &w.data);
+                        let e = rel_err_floored(&got[name].data, &w.data, RANDOM_LAYER_FLOOR);
                         prop_assert!(e < TOLERANCE, "{backend:?} {form} output {name}: relative error {e:e}\n{}", case.src);
                     }
                 }

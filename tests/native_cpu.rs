@@ -9,7 +9,9 @@ use ssmc_compiler::target::Target;
 use ssmc_compiler::{interp, tensors};
 use ssmc_runtime::{CpuLayer, TensorRef};
 use ssmc_tests::backend::native_dtypes;
-use ssmc_tests::{f32_inputs, rel_err, ssmc_bin, stdlib_layer, stdlib_source, Out, STDLIB};
+use ssmc_tests::{
+    f32_inputs, rel_err, rel_err_floored, ssmc_bin, stdlib_layer, stdlib_source, Out, RANDOM_LAYER_FLOOR, STDLIB,
+};
 use std::collections::BTreeMap;
 
 #[path = "random_layers.rs"]
@@ -429,7 +431,7 @@ fn random_layers_match(cases: u32, forms: impl Strategy<Value = Form>, adjust: i
             for place in Place::BOTH {
                 let got = run_native_at(&lib, &case.layer, &inputs, &want, 2, place);
                 for (name, w) in &want {
-                    let e = rel_err(&got[name].data, &w.data);
+                    let e = rel_err_floored(&got[name].data, &w.data, RANDOM_LAYER_FLOOR);
                     prop_assert!(e < 1e-5, "{form} ({place:?}) output {name}: relative error {e:e}\n{}", case.src);
                 }
             }

@@ -30,9 +30,10 @@ pub const GPU_STATES_PER_THREAD: u32 = 4;
 
 /// Time steps per tile that the GPU's `recurrent` with a split state stages through
 /// shared memory (`ssmc_kernels::state_split`; fewer where the copies would pass
-/// `ssmc_kernels::STAGE_BYTES`). 16 was the best of 16, 32 and 64 on the H200
-/// (bench/NOTES.md): the copies' loops are unrolled, so longer tiles cost registers.
-pub const GPU_STAGE_STEPS: u32 = 16;
+/// `ssmc_kernels::STAGE_BYTES`). 32 was the best of 16 and 32 with outputs staged (16 of
+/// 16, 32 and 64 before), bench/NOTES.md: the copies' loops are unrolled, so longer tiles
+/// cost registers.
+pub const GPU_STAGE_STEPS: u32 = 32;
 
 /// What each target has, for refusals.
 const NATIVE: &str =

@@ -12,7 +12,7 @@
 //! (not a bare variable or constant) is a *derived expression*. Both are slots: the copy
 //! stores each slot per (sequence, step), and [`Derived::apply`] reads them back.
 
-use crate::stage::subst;
+use crate::affine::subst;
 use ssmc_loops::{Index, Stmt, Val, Var};
 use std::collections::HashMap;
 

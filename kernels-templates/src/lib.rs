@@ -14,6 +14,7 @@
 //! and the convolution by FFT in a host routine. Templates do not import each other:
 //! what they share is in `common`, `hoist`, `lanes` and `complex`.
 
+mod affine;
 pub mod axis;
 mod block_scan;
 mod chunked;

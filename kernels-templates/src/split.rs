@@ -54,10 +54,6 @@ pub fn state_split(spec: &ScanSpec, threads: u32, prefetch: u32, tile: u32) -> R
     let tensors = spec.buffers.len();
     let staged_from = tensors + k.scratch.len();
     let input = |b: usize| spec.buffers.get(b).is_some_and(|buf| !buf.output);
-    let (staged, scratch) = staged(&k, spec, s, threads, tile, Index::Var(first), &mut next);
-    // The staged copies are never written during the steps: their loads move too.
-    let readable = |b: usize| input(b) || b >= staged_from;
-    let prefetched = prefetch_time(staged, prefetch, &readable, &mut next);
     let thread = Index::builtin(Builtin::Thread);
     let end = Index::builtin(Builtin::End);
     let guard = Guard {
@@ -77,7 +73,12 @@ pub fn state_split(spec: &ScanSpec, threads: u32, prefetch: u32, tile: u32) -> R
         // shuffles) and store nothing.
         Stmt::LetIndex { var: k.seq, value: Index::min(Index::Var(item), Index::sub(end, Index::Const(1))) },
     ];
-    body.extend(guard.apply(prefetched));
+    let guarded = Kernel { body: guard.apply(k.body.clone()), ..k.clone() };
+    let valid = guard.valid.clone();
+    let (staged, scratch) = staged(&guarded, spec, (s, threads), tile, (Index::Var(first), valid), &mut next);
+    // The staged copies are never written during the steps: their loads move too.
+    let readable = |b: usize| input(b) || b >= staged_from;
+    body.extend(prefetch_time(staged, prefetch, &readable, &mut next));
     Ok(Kernel { seq: first, launch: Launch::Grid { threads, items_per_block: threads / s }, body, scratch, ..k })
 }
 
@@ -91,10 +92,9 @@ pub const STAGE_BYTES: i64 = 24 * 1024;
 fn staged(
     k: &Kernel,
     spec: &ScanSpec,
-    split: u32,
-    threads: u32,
+    (split, threads): (u32, u32),
     tile: u32,
-    first: Index,
+    (first, valid): (Index, Cond),
     next: &mut u32,
 ) -> (Vec<Stmt>, Vec<Scratch>) {
     let input = |b: usize| spec.buffers.get(b).is_some_and(|buf| !buf.output);
@@ -106,6 +106,8 @@ fn staged(
         state: spec.state,
         tensors: spec.buffers.len(),
         scalars: scalars(&k.body),
+        sole_stores: (0..spec.buffers.len()).filter(|&b| spec.buffers[b].output && stores(&k.body, b) == 1).collect(),
+        valid,
     };
     let mut tile = tile.next_multiple_of(split);
     while tile > 0 {
@@ -118,6 +120,21 @@ fn staged(
         tile /= 2;
     }
     (k.body.clone(), k.scratch.clone())
+}
+
+/// The statements of `body` that store into buffer `buf`.
+fn stores(body: &[Stmt], buf: usize) -> usize {
+    body.iter()
+        .map(|s| match s {
+            Stmt::Store { buf: b, .. }
+            | Stmt::StoreAdd { buf: b, .. }
+            | Stmt::StoreLanes { buf: b, .. }
+            | Stmt::AtomicAdd { buf: b, .. } => usize::from(*b == buf),
+            Stmt::For { body, .. } => stores(body, buf),
+            Stmt::If { then, otherwise, .. } => stores(then, buf) + stores(otherwise, buf),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// The scalar float variables `body` binds.

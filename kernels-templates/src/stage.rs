@@ -26,6 +26,7 @@
 //! Everything else stays in place. Shared rows are padded so that neither the copies nor
 //! the reads of one warp fall on one bank twice (bench/NOTES.md).
 
+use crate::affine::{coefficient, subst, vars};
 use crate::axis;
 use crate::derive::{at, rename, Derived};
 use ssmc_loops::{Builtin, Cond, Index, Scratch, Stmt, Val, Var, WARP};
@@ -48,6 +49,11 @@ pub(crate) struct Block {
     pub tensors: usize,
     /// The kernel's scalar float variables.
     pub scalars: HashSet<Var>,
+    /// Output tensors the kernel stores to in one statement only (y, where one scan writes
+    /// it): their steps' values can leave through a shared copy.
+    pub sole_stores: HashSet<usize>,
+    /// This thread's sequence exists (threads past the end repeat the last one).
+    pub valid: Cond,
 }
 
 /// How one load is staged.
@@ -151,13 +157,18 @@ fn staged_loop(
         slot.at = block.tensors + scratch.len();
         scratch.push(Scratch::shared(Index::Const(t * row(slot, block.state))));
     }
+    let output = output_of(&plain, block).map(|(buf, index)| {
+        let at = block.tensors + scratch.len();
+        scratch.push(Scratch::shared(Index::Const(sequences * per_sequence_row)));
+        Output { buf, index, at }
+    });
     let per_group: Vec<&Slot> = slots.iter().filter(|s| s.class == Class::PerGroup).collect();
     if per_group.is_empty() && derived.slots() == 0 {
         out.push(Stmt::For { var: axis::TIME, lo, hi, reverse, body: plain });
         return out;
     }
     let tiles = Tiles { lo, hi, reverse, tile, per_sequence_row, t_lo: fresh(next), t_hi: fresh(next) };
-    let staging = Staging { derived: &derived, per_sequence: &per_sequence, per_group: &[] };
+    let staging = Staging { derived: &derived, per_sequence: &per_sequence, per_group: &[], output: output.as_ref() };
     let in_place = if derived.slots() > 0 {
         tiles.walk(block, &plain, &staging, next)
     } else {
@@ -184,6 +195,56 @@ struct Staging<'a> {
     derived: &'a Derived,
     per_sequence: &'a [usize],
     per_group: &'a [&'a Slot],
+    output: Option<&'a Output>,
+}
+
+/// An output whose steps' values the steps leave in a per-sequence shared array and the
+/// sequence's threads then store, consecutive steps on consecutive threads.
+struct Output {
+    buf: usize,
+    index: Index,
+    at: usize,
+}
+
+/// The output of `body` (a time loop's) to stage: the store of a tensor stored nowhere else,
+/// at an index over a sequence's axes and time, time at unit stride.
+fn output_of(body: &[Stmt], block: &Block) -> Option<(usize, Index)> {
+    let mut found = None;
+    for s in body {
+        match s {
+            Stmt::Store { buf, index, .. } if block.sole_stores.contains(buf) => {
+                let mut used = Vec::new();
+                let per_sequence = [axis::BATCH, axis::HEAD, axis::HEADDIM, axis::GROUP, axis::TIME];
+                // Only where steps are neighbours in memory: elsewhere (time-major y) the
+                // copy's stores are no better placed than the steps' own (Mamba-2: 12.3 ms
+                // in place, 18.8 staged, bench/NOTES.md).
+                let unit_time = coefficient(index, axis::TIME) == Some(Index::Const(1));
+                if vars(index, &mut used) && unit_time && used.iter().all(|v| per_sequence.contains(v)) {
+                    found = Some((*buf, index.clone()));
+                }
+            }
+            Stmt::If { then, otherwise, .. } => {
+                found = found.or(output_of(then, block)).or(output_of(otherwise, block));
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// `body` with the store of `out` into its shared array (at the step's place in the row).
+fn store_output(body: Vec<Stmt>, out: &Output, row: &Index) -> Vec<Stmt> {
+    body.into_iter()
+        .map(|s| match s {
+            Stmt::Store { buf, index, value } if buf == out.buf && index == out.index => {
+                Stmt::Store { buf: out.at, index: row.clone(), value }
+            }
+            Stmt::If { cond, then, otherwise } => {
+                Stmt::If { cond, then: store_output(then, out, row), otherwise: store_output(otherwise, out, row) }
+            }
+            other => other,
+        })
+        .collect()
 }
 
 /// Elements per step of a per-group copy: one row of states, padded by one where steps
@@ -238,14 +299,21 @@ impl Tiles {
             stride: Index::Const(1),
         };
         let steps = replace_body(body, staging.per_group, Some((self, block)));
+        let mut steps = staging.derived.apply(&steps, &read);
+        if let Some(out) = staging.output {
+            steps = store_output(steps, out, &Index::add(self.sequence_row(block), step.clone()));
+        }
         per_tile.push(Stmt::For {
             var: axis::TIME,
             lo: Index::Var(self.t_lo),
             hi: Index::Var(self.t_hi),
             reverse: self.reverse,
-            body: staging.derived.apply(&steps, &read),
+            body: steps,
         });
         per_tile.push(Stmt::Barrier);
+        if let Some(out) = staging.output {
+            per_tile.extend(self.store(block, out, next));
+        }
         vec![Stmt::For { var: tile_var, lo: Index::Const(0), hi: count, reverse: self.reverse, body: per_tile }]
     }
 
@@ -315,6 +383,36 @@ impl Tiles {
                 ),
             },
             Stmt::If { cond: self.in_tile(step), then, otherwise: vec![] },
+        ];
+        let rounds = i64::from(self.tile) / split;
+        vec![Stmt::For { var: round, lo: Index::Const(0), hi: Index::Const(rounds), reverse: false, body }]
+    }
+
+    /// The statements that store the tile's steps of `out` from its shared array, the
+    /// `split` threads of each sequence, consecutive steps on consecutive threads (after
+    /// the barrier that ends the steps; the next tile's first barrier orders them before
+    /// the array is written again).
+    fn store(&self, block: &Block, out: &Output, next: &mut u32) -> Vec<Stmt> {
+        let split = i64::from(block.split);
+        let (round, step) = (fresh(next), fresh(next));
+        let time = Index::add(Index::Var(self.t_lo), Index::Var(step));
+        let value = Val::Load {
+            buf: out.at,
+            index: Index::add(self.sequence_row(block), Index::Var(step)),
+            lanes: 1,
+            stride: Index::Const(1),
+        };
+        let store = Stmt::Store { buf: out.buf, index: subst(&out.index, axis::TIME, &time), value };
+        let valid = Stmt::If { cond: block.valid.clone(), then: vec![store], otherwise: vec![] };
+        let body = vec![
+            Stmt::LetIndex {
+                var: step,
+                value: Index::add(
+                    Index::mul(Index::Var(round), Index::Const(split)),
+                    Index::rem(Index::builtin(Builtin::Thread), Index::Const(split)),
+                ),
+            },
+            Stmt::If { cond: self.in_tile(step), then: vec![valid], otherwise: vec![] },
         ];
         let rounds = i64::from(self.tile) / split;
         vec![Stmt::For { var: round, lo: Index::Const(0), hi: Index::Const(rounds), reverse: false, body }]
@@ -409,62 +507,6 @@ fn classify(index: &Index, lanes: u32, stride: &Index, guarded: bool) -> Option<
     let states = has(axis::STATE);
     let lanes_fit = if states { lanes == 1 || coefficient(index, axis::STATE)? == *stride } else { lanes == 1 };
     lanes_fit.then_some((Class::PerGroup, states, time_fastest))
-}
-
-/// Collects the variables `i` reads; false where it reads the lane or a built-in.
-fn vars(i: &Index, out: &mut Vec<Var>) -> bool {
-    match i {
-        Index::Const(_) | Index::Dim(_) => true,
-        Index::Var(v) => {
-            if !out.contains(v) {
-                out.push(*v);
-            }
-            true
-        }
-        Index::Lane | Index::Builtin(_) => false,
-        Index::Add(a, b)
-        | Index::Sub(a, b)
-        | Index::Mul(a, b)
-        | Index::Div(a, b)
-        | Index::Rem(a, b)
-        | Index::Min(a, b) => vars(a, out) && vars(b, out),
-    }
-}
-
-fn reads(i: &Index, v: Var) -> bool {
-    let mut used = Vec::new();
-    !vars(i, &mut used) || used.contains(&v)
-}
-
-/// The coefficient of `v` in `i` where `i` is affine in `v` (its other terms free of it).
-fn coefficient(i: &Index, v: Var) -> Option<Index> {
-    match i {
-        Index::Var(x) if *x == v => Some(Index::Const(1)),
-        _ if !reads(i, v) => Some(Index::Const(0)),
-        Index::Add(a, b) => Some(Index::add(coefficient(a, v)?, coefficient(b, v)?)),
-        Index::Sub(a, b) => match coefficient(b, v)? {
-            Index::Const(0) => coefficient(a, v),
-            _ => None,
-        },
-        Index::Mul(a, b) if !reads(a, v) => Some(Index::mul((**a).clone(), coefficient(b, v)?)),
-        Index::Mul(a, b) if !reads(b, v) => Some(Index::mul(coefficient(a, v)?, (**b).clone())),
-        _ => None,
-    }
-}
-
-/// `i` with `v` replaced by `by`.
-pub(crate) fn subst(i: &Index, v: Var, by: &Index) -> Index {
-    let go = |x: &Index| subst(x, v, by);
-    match i {
-        Index::Var(x) if *x == v => by.clone(),
-        Index::Add(a, b) => Index::add(go(a), go(b)),
-        Index::Sub(a, b) => Index::sub(go(a), go(b)),
-        Index::Mul(a, b) => Index::mul(go(a), go(b)),
-        Index::Div(a, b) => Index::div(go(a), go(b)),
-        Index::Rem(a, b) => Index::rem(go(a), go(b)),
-        Index::Min(a, b) => Index::min(go(a), go(b)),
-        other => other.clone(),
-    }
 }
 
 /// `body` with the loads of `slots` read from their copies (`tiles`; invariants from their
