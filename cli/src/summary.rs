@@ -237,6 +237,11 @@ pub fn explain_text(layer: &Layer, file: &Path, target: &Target, sizes: &Sizes, 
         "        among the forms with a native schedule on {0}: what `ssmc run --target {0}` and `ssmc build` with these --dim compile; `--form NAME` forces another",
         target.name()
     );
+    if let Some(form) = planned.plan.uniform() {
+        if let Ok(launch) = ssmc_compiler::schedule::describe_launch(layer, target, form, &sizes.describe(layer)) {
+            let _ = writeln!(out, "launch  {launch}");
+        }
+    }
     for (kind, why) in unscheduled {
         let _ = writeln!(out, "{kind:<14} no schedule: {why}");
     }

@@ -145,3 +145,34 @@ pub fn kernel(layer: &Layer, target: &Target, form: Form) -> Result<Kernel, Stri
     available(&LayerFacts::of(layer), &layer.name, form, target)?;
     Schedule::of(form, target)?.build(layer, target)
 }
+
+/// One line on how `layer`'s `form` runs on `target` at `dims` (names to sizes): the
+/// schedule's launch as its kernel states it (for `ssmc explain`).
+pub fn describe_launch(
+    layer: &Layer,
+    target: &Target,
+    form: Form,
+    dims: &std::collections::BTreeMap<String, usize>,
+) -> Result<String, String> {
+    let k = kernel(layer, target, form)?;
+    let values: Vec<i64> = k.dims.iter().map(|d| dims.get(d).map_or(0, |&v| v as i64)).collect();
+    let eval = |i: &ssmc_loops::Index| i.eval(&values).map_or_else(|| "?".to_string(), |v| v.to_string());
+    let items = k.work_items.eval(&values);
+    Ok(match k.launch {
+        ssmc_loops::Launch::Range => format!(
+            "{} work items of {} sequence(s) each, spread over the CPU threads",
+            items.map_or_else(|| "?".to_string(), |v| v.to_string()),
+            k.seq_lanes
+        ),
+        ssmc_loops::Launch::Grid { threads, items_per_block } => {
+            let per = i64::from(items_per_block);
+            let blocks = items.map_or_else(|| "?".to_string(), |n| ((n + per - 1) / per).to_string());
+            let sequences = if items_per_block == 1 { "sequence" } else { "sequences" };
+            format!(
+                "{blocks} blocks of {threads} threads, {items_per_block} {sequences} per block ({} threads per sequence), {} bytes of shared memory per block",
+                threads / items_per_block.max(1),
+                eval(&k.shared_bytes())
+            )
+        }
+    })
+}
