@@ -25,7 +25,7 @@ extern "C" {
 #define SSMC_BF16 2
 #define SSMC_F16 3
 
-/* Return codes of ssmc_layer_run. */
+/* Return codes of ssmc_layer_run and ssmc_gpu_layer_run. */
 #define SSMC_OK 0
 /* A null argument, a tensor name that is not UTF-8, a negative size, a thread count that
  * is negative or above SSMC_MAX_THREADS, a rank outside 0..16 or an unknown dtype code. */
@@ -41,6 +41,9 @@ extern "C" {
 #define SSMC_ERR_MANIFEST 4
 /* A bug in ssmc-runtime, caught before it reached the caller. */
 #define SSMC_ERR_INTERNAL 5
+/* ssmc_gpu_layer_run: no CUDA driver or GPU, the driver refused the PTX or the launch, or
+ * ssmc-runtime was built without its `cuda` feature. Nothing was enqueued. */
+#define SSMC_ERR_GPU 6
 
 /* Most threads ssmc_layer_run takes; more is SSMC_ERR_ARGS. Fewer are started when the
  * layer has fewer sequences. */
@@ -74,6 +77,29 @@ int ssmc_layer_run(const ssmc_layer* layer, const ssmc_tensor* tensors, size_t c
 
 /* Unloads a layer from ssmc_layer_open. NULL is ignored. */
 void ssmc_layer_close(ssmc_layer* layer);
+
+/* A loaded PTX artifact (`ssmc build --target cuda`). Runs may be enqueued from several
+ * threads. */
+typedef struct ssmc_gpu_layer ssmc_gpu_layer;
+
+/* Loads the PTX artifact in directory `dir` (no GPU is needed until the first run, which
+ * loads the module on GPU 0). Returns NULL on failure, with the reason in `err`. */
+ssmc_gpu_layer* ssmc_gpu_layer_open(const char* dir, char* err, size_t err_len);
+
+/* Runs the layer on tensors already in GPU memory: each `data` is a device address
+ * (CUdeviceptr) of GPU 0's primary context (the one PyTorch and the runtime API use) and
+ * `bytes` its length. Checks the tensors against the manifest, then that each lies inside
+ * one allocation of GPU memory (a host pointer is SSMC_ERR_TENSORS, naming the tensor),
+ * then enqueues the kernel on `stream` (a CUstream; NULL is the legacy default stream) and
+ * returns without waiting: no copies, no synchronization; the outputs are ready when the
+ * stream reaches this point. Codes and `err` as ssmc_layer_run, plus SSMC_ERR_GPU; on an
+ * error nothing was enqueued. */
+int ssmc_gpu_layer_run(const ssmc_gpu_layer* layer, const ssmc_tensor* tensors, size_t count,
+                       void* stream, char* err, size_t err_len);
+
+/* Unloads a layer from ssmc_gpu_layer_open (its enqueued work must have finished). NULL is
+ * ignored. */
+void ssmc_gpu_layer_close(ssmc_gpu_layer* layer);
 
 /* The version of ssmc-runtime, e.g. "0.1.0" (a static string). */
 const char* ssmc_version(void);

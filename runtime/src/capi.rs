@@ -59,12 +59,12 @@ impl Failure {
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
-        let code = match e {
+        let code = match &e {
+            Error::Io(s) if s.starts_with("no CUDA driver/GPU") => gpu::SSMC_ERR_GPU,
             Error::Io(_) => SSMC_ERR_IO,
             Error::Manifest(_) => SSMC_ERR_MANIFEST,
             Error::Tensors(_) => SSMC_ERR_TENSORS,
-            // GPU errors: a CpuLayer, the only layer of the C ABI, never returns them.
-            _ => SSMC_ERR_INTERNAL,
+            Error::Cuda(_) | Error::NotCompiledWithCuda => gpu::SSMC_ERR_GPU,
         };
         Failure { code, message: e.to_string() }
     }
@@ -293,6 +293,8 @@ pub unsafe extern "C" fn ssmc_layer_close(layer: *mut SsmcLayer) {
 pub extern "C" fn ssmc_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
+
+pub mod gpu;
 
 #[cfg(all(test, unix))]
 mod tests;
