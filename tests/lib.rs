@@ -217,6 +217,52 @@ pub fn rel_err_floored(a: &[f64], b: &[f64], floor: f64) -> f64 {
 /// order 1.
 pub const RANDOM_LAYER_FLOOR: f64 = 1e-2;
 
+/// The ranges of e^x that `exp_saturates_like_f32` (CPU) and its GPU twin check: over
+/// the f32 range, past overflow, into the subnormals, and the normal range.
+pub const EXP_RANGES: [&str; 4] = ["uniform(-200, 200)", "uniform(80, 95)", "uniform(-110, -80)", "uniform(-87, 88)"];
+
+/// A layer whose output is y = e^v u per channel (v drawn from `dist`, u in [1, 2]): the
+/// generated code's e^x through the skip, one call per channel.
+pub fn exp_range_layer(dist: &str) -> String {
+    format!(
+        "layer f {{
+  dims batch B, channel D, time L, state N = 1
+  input u: f32[B, D, L] ~ uniform(1, 2)
+  input v: f32[D] ~ {dist}
+  input Z: f32[N] ~ uniform(0, 0.000001)
+  output y: f32[B, D, L]
+  x = u
+  A = diagonal(0 * Z)
+  B = 0 * Z
+  C = 0 * Z
+  discretize discrete
+  skip exp(v)
+}}"
+    )
+}
+
+/// Asserts (got, f64 reference) pairs of [`exp_range_layer`]'s y as f32 e^x should be: inf
+/// where the reference rounds to inf in f32, within a few subnormal steps of it below the
+/// normal range, finite and within 2e-6 relative error elsewhere; returns the largest
+/// relative error. `what` names the range and the machine in a failure.
+pub fn assert_exp_like_f32(what: &str, pairs: impl IntoIterator<Item = (f64, f64)>) -> f64 {
+    let mut worst = 0.0f64;
+    for (g, w) in pairs {
+        let w32 = w as f32;
+        if w32.is_infinite() {
+            assert_eq!(g, f64::from(w32), "exp over {what}: {g} where f64 gives {w}");
+        } else if w.abs() < f64::from(f32::MIN_POSITIVE) {
+            assert!((g - w).abs() <= 4.0 * 2f64.powi(-149), "exp over {what}: {g} where f64 gives {w}");
+        } else {
+            assert!(g.is_finite(), "exp over {what}: {g} where f64 gives {w}");
+            worst = worst.max((g - w).abs() / w.abs());
+        }
+    }
+    println!("exp over {what}: max relative error {worst:.2e}");
+    assert!(worst < 2e-6, "exp over {what}: max relative error {worst:e}");
+    worst
+}
+
 /// The checked module of the `.ssm` file at `path`, and the file's name; panics with the
 /// rendered diagnostics if it is rejected.
 pub fn checked_module(path: &Path) -> (String, ssmc_compiler::ir::Module) {

@@ -5,7 +5,7 @@
 use ssmc_compiler::bind::sizes_from_dims;
 use ssmc_compiler::forms::Form;
 use ssmc_compiler::{interp, tensors};
-use ssmc_tests::{f32_inputs, rel_err, stdlib_source};
+use ssmc_tests::{assert_exp_like_f32, exp_range_layer, f32_inputs, rel_err, stdlib_source, EXP_RANGES};
 use std::collections::BTreeMap;
 
 #[path = "native_run.rs"]
@@ -30,36 +30,9 @@ fn outputs(src: &str, dims: &[(&str, usize)], form: Form) -> Vec<(f64, f64)> {
 /// range, within 2e-6 relative error elsewhere.
 #[test]
 fn exp_saturates_like_f32() {
-    for dist in ["uniform(-200, 200)", "uniform(80, 95)", "uniform(-110, -80)", "uniform(-87, 88)"] {
-        let src = format!(
-            "layer f {{
-  dims batch B, channel D, time L, state N = 1
-  input u: f32[B, D, L] ~ uniform(1, 2)
-  input v: f32[D] ~ {dist}
-  input Z: f32[N] ~ uniform(0, 0.000001)
-  output y: f32[B, D, L]
-  x = u
-  A = diagonal(0 * Z)
-  B = 0 * Z
-  C = 0 * Z
-  discretize discrete
-  skip exp(v)
-}}"
-        );
-        let mut worst = 0.0f64;
-        for (g, w) in outputs(&src, &[("B", 1), ("D", 2000), ("L", 1)], Form::Recurrent) {
-            let w32 = w as f32;
-            if w32.is_infinite() {
-                assert_eq!(g, f64::from(w32), "exp over {dist}: {g} where f64 gives {w}");
-            } else if w.abs() < f64::from(f32::MIN_POSITIVE) {
-                assert!((g - w).abs() <= 4.0 * 2f64.powi(-149), "exp over {dist}: {g} where f64 gives {w}");
-            } else {
-                assert!(g.is_finite(), "exp over {dist}: {g} where f64 gives {w}");
-                worst = worst.max((g - w).abs() / w.abs());
-            }
-        }
-        println!("exp over {dist}: max relative error {worst:.2e}");
-        assert!(worst < 2e-6, "exp over {dist}: max relative error {worst:e}");
+    for dist in EXP_RANGES {
+        let src = exp_range_layer(dist);
+        assert_exp_like_f32(dist, outputs(&src, &[("B", 1), ("D", 2000), ("L", 1)], Form::Recurrent));
     }
 }
 

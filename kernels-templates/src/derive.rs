@@ -13,6 +13,7 @@
 //! stores each slot per (sequence, step), and [`Derived::apply`] reads them back.
 
 use crate::affine::subst;
+use crate::rewrite::{map_stmt, map_val};
 use ssmc_loops::{Index, Stmt, Val, Var};
 use std::collections::HashMap;
 
@@ -131,57 +132,21 @@ impl Derived {
             matches!(s, Stmt::Let { var, .. }
                 if self.lets.iter().any(|(d, _)| d == var) && !self.stored.contains(var))
         };
-        body.iter().filter(|s| !dropped(s)).map(|s| self.stmt(s, read, true)).collect()
-    }
-
-    fn stmt(&self, s: &Stmt, read: &dyn Fn(usize) -> Val, top: bool) -> Stmt {
-        let val = |v: &Val| self.replace(v, read);
-        let block = |b: &[Stmt]| b.iter().map(|s| self.stmt(s, read, false)).collect();
-        match s {
-            Stmt::Let { var, lanes, value } => match self.stored.iter().position(|d| d == var) {
-                Some(k) if top => Stmt::Let { var: *var, lanes: *lanes, value: read(k) },
-                _ => Stmt::Let { var: *var, lanes: *lanes, value: val(value) },
-            },
-            Stmt::Set { var, value } => Stmt::Set { var: *var, value: val(value) },
-            Stmt::Store { buf, index, value } => Stmt::Store { buf: *buf, index: index.clone(), value: val(value) },
-            Stmt::StoreAdd { buf, index, value } => {
-                Stmt::StoreAdd { buf: *buf, index: index.clone(), value: val(value) }
-            }
-            Stmt::StoreLanes { buf, index, stride, lanes, value } => Stmt::StoreLanes {
-                buf: *buf,
-                index: index.clone(),
-                stride: stride.clone(),
-                lanes: *lanes,
-                value: val(value),
-            },
-            Stmt::AtomicAdd { buf, index, value } => {
-                Stmt::AtomicAdd { buf: *buf, index: index.clone(), value: val(value) }
-            }
-            Stmt::For { var, lo, hi, reverse, body } => {
-                Stmt::For { var: *var, lo: lo.clone(), hi: hi.clone(), reverse: *reverse, body: block(body) }
-            }
-            Stmt::If { cond, then, otherwise } => {
-                Stmt::If { cond: cond.clone(), then: block(then), otherwise: block(otherwise) }
-            }
-            other => other.clone(),
-        }
+        let replace = |v: &Val| self.replace(v, read);
+        body.iter()
+            .filter(|s| !dropped(s))
+            .map(|s| match s {
+                Stmt::Let { var, lanes, .. } if self.stored.contains(var) => {
+                    let k = self.stored.iter().position(|d| d == var).expect("a stored variable");
+                    Stmt::Let { var: *var, lanes: *lanes, value: read(k) }
+                }
+                _ => map_stmt(s, &replace),
+            })
+            .collect()
     }
 
     fn replace(&self, v: &Val, read: &dyn Fn(usize) -> Val) -> Val {
-        if let Some(j) = self.exprs.iter().position(|e| e == v) {
-            return read(self.stored.len() + j);
-        }
-        let go = |x: &Val| Box::new(self.replace(x, read));
-        match v {
-            Val::Un(op, a) => Val::Un(*op, go(a)),
-            Val::Bin(op, a, b) => Val::Bin(*op, go(a), go(b)),
-            Val::Select(c, a, b) => Val::Select(go(c), go(a), go(b)),
-            Val::Splat(a, lanes) => Val::Splat(go(a), *lanes),
-            Val::ReduceAdd(a) => Val::ReduceAdd(go(a)),
-            Val::Shuffle(how, a) => Val::Shuffle(*how, go(a)),
-            Val::WarpSum(a) => Val::WarpSum(go(a)),
-            other => other.clone(),
-        }
+        map_val(v, &|x| self.exprs.iter().position(|e| e == x).map(|j| read(self.stored.len() + j)))
     }
 }
 
@@ -239,22 +204,4 @@ pub(crate) fn at(v: &Val, var: Var, by: &Index) -> Val {
         }
         _ => None,
     })
-}
-
-/// `v` rebuilt bottom-up, each node replaced where `f` gives a replacement.
-fn map_val(v: &Val, f: &dyn Fn(&Val) -> Option<Val>) -> Val {
-    if let Some(new) = f(v) {
-        return new;
-    }
-    let go = |x: &Val| Box::new(map_val(x, f));
-    match v {
-        Val::Un(op, a) => Val::Un(*op, go(a)),
-        Val::Bin(op, a, b) => Val::Bin(*op, go(a), go(b)),
-        Val::Select(c, a, b) => Val::Select(go(c), go(a), go(b)),
-        Val::Splat(a, lanes) => Val::Splat(go(a), *lanes),
-        Val::ReduceAdd(a) => Val::ReduceAdd(go(a)),
-        Val::Shuffle(how, a) => Val::Shuffle(*how, go(a)),
-        Val::WarpSum(a) => Val::WarpSum(go(a)),
-        other => other.clone(),
-    }
 }

@@ -27,6 +27,7 @@ mod hoist;
 mod lanes;
 pub mod prefetch;
 mod recurrent;
+mod rewrite;
 mod split;
 mod stage;
 

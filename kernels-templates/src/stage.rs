@@ -29,6 +29,7 @@
 use crate::affine::{coefficient, subst, vars};
 use crate::axis;
 use crate::derive::{at, rename, Derived};
+use crate::rewrite::{map_val, map_values};
 use ssmc_loops::{Builtin, Cond, Index, Scratch, Stmt, Val, Var, WARP};
 use std::collections::{HashMap, HashSet};
 
@@ -81,7 +82,8 @@ struct Slot {
 
 /// `body` with every loop over [`axis::TIME`] (not nested in another) walked in staged
 /// tiles of `tile` steps, `tile` a multiple of `block.split`; the shared arrays it needs
-/// join `scratch` (the kernel's scratch arrays). `input(buf)` tells the tensors the kernel never writes.
+/// join `scratch` (the kernel's scratch arrays). `input(buf)` tells the tensors the kernel
+/// never writes.
 pub(crate) fn stage_time(
     body: Vec<Stmt>,
     block: &Block,
@@ -90,22 +92,35 @@ pub(crate) fn stage_time(
     scratch: &mut Vec<Scratch>,
     next: &mut u32,
 ) -> Vec<Stmt> {
-    body.into_iter()
-        .flat_map(|s| match s {
-            Stmt::For { var, lo, hi, reverse, body } if var == axis::TIME => {
-                staged_loop((lo, hi), reverse, body, block, tile, input, scratch, next)
-            }
-            Stmt::For { var, lo, hi, reverse, body } => {
-                vec![Stmt::For { var, lo, hi, reverse, body: stage_time(body, block, tile, input, scratch, next) }]
-            }
-            Stmt::If { cond, then, otherwise } => vec![Stmt::If {
-                cond,
-                then: stage_time(then, block, tile, input, scratch, next),
-                otherwise: stage_time(otherwise, block, tile, input, scratch, next),
-            }],
-            other => vec![other],
-        })
-        .collect()
+    Pass { block, tile, input }.body(body, scratch, next)
+}
+
+/// What every time loop of one kernel is staged with.
+struct Pass<'a> {
+    block: &'a Block,
+    tile: u32,
+    input: &'a dyn Fn(usize) -> bool,
+}
+
+impl Pass<'_> {
+    fn body(&self, body: Vec<Stmt>, scratch: &mut Vec<Scratch>, next: &mut u32) -> Vec<Stmt> {
+        body.into_iter()
+            .flat_map(|s| match s {
+                Stmt::For { var, lo, hi, reverse, body } if var == axis::TIME => {
+                    staged_loop((lo, hi), reverse, body, self, scratch, next)
+                }
+                Stmt::For { var, lo, hi, reverse, body } => {
+                    vec![Stmt::For { var, lo, hi, reverse, body: self.body(body, scratch, next) }]
+                }
+                Stmt::If { cond, then, otherwise } => vec![Stmt::If {
+                    cond,
+                    then: self.body(then, scratch, next),
+                    otherwise: self.body(otherwise, scratch, next),
+                }],
+                other => vec![other],
+            })
+            .collect()
+    }
 }
 
 fn fresh(next: &mut u32) -> Var {
@@ -113,17 +128,15 @@ fn fresh(next: &mut u32) -> Var {
     Var(*next)
 }
 
-#[allow(clippy::too_many_arguments)] // The loop's parts, then stage_time's context.
 fn staged_loop(
     (lo, hi): (Index, Index),
     reverse: bool,
     body: Vec<Stmt>,
-    block: &Block,
-    tile: u32,
-    input: &dyn Fn(usize) -> bool,
+    pass: &Pass,
     scratch: &mut Vec<Scratch>,
     next: &mut u32,
 ) -> Vec<Stmt> {
+    let (block, tile, input) = (pass.block, pass.tile, pass.input);
     let mut slots: Vec<Slot> = Vec::new();
     collect(&body, false, block, input, &mut slots, next);
     let t = i64::from(tile);
@@ -512,60 +525,16 @@ fn classify(index: &Index, lanes: u32, stride: &Index, guarded: bool) -> Option<
 /// `body` with the loads of `slots` read from their copies (`tiles`; invariants from their
 /// variables).
 fn replace_body(body: &[Stmt], slots: &[&Slot], tiles: Option<(&Tiles, &Block)>) -> Vec<Stmt> {
-    let val = |v: &Val| replace(v, slots, tiles);
-    body.iter()
-        .map(|s| match s {
-            Stmt::Let { var, lanes, value } => Stmt::Let { var: *var, lanes: *lanes, value: val(value) },
-            Stmt::Set { var, value } => Stmt::Set { var: *var, value: val(value) },
-            Stmt::Store { buf, index, value } => Stmt::Store { buf: *buf, index: index.clone(), value: val(value) },
-            Stmt::StoreAdd { buf, index, value } => {
-                Stmt::StoreAdd { buf: *buf, index: index.clone(), value: val(value) }
-            }
-            Stmt::StoreLanes { buf, index, stride, lanes, value } => Stmt::StoreLanes {
-                buf: *buf,
-                index: index.clone(),
-                stride: stride.clone(),
-                lanes: *lanes,
-                value: val(value),
-            },
-            Stmt::AtomicAdd { buf, index, value } => {
-                Stmt::AtomicAdd { buf: *buf, index: index.clone(), value: val(value) }
-            }
-            Stmt::For { var, lo, hi, reverse, body } => Stmt::For {
-                var: *var,
-                lo: lo.clone(),
-                hi: hi.clone(),
-                reverse: *reverse,
-                body: replace_body(body, slots, tiles),
-            },
-            Stmt::If { cond, then, otherwise } => Stmt::If {
-                cond: cond.clone(),
-                then: replace_body(then, slots, tiles),
-                otherwise: replace_body(otherwise, slots, tiles),
-            },
-            other => other.clone(),
-        })
-        .collect()
-}
-
-fn replace(v: &Val, slots: &[&Slot], tiles: Option<(&Tiles, &Block)>) -> Val {
-    let go = |x: &Val| replace(x, slots, tiles);
-    match v {
+    let copy = |x: &Val| match x {
         Val::Load { buf, index, lanes, stride } => {
-            let slot = slots.iter().find(|s| s.buf == *buf && s.index == *index && s.stride == *stride);
-            match (slot, tiles) {
-                (Some(s), _) if s.class == Class::Invariant => Val::Var(s.var),
-                (Some(s), Some((tiles, block))) => tiles.read(block, s, *lanes),
-                _ => v.clone(),
+            let slot = slots.iter().find(|s| s.buf == *buf && s.index == *index && s.stride == *stride)?;
+            match tiles {
+                _ if slot.class == Class::Invariant => Some(Val::Var(slot.var)),
+                Some((tiles, block)) => Some(tiles.read(block, slot, *lanes)),
+                None => None,
             }
         }
-        Val::Un(op, a) => Val::Un(*op, Box::new(go(a))),
-        Val::Bin(op, a, b) => Val::Bin(*op, Box::new(go(a)), Box::new(go(b))),
-        Val::Select(c, a, b) => Val::Select(Box::new(go(c)), Box::new(go(a)), Box::new(go(b))),
-        Val::Splat(a, lanes) => Val::Splat(Box::new(go(a)), *lanes),
-        Val::ReduceAdd(a) => Val::ReduceAdd(Box::new(go(a))),
-        Val::Shuffle(how, a) => Val::Shuffle(*how, Box::new(go(a))),
-        Val::WarpSum(a) => Val::WarpSum(Box::new(go(a))),
-        other => other.clone(),
-    }
+        _ => None,
+    };
+    map_values(body, &|v| map_val(v, &copy))
 }

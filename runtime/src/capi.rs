@@ -103,6 +103,21 @@ unsafe fn write_message(err: *mut c_char, err_len: usize, msg: &str) {
     }
 }
 
+/// The code of a run's `result`, its message written to `err` (`""` on success).
+///
+/// # Safety
+/// `err` is null or points to `err_len` writable bytes.
+#[allow(unsafe_code)] // Writes through a C buffer; sound under the contract above.
+unsafe fn finish(result: Result<(), Failure>, err: *mut c_char, err_len: usize) -> c_int {
+    let (code, message) = match result {
+        Ok(()) => (SSMC_OK, String::new()),
+        Err(f) => (f.code, f.message),
+    };
+    // Sound: `err` is as the caller promised.
+    unsafe { write_message(err, err_len, &message) };
+    code
+}
+
 /// A path from a C string: any bytes on Unix, UTF-8 elsewhere.
 fn path_of(dir: &CStr) -> Result<std::path::PathBuf, Failure> {
     #[cfg(unix)]
@@ -197,21 +212,37 @@ unsafe fn convert<'a>(tensors: *const SsmcTensor, count: usize) -> Result<Vec<Co
 #[allow(unsafe_code)] // Exported to C: the caller upholds the pointer contract above.
 #[no_mangle]
 pub unsafe extern "C" fn ssmc_layer_open(dir: *const c_char, err: *mut c_char, err_len: usize) -> *mut SsmcLayer {
+    // Sound: `dir` and `err` are as the caller promised.
+    unsafe { open(dir, err, err_len, |path| Ok(SsmcLayer(CpuLayer::load(path)?))) }
+}
+
+/// A handle from `load` of the artifact directory `dir`, or null with the reason in `err`:
+/// the body of the `open` entry points.
+///
+/// # Safety
+/// `dir` is null or NUL-terminated; `err` is null or points to `err_len` writable bytes.
+#[allow(unsafe_code)] // Reads a C string and writes a C buffer; sound under the contract above.
+unsafe fn open<T>(
+    dir: *const c_char,
+    err: *mut c_char,
+    err_len: usize,
+    load: impl FnOnce(&std::path::Path) -> Result<T, Failure>,
+) -> *mut T {
     let result = guarded(|| {
         if dir.is_null() {
             return Err(Failure::args("null artifact directory"));
         }
         // Sound: non-null and NUL-terminated by the caller's promise.
         let path = path_of(unsafe { CStr::from_ptr(dir) })?;
-        Ok(Box::into_raw(Box::new(SsmcLayer(CpuLayer::load(&path)?))))
+        Ok(Box::into_raw(Box::new(load(&path)?)))
     });
-    let (layer, message) = match result {
-        Ok(layer) => (layer, String::new()),
+    let (handle, message) = match result {
+        Ok(handle) => (handle, String::new()),
         Err(f) => (std::ptr::null_mut(), f.message),
     };
     // Sound: `err` is as the caller promised.
     unsafe { write_message(err, err_len, &message) };
-    layer
+    handle
 }
 
 /// Checks the tensors against the manifest, then runs the layer on `threads` threads (0:
@@ -262,13 +293,8 @@ pub unsafe extern "C" fn ssmc_layer_run(
             .collect();
         Ok(layer.0.run(&refs, threads)?)
     });
-    let (code, message) = match result {
-        Ok(()) => (SSMC_OK, String::new()),
-        Err(f) => (f.code, f.message),
-    };
     // Sound: `err` is as the caller promised.
-    unsafe { write_message(err, err_len, &message) };
-    code
+    unsafe { finish(result, err, err_len) }
 }
 
 /// Unloads a layer; null is ignored.

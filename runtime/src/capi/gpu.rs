@@ -3,9 +3,9 @@
 //! caller's `CUstream`, with no copies and no synchronization ([`GpuLayer::run_device`]).
 //! The same checks, codes and messages as the CPU entry points, plus `SSMC_ERR_GPU`.
 
-use super::{convert, guarded, path_of, write_message, Failure, SsmcTensor, SSMC_OK};
+use super::{convert, finish, guarded, open, Failure, SsmcTensor};
 use crate::{GpuLayer, TensorRef};
-use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ffi::{c_char, c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// No CUDA driver or GPU, the driver refused the PTX or the launch, or the runtime was
@@ -27,21 +27,8 @@ pub unsafe extern "C" fn ssmc_gpu_layer_open(
     err: *mut c_char,
     err_len: usize,
 ) -> *mut SsmcGpuLayer {
-    let result = guarded(|| {
-        if dir.is_null() {
-            return Err(Failure::args("null artifact directory"));
-        }
-        // Sound: non-null and NUL-terminated by the caller's promise.
-        let path = path_of(unsafe { CStr::from_ptr(dir) })?;
-        Ok(Box::into_raw(Box::new(SsmcGpuLayer(GpuLayer::load(&path)?))))
-    });
-    let (layer, message) = match result {
-        Ok(layer) => (layer, String::new()),
-        Err(f) => (std::ptr::null_mut(), f.message),
-    };
-    // Sound: `err` is as the caller promised.
-    unsafe { write_message(err, err_len, &message) };
-    layer
+    // Sound: `dir` and `err` are as the caller promised.
+    unsafe { open(dir, err, err_len, |path| Ok(SsmcGpuLayer(GpuLayer::load(path)?))) }
 }
 
 /// Checks the tensors against the manifest, then that each lies inside one allocation of
@@ -86,13 +73,8 @@ pub unsafe extern "C" fn ssmc_gpu_layer_run(
             .collect();
         Ok(layer.0.run_device(&refs, stream)?)
     });
-    let (code, message) = match result {
-        Ok(()) => (SSMC_OK, String::new()),
-        Err(f) => (f.code, f.message),
-    };
     // Sound: `err` is as the caller promised.
-    unsafe { write_message(err, err_len, &message) };
-    code
+    unsafe { finish(result, err, err_len) }
 }
 
 /// Unloads a layer; null is ignored. Work it enqueued must have finished.

@@ -6,7 +6,7 @@
 
 use super::*;
 use crate::capi::{SSMC_ERR_ARGS, SSMC_ERR_TENSORS};
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 
 const MANIFEST: &str = r#"{
     "ssmc_version": "0.1.0", "layer": "twice", "target": "ptx", "arch": "sm_90",
