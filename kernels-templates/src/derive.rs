@@ -13,7 +13,7 @@
 //! stores each slot per (sequence, step), and [`Derived::apply`] reads them back.
 
 use crate::affine::subst;
-use crate::rewrite::{map_stmt, map_val};
+use crate::rewrite::{each_value, map_stmt, map_val};
 use ssmc_loops::{Index, Stmt, Val, Var};
 use std::collections::HashMap;
 
@@ -85,19 +85,7 @@ impl Derived {
 
     /// Adds the largest per-sequence subexpressions of `s` that compute something.
     fn find_exprs(&mut self, s: &Stmt, leaf: &dyn Fn(&Val) -> bool, outer: &dyn Fn(Var) -> bool) {
-        match s {
-            Stmt::Let { value, .. }
-            | Stmt::Set { value, .. }
-            | Stmt::Store { value, .. }
-            | Stmt::StoreAdd { value, .. }
-            | Stmt::StoreLanes { value, .. }
-            | Stmt::AtomicAdd { value, .. } => self.find_in(value, leaf, outer),
-            Stmt::For { body, .. } => body.iter().for_each(|s| self.find_exprs(s, leaf, outer)),
-            Stmt::If { then, otherwise, .. } => {
-                then.iter().chain(otherwise).for_each(|s| self.find_exprs(s, leaf, outer))
-            }
-            _ => {}
-        }
+        each_value(s, false, &mut |v, _| self.find_in(v, leaf, outer));
     }
 
     fn find_in(&mut self, v: &Val, leaf: &dyn Fn(&Val) -> bool, outer: &dyn Fn(Var) -> bool) {
@@ -152,24 +140,13 @@ impl Derived {
 
 /// Adds the float variables `s` reads to `out`.
 fn reads(s: &Stmt, out: &mut Vec<Var>) {
-    let mut val = |v: &Val| {
+    each_value(s, false, &mut |v, _| {
         v.visit(&mut |x| {
             if let Val::Var(var) = x {
                 out.push(*var);
             }
         })
-    };
-    match s {
-        Stmt::Let { value, .. }
-        | Stmt::Set { value, .. }
-        | Stmt::Store { value, .. }
-        | Stmt::StoreAdd { value, .. }
-        | Stmt::StoreLanes { value, .. }
-        | Stmt::AtomicAdd { value, .. } => val(value),
-        Stmt::For { body, .. } => body.iter().for_each(|s| reads(s, out)),
-        Stmt::If { then, otherwise, .. } => then.iter().chain(otherwise).for_each(|s| reads(s, out)),
-        _ => {}
-    }
+    });
 }
 
 /// Counts the `let`s of each variable in `body` and lists the variables it sets.

@@ -1,7 +1,7 @@
 //! Rebuilding loop-IR values and statements with some of their nodes replaced: what the
 //! staging passes ([`crate::stage`], [`crate::derive`]) do to a time loop's body.
 
-use ssmc_loops::{Stmt, Val};
+use ssmc_loops::{Index, Stmt, Val, Var};
 
 /// `v` rebuilt top-down: a node for which `f` gives a replacement becomes it, every other
 /// node is rebuilt from its rebuilt operands.
@@ -47,4 +47,39 @@ pub(crate) fn map_stmt(s: &Stmt, f: &dyn Fn(&Val) -> Val) -> Stmt {
         }
         other => other.clone(),
     }
+}
+
+/// Calls `f` on every float value `s` computes (in loops and conditionals too), with
+/// whether it is below a conditional (`guarded`, or an `if` on the way).
+pub(crate) fn each_value(s: &Stmt, guarded: bool, f: &mut dyn FnMut(&Val, bool)) {
+    match s {
+        Stmt::Let { value, .. }
+        | Stmt::Set { value, .. }
+        | Stmt::Store { value, .. }
+        | Stmt::StoreAdd { value, .. }
+        | Stmt::StoreLanes { value, .. }
+        | Stmt::AtomicAdd { value, .. } => f(value, guarded),
+        Stmt::For { body, .. } => body.iter().for_each(|s| each_value(s, guarded, f)),
+        Stmt::If { then, otherwise, .. } => then.iter().chain(otherwise).for_each(|s| each_value(s, true, f)),
+        _ => {}
+    }
+}
+
+/// The loop over `rounds` in which each of a sequence's `split` threads takes steps
+/// `round * split + (thread % split)` of a tile, binding the step to `step` and running
+/// `body` where `in_tile` (the step exists): how the staging's per-sequence copies spread
+/// a tile over a sequence's threads.
+pub(crate) fn per_sequence_rounds(
+    round: Var,
+    step: Var,
+    split: i64,
+    rounds: i64,
+    in_tile: ssmc_loops::Cond,
+    body: Vec<Stmt>,
+) -> Stmt {
+    let thread = Index::builtin(ssmc_loops::Builtin::Thread);
+    let first = Index::add(Index::mul(Index::Var(round), Index::Const(split)), Index::rem(thread, Index::Const(split)));
+    let body =
+        vec![Stmt::LetIndex { var: step, value: first }, Stmt::If { cond: in_tile, then: body, otherwise: vec![] }];
+    Stmt::For { var: round, lo: Index::Const(0), hi: Index::Const(rounds), reverse: false, body }
 }

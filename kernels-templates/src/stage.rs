@@ -29,7 +29,7 @@
 use crate::affine::{coefficient, subst, vars};
 use crate::axis;
 use crate::derive::{at, rename, Derived};
-use crate::rewrite::{map_val, map_values};
+use crate::rewrite::{each_value, map_val, map_values, per_sequence_rounds};
 use ssmc_loops::{Builtin, Cond, Index, Scratch, Stmt, Val, Var, WARP};
 use std::collections::{HashMap, HashSet};
 
@@ -138,7 +138,7 @@ fn staged_loop(
 ) -> Vec<Stmt> {
     let (block, tile, input) = (pass.block, pass.tile, pass.input);
     let mut slots: Vec<Slot> = Vec::new();
-    collect(&body, false, block, input, &mut slots, next);
+    collect(&body, block, input, &mut slots, next);
     let t = i64::from(tile);
     let per_sequence_row = t + i64::from(block.split);
     let sequences = i64::from(block.threads / block.split);
@@ -387,18 +387,8 @@ impl Tiles {
             let value = at(&d.slot_value(k, &names), axis::TIME, &time);
             then.push(Stmt::Store { buf, index: slot.clone(), value });
         }
-        let body = vec![
-            Stmt::LetIndex {
-                var: step,
-                value: Index::add(
-                    Index::mul(Index::Var(round), Index::Const(split)),
-                    Index::rem(Index::builtin(Builtin::Thread), Index::Const(split)),
-                ),
-            },
-            Stmt::If { cond: self.in_tile(step), then, otherwise: vec![] },
-        ];
         let rounds = i64::from(self.tile) / split;
-        vec![Stmt::For { var: round, lo: Index::Const(0), hi: Index::Const(rounds), reverse: false, body }]
+        vec![per_sequence_rounds(round, step, split, rounds, self.in_tile(step), then)]
     }
 
     /// The statements that store the tile's steps of `out` from its shared array, the
@@ -417,18 +407,8 @@ impl Tiles {
         };
         let store = Stmt::Store { buf: out.buf, index: subst(&out.index, axis::TIME, &time), value };
         let valid = Stmt::If { cond: block.valid.clone(), then: vec![store], otherwise: vec![] };
-        let body = vec![
-            Stmt::LetIndex {
-                var: step,
-                value: Index::add(
-                    Index::mul(Index::Var(round), Index::Const(split)),
-                    Index::rem(Index::builtin(Builtin::Thread), Index::Const(split)),
-                ),
-            },
-            Stmt::If { cond: self.in_tile(step), then: vec![valid], otherwise: vec![] },
-        ];
         let rounds = i64::from(self.tile) / split;
-        vec![Stmt::For { var: round, lo: Index::Const(0), hi: Index::Const(rounds), reverse: false, body }]
+        vec![per_sequence_rounds(round, step, split, rounds, self.in_tile(step), vec![valid])]
     }
 
     /// Step `step` of the tile exists.
@@ -451,25 +431,17 @@ impl Tiles {
     }
 }
 
-/// Finds the loads of `body` (a time loop's) that can be staged; `guarded` below a
-/// conditional.
-fn collect(
-    body: &[Stmt],
-    guarded: bool,
-    block: &Block,
-    input: &dyn Fn(usize) -> bool,
-    slots: &mut Vec<Slot>,
-    next: &mut u32,
-) {
-    let val = |v: &Val, slots: &mut Vec<Slot>, next: &mut u32| {
+/// Finds the loads of `body` (a time loop's) that can be staged.
+fn collect(body: &[Stmt], block: &Block, input: &dyn Fn(usize) -> bool, slots: &mut Vec<Slot>, next: &mut u32) {
+    // A warp that holds one sequence reads a group's values once per step already.
+    let one_per_warp = block.split >= WARP;
+    let mut found = |v: &Val, guarded: bool| {
         v.visit(&mut |x| {
             if let Val::Load { buf, index, lanes, stride } = x {
                 if !input(*buf) || slots.iter().any(|s| s.buf == *buf && s.index == *index && s.stride == *stride) {
                     return;
                 }
                 let classified = classify(index, *lanes, stride, guarded);
-                // A warp that holds one sequence reads a group's values once per step already.
-                let one_per_warp = block.split >= WARP;
                 if let Some((class, states, time_fastest)) =
                     classified.filter(|c| !(c.0 == Class::PerGroup && one_per_warp))
                 {
@@ -481,19 +453,7 @@ fn collect(
         })
     };
     for s in body {
-        match s {
-            Stmt::Let { value, .. } | Stmt::Set { value, .. } => val(value, slots, next),
-            Stmt::Store { value, .. }
-            | Stmt::StoreAdd { value, .. }
-            | Stmt::StoreLanes { value, .. }
-            | Stmt::AtomicAdd { value, .. } => val(value, slots, next),
-            Stmt::For { body, .. } => collect(body, guarded, block, input, slots, next),
-            Stmt::If { then, otherwise, .. } => {
-                collect(then, true, block, input, slots, next);
-                collect(otherwise, true, block, input, slots, next);
-            }
-            _ => {}
-        }
+        each_value(s, false, &mut found);
     }
 }
 

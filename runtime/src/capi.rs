@@ -205,6 +205,22 @@ unsafe fn convert<'a>(tensors: *const SsmcTensor, count: usize) -> Result<Vec<Co
     }
 }
 
+/// The runtime's views of converted C tensors. Every C tensor is writable: the manifest
+/// says which ones the kernel writes.
+fn tensor_refs<'a>(converted: &'a [Converted<'a>]) -> Vec<TensorRef<'a>> {
+    converted
+        .iter()
+        .map(|c| TensorRef {
+            name: c.name,
+            dtype: c.dtype,
+            shape: &c.shape,
+            data: c.data,
+            bytes: c.bytes,
+            writable: true,
+        })
+        .collect()
+}
+
 /// Loads the artifact in directory `dir`; on failure returns null and writes the reason.
 ///
 /// # Safety
@@ -279,19 +295,7 @@ pub unsafe extern "C" fn ssmc_layer_run(
         }
         // Sound: `tensors` and `count` are as the caller promised.
         let converted = unsafe { convert(tensors, count) }?;
-        // Every C tensor is writable: the manifest says which ones the kernel writes.
-        let refs: Vec<TensorRef> = converted
-            .iter()
-            .map(|c| TensorRef {
-                name: c.name,
-                dtype: c.dtype,
-                shape: &c.shape,
-                data: c.data,
-                bytes: c.bytes,
-                writable: true,
-            })
-            .collect();
-        Ok(layer.0.run(&refs, threads)?)
+        Ok(layer.0.run(&tensor_refs(&converted), threads)?)
     });
     // Sound: `err` is as the caller promised.
     unsafe { finish(result, err, err_len) }

@@ -3,8 +3,8 @@
 //! caller's `CUstream`, with no copies and no synchronization ([`GpuLayer::run_device`]).
 //! The same checks, codes and messages as the CPU entry points, plus `SSMC_ERR_GPU`.
 
-use super::{convert, finish, guarded, open, Failure, SsmcTensor};
-use crate::{GpuLayer, TensorRef};
+use super::{convert, finish, guarded, open, tensor_refs, Failure, SsmcTensor};
+use crate::GpuLayer;
 use std::ffi::{c_char, c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -60,18 +60,7 @@ pub unsafe extern "C" fn ssmc_gpu_layer_run(
         };
         // Sound: `tensors` and `count` are as the caller promised.
         let converted = unsafe { convert(tensors, count) }?;
-        let refs: Vec<TensorRef> = converted
-            .iter()
-            .map(|c| TensorRef {
-                name: c.name,
-                dtype: c.dtype,
-                shape: &c.shape,
-                data: c.data,
-                bytes: c.bytes,
-                writable: true,
-            })
-            .collect();
-        Ok(layer.0.run_device(&refs, stream)?)
+        Ok(layer.0.run_device(&tensor_refs(&converted), stream)?)
     });
     // Sound: `err` is as the caller promised.
     unsafe { finish(result, err, err_len) }
