@@ -8,11 +8,17 @@
 //! the CPU, 16 heads side by side, or whole heads in time tiles; for large states in
 //! scratch arrays, looped over in tiles: see `hoist`), time sequential;
 //! `state_split` on the GPU, the same recurrence with a sequence's state split over a few
-//! threads of a warp; `chunked` on the CPU for scans whose decay is a scalar per head (SSD), a (batch, head)
-//! per work item, chunks of q steps as matrix products; `conv` on the CPU for
+//! threads of a warp, its time loops walked in tiles staged through shared memory
+//! (`stage`: inputs copied with neighbouring loads, the step's per-sequence values such as
+//! dt and silu(z) computed once per sequence and step (`derive`), outputs stored from a
+//! shared row), then its loads issued a few steps ahead (`prefetch`); `chunked` on the CPU
+//! for scans whose decay is a scalar per head (SSD), a (batch, head) per work item, chunks
+//! of q steps as matrix products; `conv` on the CPU for
 //! time-invariant scans, one sequence per work item, the kernel K by its Vandermonde sum
 //! and the convolution by FFT in a host routine. Templates do not import each other:
-//! what they share is in `common`, `hoist`, `lanes` and `complex`.
+//! what they share is in `common`, `hoist`, `lanes` and `complex`; the GPU passes over a
+//! template's kernel (`stage`, `derive`, `prefetch`) share `affine` (index expressions)
+//! and `rewrite` (statements and values rebuilt).
 
 mod affine;
 pub mod axis;
