@@ -27,19 +27,26 @@ pub fn machine(target: &Target) -> Machine {
             eff_serial: 0.35,
             eff_parallel: 0.5,
             eff_matmul: 0.7,
+            // No CPU schedule: as elementwise work.
+            eff_scan: 0.5,
             // Measured: ssmc's FFT convolution (realfft) reaches about 50 GFLOP/s on
             // two cores, counting 2.5 n log2 n per real transform (bench/NOTES.md).
             eff_fft: 0.13,
         },
-        // H200: 67 TFLOP/s fp32, 4.28 TB/s, 132 SMs x 128 lanes.
+        // H200: 67 TFLOP/s fp32, 4.28 TB/s, 132 SMs x 128 lanes. The step latency and the
+        // scan's efficiency are fitted to ssmc's GPU schedules (bench/NOTES.md, 2026-12-03):
+        // a `recurrent` step of one sequence takes about 170 ns where the GPU is not full
+        // (Mamba-1 b1 d1536 L2048: 356 us), and the block `scan`'s combines reach about a
+        // twentieth of peak (b1 d1536: 213 us; b8 d4096: 4.1 ms).
         Target::Cuda { .. } => Machine {
             peak_flops: 67e12,
             bandwidth: 4.28e12,
             lanes: 16896.0,
-            step_latency: 30e-9,
+            step_latency: 150e-9,
             launch: 5e-6,
             eff_serial: 0.25,
             eff_parallel: 0.5,
+            eff_scan: 0.05,
             eff_matmul: 0.6,
             eff_fft: 0.3,
         },
@@ -63,6 +70,9 @@ pub struct Machine {
     pub eff_serial: f64,
     /// Fraction of peak reached by independent elementwise work.
     pub eff_parallel: f64,
+    /// Fraction of peak reached by an associative scan's combines (shuffles, shared memory
+    /// and barriers between them).
+    pub eff_scan: f64,
     /// Fraction of peak reached by matrix products.
     pub eff_matmul: f64,
     /// Fraction of peak reached by FFTs.
@@ -165,12 +175,15 @@ pub fn estimate(form: Form, s: &Shape, m: &Machine) -> Estimate {
     // The final state, computed directly by the forms that do not carry it step by step.
     let final_state = seq * l * n * s.mac();
     let util = |parallel: f64| (parallel / m.lanes).min(1.0);
+    // Flops of an associative scan's combines (at `eff_scan`).
+    let mut combines = 0.0;
     // (flops at each efficiency, extra bytes, depth, passes)
     let (serial, parallel, matmul, fft, extra_bytes, depth, passes) = match form {
         Form::Recurrent => (seq * l * n * 2.0 * s.mac(), s.decay_flops(), 0.0, 0.0, 0.0, l, 1.0),
         Form::Scan => {
             // Up-sweep and down-sweep: about two combines of three multiply-adds per element.
-            (0.0, seq * l * n * 6.0 * s.mac() + s.decay_flops(), 0.0, 0.0, 0.0, 2.0 * l.max(2.0).log2(), 2.0)
+            combines = seq * l * n * 6.0 * s.mac();
+            (0.0, s.decay_flops(), 0.0, 0.0, 0.0, 2.0 * l.max(2.0).log2(), 2.0)
         }
         Form::Chunked { q } => {
             let q = (q as f64).min(l).max(1.0);
@@ -222,9 +235,10 @@ pub fn estimate(form: Form, s: &Shape, m: &Machine) -> Estimate {
     let eff_serial = if l <= 1.0 { m.eff_parallel } else { m.eff_serial };
     let compute = serial / (m.peak_flops * eff_serial * util(chains))
         + parallel / (m.peak_flops * m.eff_parallel * util(chains * l))
+        + combines / (m.peak_flops * m.eff_scan * util(chains * l))
         + matmul / (m.peak_flops * m.eff_matmul)
         + fft / (m.peak_flops * m.eff_fft);
     let bytes = s.io_bytes + extra_bytes;
     let seconds = compute.max(bytes / m.bandwidth) + depth * m.step_latency + passes * m.launch;
-    Estimate { flops: serial + parallel + matmul + fft, bytes, depth, seconds }
+    Estimate { flops: serial + parallel + combines + matmul + fft, bytes, depth, seconds }
 }
