@@ -58,3 +58,45 @@ pub(crate) fn subst(i: &Index, v: Var, by: &Index) -> Index {
         other => other.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(n: u32) -> Index {
+        Index::Var(Var(n))
+    }
+
+    #[test]
+    fn coefficients_of_layout_indices() {
+        // b * (D * L) + d * L + t: time at unit stride; d at L; a dim-free product of b.
+        let (b, d, t) = (v(0), v(2), v(1));
+        let l = Index::Dim(2);
+        let i = Index::add(
+            Index::add(Index::mul(b.clone(), Index::mul(Index::Dim(1), l.clone())), Index::mul(d.clone(), l.clone())),
+            t.clone(),
+        );
+        assert_eq!(coefficient(&i, Var(1)), Some(Index::Const(1)));
+        assert_eq!(coefficient(&i, Var(2)), Some(l.clone()));
+        assert_eq!(coefficient(&i, Var(9)), Some(Index::Const(0)));
+        // Time-major: (b * L + t) * D + d has time at stride D.
+        let tm = Index::add(Index::mul(Index::add(Index::mul(b, l), t.clone()), Index::Dim(1)), d);
+        assert_eq!(coefficient(&tm, Var(1)), Some(Index::Dim(1)));
+        // Not affine in t: a quotient, a product of t with itself, a subtracted t.
+        assert_eq!(coefficient(&Index::div(t.clone(), Index::Const(4)), Var(1)), None);
+        assert_eq!(coefficient(&Index::mul(t.clone(), t.clone()), Var(1)), None);
+        assert_eq!(coefficient(&Index::sub(Index::Const(9), t), Var(1)), None);
+    }
+
+    #[test]
+    fn substitution_and_variables() {
+        let i = Index::add(Index::mul(v(1), Index::Const(3)), v(5));
+        assert_eq!(subst(&i, Var(1), &Index::Const(2)), Index::add(Index::Const(6), v(5)));
+        let mut used = Vec::new();
+        assert!(vars(&i, &mut used));
+        assert_eq!(used, vec![Var(1), Var(5)]);
+        assert!(reads(&i, Var(5)) && !reads(&i, Var(2)));
+        // The lane and the built-ins are not variables a copy could substitute.
+        assert!(!vars(&Index::add(i, Index::Lane), &mut Vec::new()));
+    }
+}

@@ -182,3 +182,61 @@ pub(crate) fn at(v: &Val, var: Var, by: &Index) -> Val {
         _ => None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ssmc_loops::UnOp;
+
+    fn load(buf: usize) -> Val {
+        Val::Load { buf, index: Index::Var(crate::axis::TIME), lanes: 1, stride: Index::Const(1) }
+    }
+
+    /// A step: x = u[t]; dt = softplus(delta[t] + bias); h = h * exp(dt) + dt * x (a state
+    /// var, set); y[t] = h * silu(z[t]), under a conditional.
+    #[test]
+    fn finds_the_per_sequence_values_of_a_step() {
+        let (x, dt, h, bias) = (Var(10), Var(11), Var(12), Var(3));
+        let silu = Val::mul(load(2), Val::un(UnOp::Exp, load(2)));
+        let body = vec![
+            Stmt::Let { var: x, lanes: 1, value: load(0) },
+            Stmt::Let { var: dt, lanes: 1, value: Val::un(UnOp::Softplus, Val::add(load(1), Val::Var(bias))) },
+            Stmt::Set {
+                var: h,
+                value: Val::add(
+                    Val::mul(Val::Var(h), Val::un(UnOp::Exp, Val::Var(dt))),
+                    Val::mul(Val::Var(dt), Val::Var(x)),
+                ),
+            },
+            Stmt::If {
+                cond: ssmc_loops::Cond::lt(Index::Const(0), Index::Const(1)),
+                then: vec![Stmt::Store { buf: 9, index: Index::Const(0), value: Val::mul(Val::Var(h), silu.clone()) }],
+                otherwise: vec![],
+            },
+        ];
+        let leaf = |v: &Val| matches!(v, Val::Load { buf, .. } if *buf < 3);
+        let d = Derived::of(&body, &leaf, &|v| v == bias);
+        assert_eq!(d.lets.iter().map(|(v, _)| *v).collect::<Vec<_>>(), vec![x, dt]);
+        // exp(dt) and dt x are per-sequence expressions of the state update; silu(z) of the store.
+        let want = [Val::un(UnOp::Exp, Val::Var(dt)), Val::mul(Val::Var(dt), Val::Var(x)), silu];
+        assert_eq!(d.exprs, want.to_vec());
+        // Nothing reads x or dt once those expressions are slots: no variable slot.
+        assert!(d.stored.is_empty(), "{:?}", d.stored);
+        let read = |k: usize| Val::Const(k as f32);
+        let applied = d.apply(&body, &read);
+        // The derived bindings are gone; the set and the store read slots 0, 1 and 2.
+        assert_eq!(applied.len(), 2);
+        assert_eq!(
+            applied[0],
+            Stmt::Set { var: h, value: Val::add(Val::mul(Val::Var(h), Val::Const(0.0)), Val::Const(1.0)) }
+        );
+        // A state variable (set in the loop) is never per-sequence.
+        let d = Derived::of(&body, &leaf, &|v| v == bias || v == h);
+        let reads_h = |e: &Val| {
+            let mut found = false;
+            e.visit(&mut |x| found |= *x == Val::Var(h));
+            found
+        };
+        assert!(!d.exprs.iter().any(reads_h), "{:?}", d.exprs);
+    }
+}
