@@ -60,11 +60,10 @@ impl Failure {
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         let code = match &e {
-            Error::Io(s) if s.starts_with("no CUDA driver/GPU") => gpu::SSMC_ERR_GPU,
             Error::Io(_) => SSMC_ERR_IO,
             Error::Manifest(_) => SSMC_ERR_MANIFEST,
             Error::Tensors(_) => SSMC_ERR_TENSORS,
-            Error::Cuda(_) | Error::NotCompiledWithCuda => gpu::SSMC_ERR_GPU,
+            Error::Cuda(_) | Error::NoGpu(_) | Error::NotCompiledWithCuda => gpu::SSMC_ERR_GPU,
         };
         Failure { code, message: e.to_string() }
     }

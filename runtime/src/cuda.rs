@@ -181,8 +181,7 @@ struct Grid {
 const MAX_SHARED_BYTES: u64 = 227 * 1024;
 
 /// The name of GPU 0 when the CUDA driver is installed and sees a GPU; otherwise the reason
-/// it cannot be used (an [`Error::Io`] starting with `no CUDA driver/GPU`, or
-/// [`Error::NotCompiledWithCuda`]).
+/// it cannot be used ([`Error::NoGpu`] or [`Error::NotCompiledWithCuda`]).
 pub fn cuda_device() -> Result<String, Error> {
     #[cfg(feature = "cuda")]
     {
@@ -225,7 +224,7 @@ mod imp {
     const DEFAULT_SHARED_BYTES: u64 = 48 * 1024;
 
     fn no_gpu(why: impl std::fmt::Display) -> Error {
-        Error::Io(format!("no CUDA driver/GPU: {why}"))
+        Error::NoGpu(why.to_string())
     }
 
     fn cuda(what: &str) -> impl Fn(cudarc::driver::DriverError) -> Error + '_ {

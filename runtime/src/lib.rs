@@ -30,9 +30,11 @@ pub enum Error {
     Manifest(String),
     /// The tensors do not fit the manifest: one line per problem.
     Tensors(Vec<String>),
-    /// The CUDA driver failed (rejected the PTX, a launch or a copy failed). A missing
-    /// driver or GPU is an [`Error::Io`] starting with `no CUDA driver/GPU`.
+    /// The CUDA driver failed (rejected the PTX, a launch or a copy failed).
     Cuda(String),
+    /// No CUDA driver, or no GPU it can use; its message says which (shown after
+    /// `no CUDA driver/GPU: `).
+    NoGpu(String),
     /// A GPU layer was run by an ssmc-runtime built without its `cuda` feature.
     NotCompiledWithCuda,
 }
@@ -44,6 +46,7 @@ impl fmt::Display for Error {
             Error::Manifest(s) => write!(f, "bad artifact: {s}"),
             Error::Tensors(p) => write!(f, "{}", p.join("\n")),
             Error::Cuda(s) => write!(f, "CUDA: {s}"),
+            Error::NoGpu(why) => write!(f, "no CUDA driver/GPU: {why}"),
             Error::NotCompiledWithCuda => {
                 write!(f, "ssmc-runtime was built without its `cuda` feature, so it cannot run PTX; rebuild it with `--features cuda`")
             }
