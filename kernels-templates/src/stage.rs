@@ -80,6 +80,14 @@ struct Slot {
     var: Var,
 }
 
+impl Slot {
+    /// `v` is a load of this slot's source.
+    fn is_load_of(&self, v: &Val) -> bool {
+        matches!(v, Val::Load { buf, index, stride, .. }
+            if self.buf == *buf && self.index == *index && self.stride == *stride)
+    }
+}
+
 /// `body` with every loop over [`axis::TIME`] (not nested in another) walked in staged
 /// tiles of `tile` steps, `tile` a multiple of `block.split`; the shared arrays it needs
 /// join `scratch` (the kernel's scratch arrays). `input(buf)` tells the tensors the kernel
@@ -155,10 +163,7 @@ fn staged_loop(
     let plain = replace_body(&body, &invariant, None);
     // The per-sequence values of a step, computed in the copy (loads of a sequence's
     // tensors at the step are their leaves).
-    let leaf = |v: &Val| {
-        matches!(v, Val::Load { buf, index, stride, .. }
-            if slots.iter().any(|s| s.class == Class::PerSequence && s.buf == *buf && s.index == *index && s.stride == *stride))
-    };
+    let leaf = |v: &Val| slots.iter().any(|s| s.class == Class::PerSequence && s.is_load_of(v));
     let scalar = |v: Var| block.scalars.contains(&v) || invariant.iter().any(|s| s.var == v);
     let derived = Derived::of(&plain, &leaf, &scalar);
     let mut per_sequence = Vec::new();
@@ -170,16 +175,18 @@ fn staged_loop(
         slot.at = block.tensors + scratch.len();
         scratch.push(Scratch::shared(Index::Const(t * row(slot, block.state))));
     }
-    let output = output_of(&plain, block).map(|(buf, index)| {
-        let at = block.tensors + scratch.len();
-        scratch.push(Scratch::shared(Index::Const(sequences * per_sequence_row)));
-        Output { buf, index, at }
-    });
     let per_group: Vec<&Slot> = slots.iter().filter(|s| s.class == Class::PerGroup).collect();
     if per_group.is_empty() && derived.slots() == 0 {
         out.push(Stmt::For { var: axis::TIME, lo, hi, reverse, body: plain });
         return out;
     }
+    // Outputs leave through shared memory only in a staged walk (the tiles' barriers order
+    // the row's writes and reads).
+    let output = output_of(&plain, block).map(|(buf, index)| {
+        let at = block.tensors + scratch.len();
+        scratch.push(Scratch::shared(Index::Const(sequences * per_sequence_row)));
+        Output { buf, index, at }
+    });
     let tiles = Tiles { lo, hi, reverse, tile, per_sequence_row, t_lo: fresh(next), t_hi: fresh(next) };
     let staging = Staging { derived: &derived, per_sequence: &per_sequence, per_group: &[], output: output.as_ref() };
     let in_place = if derived.slots() > 0 {
@@ -438,7 +445,7 @@ fn collect(body: &[Stmt], block: &Block, input: &dyn Fn(usize) -> bool, slots: &
     let mut found = |v: &Val, guarded: bool| {
         v.visit(&mut |x| {
             if let Val::Load { buf, index, lanes, stride } = x {
-                if !input(*buf) || slots.iter().any(|s| s.buf == *buf && s.index == *index && s.stride == *stride) {
+                if !input(*buf) || slots.iter().any(|s| s.is_load_of(x)) {
                     return;
                 }
                 let classified = classify(index, *lanes, stride, guarded);
@@ -486,8 +493,8 @@ fn classify(index: &Index, lanes: u32, stride: &Index, guarded: bool) -> Option<
 /// variables).
 fn replace_body(body: &[Stmt], slots: &[&Slot], tiles: Option<(&Tiles, &Block)>) -> Vec<Stmt> {
     let copy = |x: &Val| match x {
-        Val::Load { buf, index, lanes, stride } => {
-            let slot = slots.iter().find(|s| s.buf == *buf && s.index == *index && s.stride == *stride)?;
+        Val::Load { lanes, .. } => {
+            let slot = slots.iter().find(|s| s.is_load_of(x))?;
             match tiles {
                 _ if slot.class == Class::Invariant => Some(Val::Var(slot.var)),
                 Some((tiles, block)) => Some(tiles.read(block, slot, *lanes)),
