@@ -125,6 +125,12 @@ pub fn exp<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>
 fn exp_gpu<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
     let n = x.get_type().get_size();
     let x = cg.call("llvm.maximum", &[cg.call("llvm.minimum", &[x, c(cg, 89.0, n)])?, c(cg, -104.0, n)])?;
+    exp_gpu_in_range(cg, x)
+}
+
+/// [`exp_gpu`] of x already in [-104, 89] (or NaN).
+fn exp_gpu_in_range<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
+    let n = x.get_type().get_size();
     let log2e = std::f64::consts::LOG2_E;
     let log2e_lo = log2e - f64::from(log2e as f32);
     let h = cg.b.build_float_mul(x, c(cg, log2e, n), "").map_err(err)?;
@@ -161,7 +167,7 @@ const EXP_MIN: f64 = -87.33654;
 /// `exp` of x already in [-104, 89] (or NaN, which gives NaN on AVX-512 and poison elsewhere).
 fn exp_in_range<'ctx>(cg: &Cg<'_, 'ctx>, x: VectorValue<'ctx>) -> R<VectorValue<'ctx>> {
     if !cg.cpu {
-        return exp_gpu(cg, x);
+        return exp_gpu_in_range(cg, x);
     }
     let n = x.get_type().get_size();
     let k = cg.call("llvm.rint", &[cg.b.build_float_mul(x, c(cg, std::f64::consts::LOG2_E, n), "").map_err(err)?])?;
