@@ -75,7 +75,7 @@ pub fn state_split(spec: &ScanSpec, threads: u32, prefetch: u32, tile: u32) -> R
     ];
     let guarded = Kernel { body: guard.apply(k.body.clone()), ..k.clone() };
     let valid = guard.valid.clone();
-    let (staged, scratch) = staged(&guarded, spec, (s, threads), tile, (Index::Var(first), valid), &mut next);
+    let (staged, scratch) = staged(&guarded, spec, (s, threads), tile, (Index::Var(first), valid), &input, &mut next);
     // The staged copies are never written during the steps: their loads move too.
     let readable = |b: usize| input(b) || b >= staged_from;
     body.extend(prefetch_time(staged, prefetch, &readable, &mut next));
@@ -86,7 +86,8 @@ pub fn state_split(spec: &ScanSpec, threads: u32, prefetch: u32, tile: u32) -> R
 /// an H200 SM's 228 KiB (occupancy hides the latency of the steps).
 pub const STAGE_BYTES: i64 = 24 * 1024;
 
-/// `k`'s body with its time loops staged in tiles of `tile` steps ([`crate::stage`]),
+/// `k`'s body with its time loops staged in tiles of `tile` steps ([`crate::stage`];
+/// `input(buf)`: a tensor the kernel never writes),
 /// halved while the copies take more than [`STAGE_BYTES`], and its scratch with theirs;
 /// a `tile` of 0 stages nothing.
 fn staged(
@@ -95,9 +96,9 @@ fn staged(
     (split, threads): (u32, u32),
     tile: u32,
     (first, valid): (Index, Cond),
+    input: &dyn Fn(usize) -> bool,
     next: &mut u32,
 ) -> (Vec<Stmt>, Vec<Scratch>) {
-    let input = |b: usize| spec.buffers.get(b).is_some_and(|buf| !buf.output);
     let block = Block {
         threads,
         split,
@@ -112,7 +113,7 @@ fn staged(
     let mut tile = tile.next_multiple_of(split);
     while tile > 0 {
         let mut scratch = k.scratch.clone();
-        let body = stage_time(k.body.clone(), &block, tile, &input, &mut scratch, next);
+        let body = stage_time(k.body.clone(), &block, tile, input, &mut scratch, next);
         let bytes: i64 = scratch[k.scratch.len()..].iter().map(|s| 4 * s.size.eval(&[]).unwrap_or(i64::MAX / 8)).sum();
         if bytes <= STAGE_BYTES || tile <= split {
             return (body, scratch);
