@@ -307,13 +307,23 @@ pub unsafe extern "C" fn ssmc_layer_run(
 #[allow(unsafe_code)] // Exported to C: the caller upholds the ownership contract above.
 #[no_mangle]
 pub unsafe extern "C" fn ssmc_layer_close(layer: *mut SsmcLayer) {
-    if layer.is_null() {
+    // Sound: as the caller promised.
+    unsafe { close(layer) }
+}
+
+/// Drops a handle from [`open`]; null is ignored: the body of the `close` entry points.
+///
+/// # Safety
+/// `handle` is null or from `open`, and dropped once.
+#[allow(unsafe_code)] // Takes back a pointer given to C; sound under the contract above.
+unsafe fn close<T>(handle: *mut T) {
+    if handle.is_null() {
         return;
     }
-    // Sound: the pointer came from Box::into_raw in `ssmc_layer_open` and is dropped once.
-    let layer = unsafe { Box::from_raw(layer) };
+    // Sound: the pointer came from Box::into_raw in `open` and is dropped once.
+    let handle = unsafe { Box::from_raw(handle) };
     // Unloading cannot fail in a way C could act on; a panic must not reach it.
-    let _ = catch_unwind(AssertUnwindSafe(move || drop(layer)));
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(handle)));
 }
 
 /// The version of ssmc-runtime, a static NUL-terminated string.

@@ -3,10 +3,9 @@
 //! caller's `CUstream`, with no copies and no synchronization ([`GpuLayer::run_device`]).
 //! The same checks, codes and messages as the CPU entry points, plus `SSMC_ERR_GPU`.
 
-use super::{convert, finish, guarded, open, tensor_refs, Failure, SsmcTensor};
+use super::{close, convert, finish, guarded, open, tensor_refs, Failure, SsmcTensor};
 use crate::GpuLayer;
 use std::ffi::{c_char, c_int, c_void};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// No CUDA driver or GPU, the driver refused the PTX or the launch, or the runtime was
 /// built without its `cuda` feature: nothing was enqueued.
@@ -73,12 +72,8 @@ pub unsafe extern "C" fn ssmc_gpu_layer_run(
 #[allow(unsafe_code)] // Exported to C: the caller upholds the ownership contract above.
 #[no_mangle]
 pub unsafe extern "C" fn ssmc_gpu_layer_close(layer: *mut SsmcGpuLayer) {
-    if layer.is_null() {
-        return;
-    }
-    // Sound: the pointer came from Box::into_raw in `ssmc_gpu_layer_open`, dropped once.
-    let layer = unsafe { Box::from_raw(layer) };
-    let _ = catch_unwind(AssertUnwindSafe(move || drop(layer)));
+    // Sound: as the caller promised.
+    unsafe { close(layer) }
 }
 
 #[cfg(all(test, unix))]
